@@ -7,12 +7,12 @@ them into a matcher. Nothing here knows about YAML or about matching.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Action", "ListInfo", "MatchMode", "RuleSpec"]
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a matching rule asks for, most severe first."""
 
     BLOCK = "block"
@@ -22,10 +22,13 @@ class Action(str, Enum):
     @property
     def severity(self) -> int:
         """Higher is more severe: block 3, warn 2, shadow 1."""
-        return {"block": 3, "warn": 2, "shadow": 1}[self.value]
+        return _SEVERITY[self.value]
 
 
-class MatchMode(str, Enum):
+_SEVERITY = {"block": 3, "warn": 2, "shadow": 1}
+
+
+class MatchMode(StrEnum):
     """How a phrase must sit in the query.
 
     `word`: the phrase starts and ends at word boundaries (the default).

@@ -1,0 +1,120 @@
+"""Character folding: the first normalization stage.
+
+Every character of a rule phrase or a query is folded on its own, through one table:
+
+- invisible characters (format controls such as zero-width space and joiners, word joiner, BOM,
+  soft hyphen, bidi controls; variation selectors and other combining marks; Hangul fillers)
+  vanish, so they can neither split nor hide a word;
+- control characters, lone surrogates, unassigned code points and every kind of space become a
+  plain space;
+- everything else is decomposed (NFKD: fullwidth forms, mathematical alphanumerics, circled
+  letters, ligatures), stripped of diacritics, case-folded (ß -> ss, final sigma -> sigma), and
+  mapped through the Unicode confusables data (UTS #39) plus a curated map of lookalikes that
+  UTS #39 sends to rare letters (Greek κ τ χ η, Cyrillic к т м н в), until nothing changes;
+- digits of any script become ASCII digits; leetspeak is left to `intercept.normalize`.
+
+The result uses lowercase letters only, so the later stages may use uppercase ASCII as markers.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from importlib import resources
+
+__all__ = ["fold", "fold_char"]
+
+# Letters UTS #39 maps to a rare lookalike (kra, small capitals, turned letters) or not at all.
+_CURATED: dict[str, str] = {
+    "κ": "k", "ĸ": "k", "к": "k", "ᴋ": "k",
+    "τ": "t", "т": "t", "ᴛ": "t",
+    "χ": "x", "х": "x",
+    "η": "n", "ƞ": "n", "п": "n",
+    "м": "m", "ᴍ": "m", "ʍ": "m",
+    "н": "h", "ʜ": "h",
+    "в": "b", "ʙ": "b",
+    "ω": "w", "ш": "w",
+    "μ": "u", "υ": "u", "ʋ": "u",
+    "ι": "i", "ı": "i",
+    "ν": "v", "ρ": "p", "ϲ": "c", "ο": "o", "ε": "e", "α": "a", "β": "b",
+}  # fmt: skip
+
+_HANGUL_FILLERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+_LETTER_NAME = re.compile(
+    r"(?:LATIN (?:CAPITAL|SMALL) LETTER|LATIN LETTER SMALL CAPITAL|SYMBOL LETTER) ([A-Z])$"
+)
+_CACHE_LIMIT = 200_000
+
+
+def _load_confusables() -> dict[str, str]:
+    table: dict[str, str] = {}
+    text = resources.files("intercept").joinpath("data/confusables.tsv").read_text("utf-8")
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        src, dst = line.split("\t")
+        table[chr(int(src, 16))] = "".join(chr(int(cp, 16)) for cp in dst.split())
+    return table
+
+
+_CONFUSABLES = _load_confusables()
+
+
+def _basic(text: str) -> str:
+    """Decompose, case-fold, decompose again, drop combining marks."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return "".join(c for c in text if unicodedata.category(c)[0] != "M")
+
+
+def _lookalike(ch: str) -> str:
+    if ch in _CURATED:
+        return _CURATED[ch]
+    if ch in _CONFUSABLES:
+        return _basic(_CONFUSABLES[ch])
+    if not ch.isascii():
+        named = _LETTER_NAME.search(unicodedata.name(ch, ""))
+        if named:
+            return named.group(1).lower()
+    return ch
+
+
+def fold_char(ch: str) -> str:
+    """Fold one character (see the module docstring). Returns '', ' ' or folded letters."""
+    category = unicodedata.category(ch)
+    if category == "Cf" or ch in _HANGUL_FILLERS or category[0] == "M":
+        return ""
+    if category in ("Cc", "Cs", "Cn", "Co") or category[0] == "Z":
+        return " "
+    if category == "Nd":
+        return str(unicodedata.digit(ch))
+    if ch.isascii():
+        return ch.lower()
+    text = _basic(_CURATED.get(ch, ch))
+    for _ in range(4):
+        folded = _basic("".join(_lookalike(c) for c in text))
+        if folded == text:
+            break
+        text = folded
+    return text
+
+
+class _FoldTable(dict[int, str]):
+    """`str.translate` table that folds code points on first sight and remembers them."""
+
+    def __missing__(self, code: int) -> str:
+        folded = fold_char(chr(code))
+        if len(self) < _CACHE_LIMIT:
+            self[code] = folded
+        return folded
+
+
+_TABLE = _FoldTable()
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def fold(text: str) -> str:
+    """Fold every character of `text`; never raises, linear in the length."""
+    if text.isascii():
+        text = text.lower()
+        return _ASCII_CONTROL.sub(" ", text) if _ASCII_CONTROL.search(text) else text
+    return text.translate(_TABLE)

@@ -1,0 +1,323 @@
+"""The compiled, immutable rule set: one Aho-Corasick automaton over every normalized phrase.
+
+Compilation turns each phrase into lookup keys: the phrase is normalized like a query, and for
+a phrase of several words every way of joining neighbouring words is a key too, so "big cat"
+also finds "bigcat". `word` keys carry a space at both ends, `prefix` keys at the start only,
+`substring` keys none; since normalized queries are padded and separated by single spaces, an
+automaton hit on a `word` key already sits on word boundaries. A hit is then verified against
+the run lengths of the query (stretching may add letters, never remove them, and a run of two
+counts as stretching only when the whole word is doubled), which is cheap and rare.
+
+Decisions: a rule matches when one of its `terms` is found, or a phrase from every `all_of`
+group is found, and none of its `unless` phrases is found anywhere. When several rules match,
+the most severe action wins (block > warn > shadow), then the lowest id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import ahocorasick
+
+from intercept.normalize import Normalized, alternatives, collapse, normalize, runs
+from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
+
+__all__ = ["Explanation", "Hit", "Match", "RuleSet", "compile_rules"]
+
+_MAX_JOINED_WORDS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The decisive rule for a query."""
+
+    rule_id: str
+    category: str
+    action: Action
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One phrase found in one reading of a query (for `explain`)."""
+
+    rule_id: str
+    role: str  # "term", "unless" or "all_of[N]"
+    phrase: str
+    reading: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What `RuleSet.explain` reports: the stages, every hit, the rules that matched."""
+
+    normalized: Normalized
+    hits: tuple[Hit, ...]
+    matched: tuple[Match, ...]
+    suppressed: tuple[str, ...]
+    decision: Match | None
+
+
+# A lookup key's meaning is packed into one int, to keep 100,000 rules small in memory:
+# bits 0-11 key length, 12-13 match mode, 14-21 role (0 term, 1 unless, 2+N all_of group N),
+# 22-33 the phrase's index in its list, 34 "has repeated letters", 35 and up the rule's index.
+_MODES = (MatchMode.WORD, MatchMode.PREFIX, MatchMode.SUBSTRING)
+_MODE_CODE = {mode: code for code, mode in enumerate(_MODES)}
+_MAX_KEY = (1 << 12) - 1
+_MAX_PHRASES = 1 << 12
+_MAX_GROUPS = (1 << 8) - 2
+_ROLE_TERM = 0
+_ROLE_UNLESS = 1
+
+
+def _pack(rule: int, role: int, phrase: int, mode: MatchMode, length: int, counted: bool) -> int:
+    return (
+        length
+        | _MODE_CODE[mode] << 12
+        | role << 14
+        | phrase << 22
+        | int(counted) << 34
+        | rule << 35
+    )
+
+
+def _phrase_forms(phrase: str, mode: MatchMode) -> set[str]:
+    """Every uncollapsed padded form of `phrase` that the automaton should look for."""
+    forms: set[str] = set()
+    for reading in alternatives(phrase):
+        words = reading.split()
+        if not words:
+            continue
+        gaps = len(words) - 1
+        if gaps <= _MAX_JOINED_WORDS - 1:
+            joins: Iterable[tuple[bool, ...]] = itertools.product((False, True), repeat=gaps)
+        else:
+            joins = ((False,) * gaps, (True,) * gaps)
+        for join in joins:
+            text = words[0]
+            for word, joined in zip(words[1:], join, strict=True):
+                text += word if joined else " " + word
+            if mode is MatchMode.WORD:
+                forms.add(f" {text} ")
+            elif mode is MatchMode.PREFIX:
+                forms.add(f" {text}")
+            else:
+                forms.add(text)
+    return forms
+
+
+def _accept_run(query: int, rule: int, doubled: bool) -> bool:
+    return query == rule or (query > rule and (query >= 3 or doubled))
+
+
+def _verify(
+    counts: tuple[int, ...], mode: MatchMode, qruns: list[tuple[str, int]], start: int
+) -> bool:
+    """Check run lengths of a hit starting at collapsed index `start`."""
+    last = len(counts) - 1
+    for i, rule_count in enumerate(counts):
+        count = qruns[start + i][1]
+        if count == rule_count:
+            continue
+        if count < rule_count:
+            return False
+        open_start = i == 0 and mode is MatchMode.SUBSTRING
+        open_end = i == last and mode is not MatchMode.WORD
+        if open_start or open_end:
+            continue
+        if count >= 3 or _word_doubled(qruns, start + i):
+            continue
+        return False
+    return True
+
+
+def _word_doubled(qruns: list[tuple[str, int]], index: int) -> bool:
+    """Whether every letter of the word around run `index` is written at least twice."""
+    lo = index
+    while lo > 0 and qruns[lo - 1][0] != " ":
+        lo -= 1
+    hi = index
+    while hi < len(qruns) - 1 and qruns[hi + 1][0] != " ":
+        hi += 1
+    return all(count >= 2 for _, count in qruns[lo : hi + 1])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RuleSet:
+    """An immutable, compiled rule set. Build it with `intercept.load_rules`."""
+
+    rules: tuple[RuleSpec, ...]
+    lists: tuple[ListInfo, ...]
+    version: str
+    _automaton: ahocorasick.Automaton = field(repr=False)
+    _single: array[int] = field(repr=False)  # a key's meaning, by the automaton's value
+    _shared: tuple[tuple[int, ...], ...] = field(repr=False)  # keys with several meanings
+    _counts: dict[int, tuple[int, ...]] = field(repr=False)  # run lengths, doubled letters only
+    _groups: tuple[int, ...] = field(repr=False)
+    _rank: tuple[int, ...] = field(repr=False)  # decision order: severity, then id
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def _meanings(self, value: int) -> tuple[int, ...]:
+        return (self._single[value],) if value >= 0 else self._shared[-1 - value]
+
+    def _scan(
+        self, readings: Sequence[str], hits: list[Hit] | None = None
+    ) -> tuple[set[int], set[int], dict[int, set[int]]]:
+        terms: set[int] = set()
+        unless: set[int] = set()
+        groups: dict[int, set[int]] = {}
+        for reading_index, reading in enumerate(readings):
+            collapsed = collapse(reading)
+            qruns: list[tuple[str, int]] | None = None
+            for end, value in self._automaton.iter(collapsed):
+                for entry in self._meanings(value):
+                    start = end - (entry & _MAX_KEY) + 1
+                    counted = entry >> 34 & 1
+                    if reading != collapsed:
+                        if qruns is None:
+                            qruns = runs(reading)
+                        counts = self._counts[entry] if counted else (1,) * (entry & _MAX_KEY)
+                        if not _verify(counts, _MODES[entry >> 12 & 3], qruns, start):
+                            continue
+                    elif counted:
+                        continue  # the rule has a doubled letter that the query lacks
+                    rule = entry >> 35
+                    role = entry >> 14 & 0xFF
+                    if role == _ROLE_TERM:
+                        terms.add(rule)
+                    elif role == _ROLE_UNLESS:
+                        unless.add(rule)
+                    else:
+                        groups.setdefault(rule, set()).add(role)
+                    if hits is not None:
+                        hits.append(self._hit(entry, reading_index, reading, start, end))
+        return terms, unless, groups
+
+    def _hit(self, entry: int, index: int, reading: str, start: int, end: int) -> Hit:
+        offsets = [0]
+        for _, count in runs(reading):
+            offsets.append(offsets[-1] + count)
+        lo, hi = offsets[start], offsets[end + 1]
+        text = reading[lo:hi]
+        lo, hi = lo + len(text) - len(text.lstrip(" ")), lo + len(text.rstrip(" "))
+        spec = self.rules[entry >> 35]
+        role, phrase = entry >> 14 & 0xFF, entry >> 22 & (_MAX_PHRASES - 1)
+        if role == _ROLE_TERM:
+            name, text = "term", spec.terms[phrase]
+        elif role == _ROLE_UNLESS:
+            name, text = "unless", spec.unless[phrase]
+        else:
+            name, text = f"all_of[{role - 2}]", spec.all_of[role - 2][phrase]
+        # offsets count from the start of the reading without its leading pad space
+        return Hit(spec.id, name, text, index, lo - 1, hi - 1, reading[lo:hi])
+
+    def _decide(self, terms: set[int], unless: set[int], groups: dict[int, set[int]]) -> list[int]:
+        matched = terms - unless if unless else terms
+        for rule, found in groups.items():
+            if rule not in unless and len(found) == self._groups[rule]:
+                matched.add(rule)
+        return sorted(matched, key=self._rank.__getitem__)
+
+    def _match_of(self, index: int) -> Match:
+        spec = self.rules[index]
+        return Match(spec.id, spec.category, spec.action, spec.language)
+
+    def match(self, text: str) -> Match | None:
+        """The decisive match for `text`, or None. Never raises for any `str`."""
+        order = self._decide(*self._scan(alternatives(text)))
+        return self._match_of(order[0]) if order else None
+
+    def match_all(self, text: str) -> list[Match]:
+        """Every matching rule for `text`, decisive first."""
+        return [self._match_of(r) for r in self._decide(*self._scan(alternatives(text)))]
+
+    def explain(self, text: str) -> Explanation:
+        """Every stage of normalization, every phrase found, and the decision."""
+        normalized = normalize(text)
+        hits: list[Hit] = []
+        terms, unless, groups = self._scan(normalized.alternatives, hits)
+        found = terms | {rule for rule, g in groups.items() if len(g) == self._groups[rule]}
+        suppressed = sorted(self.rules[r].id for r in found & unless)
+        matched = tuple(self._match_of(r) for r in self._decide(terms, unless, groups))
+        return Explanation(
+            normalized, tuple(hits), matched, tuple(suppressed), matched[0] if matched else None
+        )
+
+
+def _version(rules: Sequence[RuleSpec]) -> str:
+    digest = hashlib.sha256()
+    for spec in rules:
+        fields = (spec.id, spec.category, spec.action.value, spec.language, spec.match.value,
+                  spec.terms, spec.all_of, spec.unless)  # fmt: skip
+        digest.update(repr(fields).encode())
+    return digest.hexdigest()[:16]
+
+
+def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> RuleSet:
+    """Compile validated specs into a `RuleSet`.
+
+    Phrases that normalize to nothing are skipped (`intercept check` warns about them).
+    Raises `ValueError` for limits of the packed lookup table (a phrase over 4,095 characters
+    once normalized, over 4,096 phrases or 254 `all_of` groups in one rule).
+    """
+    # The automaton stores 32-bit ints: an index into `single`, or -1-N for `shared[N]`.
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    single = array("q")
+    shared: list[list[int]] = []
+    counts: dict[int, tuple[int, ...]] = {}
+
+    def add(rule: int, role: int, index: int, phrase: str, mode: MatchMode) -> None:
+        if index >= _MAX_PHRASES or role > _MAX_GROUPS + 1:
+            raise ValueError(f"rule {rules[rule].id}: too many phrases or groups")
+        for form in _phrase_forms(phrase, mode):
+            key = collapse(form)
+            if len(key) > _MAX_KEY:
+                raise ValueError(f"rule {rules[rule].id}: phrase too long: {phrase[:40]!r}...")
+            entry = _pack(rule, role, index, mode, len(key), key != form)
+            if key != form:
+                counts[entry] = tuple(n for _, n in runs(form))
+            old = automaton.get(key, None)
+            if old is None:
+                automaton.add_word(key, len(single))
+                single.append(entry)
+            elif old >= 0:
+                if single[old] != entry:
+                    shared.append([single[old], entry])
+                    automaton.add_word(key, -len(shared))
+            elif entry not in shared[-1 - old]:
+                shared[-1 - old].append(entry)
+
+    for rule, spec in enumerate(rules):
+        for index, phrase in enumerate(spec.terms):
+            add(rule, _ROLE_TERM, index, phrase, spec.match)
+        for group, phrases in enumerate(spec.all_of):
+            for index, phrase in enumerate(phrases):
+                add(rule, 2 + group, index, phrase, spec.match)
+        for index, phrase in enumerate(spec.unless):
+            add(rule, _ROLE_UNLESS, index, phrase, MatchMode.WORD)
+    automaton.make_automaton()
+
+    order = sorted(range(len(rules)), key=lambda r: (-rules[r].action.severity, rules[r].id))
+    rank = [0] * len(rules)
+    for position, index in enumerate(order):
+        rank[index] = position
+    return RuleSet(
+        rules=tuple(rules),
+        lists=tuple(lists),
+        version=_version(rules),
+        _automaton=automaton,
+        _single=single,
+        _shared=tuple(tuple(meanings) for meanings in shared),
+        _counts=counts,
+        _groups=tuple(len(spec.all_of) for spec in rules),
+        _rank=tuple(rank),
+    )

@@ -1,0 +1,255 @@
+"""Strict YAML reading for rule files: plain data, every line known, no surprises.
+
+`parse_yaml()` and `read_yaml_file()` return plain Python data built by a loader derived from
+`yaml.SafeLoader`, with these differences:
+
+- Mappings are `LocatedDict` and sequences are `LocatedList`: ordinary `dict` and `list`
+  subclasses that also carry the 1-based line where they start and the line of each key or item,
+  so that every later error can point at the line to fix (`locate()` follows an error path).
+- A key repeated in one mapping is recorded as a `DuplicateKey` (with both lines) instead of
+  silently replacing the first value; loading carries on, so all repetitions are reported at once.
+  The last value wins in the returned data, as in plain YAML. Keys brought in by a merge key
+  (`<<: *anchor`) may be overridden without being reported.
+- Plain scalars are resolved as in the YAML 1.2 core schema, the one editors and the YAML language
+  server use: only `true`/`false` are booleans (`no`, the Norwegian language tag, stays a string),
+  dates stay strings (`updated: 2026-11-29` is `"2026-11-29"`), and `012` is the integer 12.
+
+Syntax errors, unreadable files and text that is not UTF-8 raise `RuleError` with one `Problem`
+naming the file and, when known, the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, SequenceNode
+
+from intercept.errors import Problem, RuleError
+
+__all__ = [
+    "DuplicateKey",
+    "LocatedDict",
+    "LocatedList",
+    "YamlDocument",
+    "locate",
+    "parse_yaml",
+    "read_yaml_file",
+]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class LocatedDict(dict[Any, Any]):
+    """A YAML mapping: a plain `dict` that also knows its `line` and each key's line."""
+
+    __slots__ = ("key_lines", "line")
+
+    def __init__(self, *, line: int) -> None:
+        super().__init__()
+        self.line: int = line
+        self.key_lines: dict[Any, int] = {}
+
+
+class LocatedList(list[Any]):
+    """A YAML sequence: a plain `list` that also knows its `line` and each item's line."""
+
+    __slots__ = ("item_lines", "line")
+
+    def __init__(self, *, line: int) -> None:
+        super().__init__()
+        self.line: int = line
+        self.item_lines: list[int] = []
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateKey:
+    """A key written twice in the same mapping; `mapping` is that mapping in the loaded data."""
+
+    key: Any
+    line: int
+    first_line: int
+    mapping: LocatedDict
+
+    @property
+    def message(self) -> str:
+        """The curator-facing description, e.g. `duplicate key 'terms' (first at line 7)`."""
+        return f"duplicate key {_quote(self.key)} (first at line {self.first_line})"
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """What a YAML text held: its data (`None` when empty) and any repeated keys."""
+
+    data: Any
+    duplicate_keys: tuple[DuplicateKey, ...]
+
+
+def _quote(key: Any) -> str:
+    return f"'{key}'" if isinstance(key, str) else repr(key)
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core scalars, located containers and duplicate-key records."""
+
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicate_keys: list[DuplicateKey] = []
+
+    def construct_located_mapping(self, node: MappingNode) -> Iterator[LocatedDict]:
+        mapping = LocatedDict(line=_line(node))
+        yield mapping
+        written = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
+        self.flatten_mapping(node)
+        first_lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found a key that is not a plain value",
+                    key_node.start_mark,
+                )
+            line = _line(key_node)
+            if id(key_node) in written:
+                if key in first_lines:
+                    self.duplicate_keys.append(
+                        DuplicateKey(key, line, first_lines[key], mapping),
+                    )
+                else:
+                    first_lines[key] = line
+            mapping[key] = self.construct_object(value_node)
+            mapping.key_lines[key] = line
+
+    def construct_located_sequence(self, node: SequenceNode) -> Iterator[LocatedList]:
+        sequence = LocatedList(line=_line(node))
+        yield sequence
+        for item_node in node.value:
+            sequence.append(self.construct_object(item_node))
+            sequence.item_lines.append(_line(item_node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_located_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:seq", _StrictLoader.construct_located_sequence)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_StrictLoader.add_implicit_resolver(_MERGE_TAG, re.compile(r"^(?:<<)$"), ["<"])
+
+
+def _syntax_problem(error: yaml.YAMLError, text: str, file: str) -> Problem:
+    """One `invalid YAML: ...` problem from PyYAML's error, at the line it points to."""
+    if isinstance(error, yaml.reader.ReaderError):
+        line = text.count("\n", 0, error.position) + 1
+        message = f"character #x{error.character:04x} is not allowed in YAML text"
+        return Problem(file, line, None, f"invalid YAML: {message}")
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return Problem(file, 0, None, f"invalid YAML: {error}")
+    mark = error.problem_mark or error.context_mark
+    line = int(mark.line) + 1 if mark is not None else 0
+    context = error.context
+    if context == "expected a single document in the stream":
+        message = "found a second document ('---'); a rule file holds one"
+    else:
+        if context and error.problem and error.context_mark is not None:
+            context = f"{context} at line {int(error.context_mark.line) + 1}"
+        message = ": ".join(part for part in (context, error.problem) if part)
+        if error.problem and "'\\t'" in error.problem:
+            message += " (indent with spaces, not tabs)"
+    return Problem(file, line, None, f"invalid YAML: {message}")
+
+
+def parse_yaml(text: str, *, file: str) -> YamlDocument:
+    """Load one YAML document from `text`; `file` names it in problems.
+
+    Raises `RuleError` with one `Problem` (file, line, message `invalid YAML: ...`) when the
+    text is not well-formed YAML, holds more than one document, or uses a tag other than the
+    standard ones (no Python objects are ever built).
+    """
+    try:
+        loader = _StrictLoader(text)
+    except yaml.YAMLError as error:
+        raise RuleError([_syntax_problem(error, text, file)]) from error
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as error:
+        raise RuleError([_syntax_problem(error, text, file)]) from error
+    finally:
+        loader.dispose()
+    return YamlDocument(data, tuple(sorted(loader.duplicate_keys, key=lambda dup: dup.line)))
+
+
+def read_yaml_file(path: Path, *, file: str) -> YamlDocument:
+    """Read `path` as UTF-8 (a leading byte-order mark is allowed) and `parse_yaml()` it.
+
+    `file` is the name used in problems, usually the path as the user wrote it. Raises
+    `RuleError` when the file cannot be read, is not UTF-8, or is not valid YAML.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise RuleError([Problem(file, 0, None, f"cannot read file: {error.strerror}")]) from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        problem = Problem(file, line, None, "not UTF-8 text (re-save the file as UTF-8)")
+        raise RuleError([problem]) from error
+    return parse_yaml(text, file=file)
+
+
+def locate(data: Any, path: Iterable[str | int], *, default: int = 0) -> int:
+    """The line of the deepest node reachable along `path` (keys and item indexes) in `data`.
+
+    Used to place an error reported for a path such as `("rules", 3, "action")`: the line of the
+    `action` key when it exists, else the line of rule 3, else that of `rules`, else `default`.
+    """
+    line = data.line if isinstance(data, LocatedDict | LocatedList) else default
+    node: Any = data
+    for part in path:
+        if isinstance(node, LocatedDict) and part in node:
+            line = node.key_lines[part]
+            node = node[part]
+        elif isinstance(node, LocatedList) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.item_lines[part]
+            node = node[part]
+        else:
+            break
+    return line

@@ -1,0 +1,52 @@
+"""Shared test helpers: build rule sets in memory without touching rule files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+from hypothesis import settings
+
+from intercept.ruleset import RuleSet, compile_rules
+from intercept.rulespec import Action, MatchMode, RuleSpec
+
+MakeRules = Callable[..., RuleSet]
+
+
+def spec(
+    rule_id: str,
+    *terms: str,
+    action: str = "block",
+    match: str = "word",
+    unless: tuple[str, ...] = (),
+    all_of: tuple[tuple[str, ...], ...] = (),
+    category: str = "demo",
+    language: str = "en",
+) -> RuleSpec:
+    """A rule spec with the defaults a test rarely cares about."""
+    return RuleSpec(
+        id=rule_id,
+        category=category,
+        action=Action(action),
+        language=language,
+        match=MatchMode(match),
+        terms=terms,
+        all_of=all_of,
+        unless=unless,
+    )
+
+
+@pytest.fixture
+def make_rules() -> MakeRules:
+    """`make_rules(spec(...), ...)` compiles specs into a RuleSet."""
+
+    def build(*specs: RuleSpec) -> RuleSet:
+        return compile_rules(specs)
+
+    return build
+
+
+settings.register_profile("thorough", max_examples=5000, deadline=None)
+settings.register_profile("default", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

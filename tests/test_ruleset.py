@@ -1,0 +1,210 @@
+"""Matching semantics: every evasion class must match, every false-positive trap must not."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from intercept.ruleset import RuleSet
+from intercept.rulespec import Action
+from tests.conftest import MakeRules, spec
+
+
+@pytest.fixture
+def rules(make_rules: MakeRules) -> RuleSet:
+    return make_rules(
+        spec("CAT", "cat"),
+        spec("BIGCAT", "big cat", action="warn"),
+        spec("GOD", "god"),
+        spec("BOOK", "book", action="shadow"),
+        spec("PICK", "pick", unless=("guitar pick",)),
+        spec("LICK", "lick"),
+        spec("TEA", all_of=(("teapot",), ("green", "blue"))),
+        spec("KITE", "kite", match="prefix"),
+        spec("OWL", "owl", match="substring"),
+        spec("KOT", "кот", language="ru"),
+        spec("GREEK", "γάτα", language="el"),
+        spec("DE", "straße", language="de"),
+        spec("TR", "kırmızı", language="tr"),
+        spec("PL", "żółw", language="pl"),
+        spec("FI", "jäätelö", language="fi"),
+        spec("ES", "niño", language="es"),
+    )
+
+
+EVASIONS = {
+    "case": ["CAT", "Cat", "cAt"],
+    "fullwidth": ["ｃａｔ", "ＣＡＴ"],
+    "math alphanumerics": ["𝐜𝐚𝐭", "𝓬𝓪𝓽", "𝕔𝕒𝕥", "𝖈𝖆𝖙"],
+    "enclosed": ["ⓒⓐⓣ", "🅒🅐🅣", "🄲🄰🅃"],
+    "diacritics": ["çàt", "ca\u0301t", "c\u0327a\u0308t"],
+    "lookalikes": ["сat", "cаt", "саt", "сат", "ϲat"],
+    "invisible": ["c\u200bat", "ca\u00adt", "c\u2060a\u200dt", "\ufeffcat", "c\u202eat", "ca\ufe0ft"],
+    "leetspeak": ["c@t", "c4t", "c@7", "c47"],
+    "spelled out": ["c a t", "c.a.t", "c-a-t", "c_a_t", "c*a*t", "c / a / t", "c  a  t"],
+    "stretched": ["caaaat", "ccaatt", "caaaaaaat", "cccat"],
+    "combined": ["c 4 t", "с.@.т", "ｃ\u200bａ\u200bｔ", "c@@@t", "C\u0301 A T"],
+    "in a query": ["where is my cat", "cat pictures", "the c-a-t sat"],
+}
+
+
+@pytest.mark.parametrize(
+    "query", [pytest.param(q, id=f"{cls}:{q!r}") for cls, qs in EVASIONS.items() for q in qs]
+)
+def test_evasion_matches(rules: RuleSet, query: str) -> None:
+    match = rules.match(query)
+    assert match is not None
+    assert match.rule_id == "CAT"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Scunthorpe: a word rule never matches inside a longer word
+        "catalog",
+        "scatter",
+        "education",
+        "concatenate",
+        "bobcat",
+        "cats",
+        # joining ordinary neighbouring words must not create a match
+        "pic at",
+        "epic attack",
+        "c at",
+        # stretching adds letters, it never makes a different word
+        "good",
+        "bok",
+    ],
+)
+def test_false_positive_traps(rules: RuleSet, query: str) -> None:
+    match = rules.match(query)
+    assert match is None or match.rule_id not in {"CAT", "GOD", "BOOK"}, match
+
+
+@pytest.mark.parametrize(
+    ("query", "rule_id"),
+    [
+        ("big cat", "CAT"),  # both match; block beats warn
+        ("bigcat", "BIGCAT"),
+        ("big-cat", "CAT"),
+        ("b i g c a t", "BIGCAT"),
+        ("god", "GOD"),
+        ("goood", "GOD"),
+        ("ggoodd", "GOD"),
+        ("book", "BOOK"),
+        ("boooook", "BOOK"),
+        ("p1ck", "PICK"),  # 1 read as i
+        ("1ick", "LICK"),  # 1 read as l
+        ("|ick", "LICK"),
+        ("pick a guitar", "PICK"),
+        ("blue teapot", "TEA"),
+        ("teapot in green", "TEA"),
+        ("kites", "KITE"),
+        ("kiting", None),
+        ("skite", None),
+        ("howl", "OWL"),
+        ("bowling", "OWL"),
+    ],
+)
+def test_decisions(rules: RuleSet, query: str, rule_id: str | None) -> None:
+    match = rules.match(query)
+    assert (match.rule_id if match else None) == rule_id
+
+
+def test_word_order_matters(rules: RuleSet) -> None:
+    assert "BIGCAT" not in {m.rule_id for m in rules.match_all("cat big")}
+
+
+@pytest.mark.parametrize(
+    "query", ["guitar pick", "a guitar-pick", "GUITAR P1CK", "teapot", "green tea", "blue"]
+)
+def test_unless_and_all_of(rules: RuleSet, query: str) -> None:
+    match = rules.match(query)
+    assert match is None or match.rule_id not in {"PICK", "TEA"}
+
+
+@pytest.mark.parametrize(
+    ("query", "rule_id"),
+    [
+        ("кот", "KOT"),
+        ("КОТ", "KOT"),
+        ("kот", "KOT"),  # Latin k inside the Cyrillic word
+        ("к о т", "KOT"),
+        ("γάτα", "GREEK"),
+        ("ΓΑΤΑ", "GREEK"),
+        ("γατα", "GREEK"),
+        ("STRASSE", "DE"),
+        ("strasse", "DE"),
+        ("Straße", "DE"),
+        ("KIRMIZI", "TR"),
+        ("kirmizi", "TR"),
+        ("ŻÓŁW", "PL"),
+        ("zolw", "PL"),
+        ("JÄÄTELÖ", "FI"),
+        ("jaatelo", "FI"),
+        ("NIÑO", "ES"),
+        ("nino", "ES"),
+    ],
+)
+def test_rules_in_other_scripts(rules: RuleSet, query: str, rule_id: str) -> None:
+    match = rules.match(query)
+    assert match is not None
+    assert match.rule_id == rule_id
+
+
+def test_match_carries_rule_fields(rules: RuleSet) -> None:
+    match = rules.match("кот")
+    assert match is not None
+    assert (match.category, match.action, match.language) == ("demo", Action.BLOCK, "ru")
+    assert match.action == "block"
+
+
+def test_ties_break_by_lowest_id(make_rules: MakeRules) -> None:
+    rules = make_rules(spec("B-2", "kite"), spec("A-9", "kite"), spec("C-1", "kite", action="warn"))
+    match = rules.match("kite")
+    assert match is not None
+    assert match.rule_id == "A-9"
+    assert [m.rule_id for m in rules.match_all("kite")] == ["A-9", "B-2", "C-1"]
+
+
+def test_most_severe_action_wins(make_rules: MakeRules) -> None:
+    rules = make_rules(spec("A", "kite", action="shadow"), spec("B", "kite", action="warn"))
+    match = rules.match("kite")
+    assert match is not None
+    assert match.rule_id == "B"
+
+
+def test_explain_reports_stages_hits_and_suppression(rules: RuleSet) -> None:
+    report = rules.explain("Guitar P1CK for my c.a.t")
+    assert report.decision is not None
+    assert report.decision.rule_id == "CAT"
+    assert "PICK" in report.suppressed
+    roles = {(h.rule_id, h.role) for h in report.hits}
+    assert {("CAT", "term"), ("PICK", "term"), ("PICK", "unless")} <= roles
+    cat = next(h for h in report.hits if h.rule_id == "CAT")
+    reading = report.normalized.alternatives[cat.reading].strip()
+    assert reading[cat.start : cat.end] == cat.text == "cat"
+
+
+def test_explain_spans_cover_stretched_text(rules: RuleSet) -> None:
+    report = rules.explain("my caaaat")
+    hit = next(h for h in report.hits if h.rule_id == "CAT")
+    assert hit.text == "caaaat"
+
+
+@given(st.text())
+def test_match_never_raises(text: str) -> None:
+    RULES.match(text)
+    RULES.explain(text)
+
+
+RULES = __import__("intercept").compile_rules(
+    [spec("A", "cat"), spec("B", "big cat", match="prefix"), spec("C", "owl", match="substring")]
+)
+
+
+def test_huge_and_hostile_queries(rules: RuleSet) -> None:
+    assert rules.match("x" * 1_000_000) is None
+    assert rules.match("\x00\ud800\udfff" * 1000 + " cat") is not None
+    assert rules.match("hello " * 170_000 + "c a t") is not None
