@@ -5,9 +5,10 @@
    separators ("c a t", "c.a.t", "c / a / t") become one word ("cat"). Ordinary words are never
    joined, so "pic at" stays two words.
 3. leetspeak inside words that contain a letter: 4 @ -> a, 3 -> e, 0 -> o, 5 $ -> s, 7 + -> t,
-   8 -> b, 9 -> g, 2 -> z, ! -> i, ( -> c; 1 and | stand for i or l, 6 for b or g, and every
-   reading is tried (`Normalized.alternatives`). Numbers without letters stay numbers. A symbol
-   at the end of a word is punctuation ("cat!"), except $.
+   8 -> b, 9 -> g, 2 -> z, ! -> i, ( -> c, € -> e; 1 and | stand for i or l, 6 for b or g.
+   The symbols @ $ ! | + ( € are also separators ("cat!", "r|e|c|a|p", "big+cat"), so each
+   kind of symbol in the text is read both ways. Every reading is tried
+   (`Normalized.alternatives`, at most 32). Numbers without letters stay numbers.
 4. every run of other characters becomes one space, with one space before and after the text.
 5. runs of a repeated letter are collapsed for lookup ("caaat" -> "cat"); the matcher then
    checks the run lengths so that stretching is caught without equating "good" with "god".
@@ -33,26 +34,26 @@ _UNIT = rf"(?:[^\W_]|[{_SYM}])"  # a letter, a digit or a leet symbol
 _NOT_UNIT = re.compile(rf"(?:(?!{_UNIT}).)+", re.DOTALL)
 _SPELLED = re.compile(rf"(?<!{_UNIT}){_UNIT}(?:{_NOT_UNIT.pattern}{_UNIT}(?!{_UNIT}))+", re.DOTALL)
 _TOKEN = re.compile(rf"{_UNIT}+")
-_HAS_SYMBOL = re.compile(rf"[{_SYM}]")
+_SYMBOL = re.compile(rf"[{_SYM}]")
 _NEEDS_LEET = re.compile(rf"[0-9{_SYM}]")
 _NON_WORD = re.compile(r"[\W_]+")
 _REPEAT = re.compile(r"(.)\1+", re.DOTALL)
 _RUN = re.compile(r"((.)\2*)", re.DOTALL)
-_LEADING_PUNCT = "!+("
-_TRAILING_PUNCT = "@!|+(€"
 
-# 'L' and 'G' never occur in folded text (it is lowercase): they mark ambiguous leet.
-_AMBIGUOUS = {"L": "il", "G": "bg"}
+# Uppercase ASCII never occurs in folded text (it is lowercase): it marks ambiguous leet.
+# 1 and | are different marks so that "|1" can read as "il" as well as "ii" and "ll".
+_AMBIGUOUS = {"L": "il", "J": "il", "G": "bg"}
 _LEET = str.maketrans(
     {
         "4": "a", "@": "a", "3": "e", "0": "o", "5": "s", "$": "s", "7": "t", "+": "t",
         "8": "b", "9": "g", "2": "z", "!": "i", "(": "c", "€": "e",
-        "1": "L", "|": "L", "6": "G",
+        "1": "L", "|": "J", "6": "G",
     }
 )  # fmt: skip
 _DROP_SYMBOLS = str.maketrans(dict.fromkeys(_LEET_SYMBOLS, ""))
-_AMBIGUOUS_RUN = re.compile(r"L+|G+")
-_MAX_AMBIGUOUS_GROUPS = 4
+_AMBIGUOUS_RUN = re.compile(r"L+|J+|G+")
+_MAX_READINGS = 32
+_MAX_SYMBOL_ROLES = 8
 _LONG_TEXT = 1024
 
 
@@ -94,21 +95,12 @@ class Normalized:
         return out
 
 
-def _strip_edges(m: re.Match[str]) -> str:
-    """Symbols at the edges of a word are punctuation ("(cat", "cat!"), except $ and a leading
-    @ or €. Symbols in a number or among themselves are dropped. A lone symbol stays, since it
-    may be a spelled-out letter ("c @ t")."""
+def _tidy_token(m: re.Match[str]) -> str:
+    """Symbols inside a number ("$100") or among themselves ("@@") are not letters."""
     token = m.group()
-    if len(token) == 1:
+    if len(token) == 1 or any(c.isalpha() for c in token):
         return token
-    if not any(c.isalpha() for c in token):
-        return token.translate(_DROP_SYMBOLS)  # a number: "$100", "0+0"
-    start, end = 0, len(token)
-    while start < end and token[start] in _LEADING_PUNCT:
-        start += 1
-    while end > start and token[end - 1] in _TRAILING_PUNCT:
-        end -= 1
-    return " " * start + token[start:end] + " " * (len(token) - end)
+    return token.translate(_DROP_SYMBOLS)
 
 
 def _join_spelled(m: re.Match[str]) -> str:
@@ -118,38 +110,75 @@ def _join_spelled(m: re.Match[str]) -> str:
 def _resolve_token(m: re.Match[str]) -> str:
     token = m.group()
     if not any(c.isalpha() for c in token):
-        return token.translate(_DROP_SYMBOLS)  # a number, or symbols alone
+        return token.translate(_DROP_SYMBOLS)  # a number, or a lone symbol
     return token.translate(_LEET)
 
 
-def _readings(text: str) -> tuple[str, ...]:
-    groups = _AMBIGUOUS_RUN.findall(text)
-    if not groups:
-        return (text,)
-    limit = 1 if len(text) > _LONG_TEXT else _MAX_AMBIGUOUS_GROUPS
-    out: list[str] = []
-    for choice in itertools.product(*(_AMBIGUOUS[g[0]] for g in groups[:limit])):
-        # groups past the limit read as their first letter
-        letters = iter(choice)
+def _symbol_roles(folded: str) -> list[str]:
+    """The sets of leet symbols to read as separators: every combination of the symbols present
+    when there are at most three kinds, otherwise none and all."""
+    present = "".join(sorted(set(_SYMBOL.findall(folded))))
+    if not present:
+        return [""]
+    if len(present) > 3:
+        return ["", present]
+    roles = ["".join(c for c, on in zip(present, mask, strict=True) if on)
+             for mask in itertools.product((False, True), repeat=len(present))]  # fmt: skip
+    return roles[:_MAX_SYMBOL_ROLES]
 
-        def pick(group: re.Match[str], letters: Iterator[str] = letters) -> str:
-            run = group.group()
-            return next(letters, _AMBIGUOUS[run[0]][0]) * len(run)
+
+def _run_options(run: str) -> list[str]:
+    """Readings of a run of one ambiguous mark: all one letter, or, for two marks, any pair."""
+    letters = _AMBIGUOUS[run[0]]
+    first, second = letters[0], letters[1]
+    options = [first * len(run), second * len(run)]
+    if len(run) == 2:
+        options += [first + second, second + first]
+    return options
+
+
+def _letter_readings(text: str, budget: int) -> list[str]:
+    """Every reading of the ambiguous marks in `text`, at most `budget` of them; groups past
+    the budget (or past the first in very long texts) read as their first option."""
+    groups = [_run_options(run) for run in _AMBIGUOUS_RUN.findall(text)]
+    if not groups:
+        return [text]
+    varied, size = 0, 1
+    limit = 1 if len(text) > _LONG_TEXT else len(groups)
+    while varied < limit and size * len(groups[varied]) <= budget:
+        size *= len(groups[varied])
+        varied += 1
+    out: list[str] = []
+    for choice in itertools.product(*groups[:varied]):
+        picks = iter([*choice, *(options[0] for options in groups[varied:])])
+
+        def pick(_: re.Match[str], picks: Iterator[str] = picks) -> str:
+            return next(picks)
 
         out.append(_AMBIGUOUS_RUN.sub(pick, text))
-    return tuple(dict.fromkeys(out))
+    return out
 
 
 def _stages(text: str, shortcut: bool = True) -> tuple[str, str, str, tuple[str, ...]]:
+    """(folded, spelled, leet, readings); spelled and leet as in the first reading."""
     folded = fold(text)
     words = folded.split()
     if shortcut and all(len(word) > 1 and word.isalpha() for word in words):
         # Nothing to join, no leetspeak, no punctuation: the common case, done in C.
         return folded, folded, folded, (_pad(" ".join(words)),)
-    edged = _TOKEN.sub(_strip_edges, folded) if _HAS_SYMBOL.search(folded) else folded
-    spelled = _SPELLED.sub(_join_spelled, edged)
-    leet = _TOKEN.sub(_resolve_token, spelled) if _NEEDS_LEET.search(spelled) else spelled
-    return folded, spelled, leet, _readings(_pad(_NON_WORD.sub(" ", leet).strip()))
+    roles = _symbol_roles(folded)
+    budget = max(1, _MAX_READINGS // len(roles))
+    readings: list[str] = []
+    shown: tuple[str, str] | None = None
+    tidy = _TOKEN.sub(_tidy_token, folded) if _NEEDS_LEET.search(folded) else folded
+    for separators in roles:
+        variant = tidy.translate(str.maketrans(separators, " " * len(separators)))
+        spelled = _SPELLED.sub(_join_spelled, variant)
+        leet = _TOKEN.sub(_resolve_token, spelled) if _NEEDS_LEET.search(spelled) else spelled
+        shown = shown or (spelled, leet)
+        readings += _letter_readings(_pad(_NON_WORD.sub(" ", leet).strip()), budget)
+    assert shown is not None
+    return folded, shown[0], shown[1], tuple(dict.fromkeys(readings))
 
 
 def _pad(words: str) -> str:

@@ -42,7 +42,13 @@ __all__ = ["RULE_FILE_SUFFIXES", "read_rules"]
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 """A folder is searched for files ending in one of these (any letter case)."""
 
-_Path = tuple[str | int, ...]
+_FieldPath = tuple[str | int, ...]
+
+_PHRASE_FIELDS = frozenset({"terms", "all_of", "unless", "examples"})
+_LABEL_FIELDS = frozenset(
+    {"id", "category", "action", "language", "match", "name", "source", "updated"}
+)
+"""Messages quote text found in label fields only; see `_schema_message`."""
 
 
 def read_rules(
@@ -127,9 +133,7 @@ def _read_rule_file(
     except RuleError as error:
         return [], None, list(error.problems)
     data = document.data
-    problems = [
-        _duplicate_key_problem(duplicate, data, name) for duplicate in document.duplicate_keys
-    ]
+    problems = _duplicate_key_problems(document.duplicate_keys, data, name)
     if data is None:
         problems.append(Problem(name, 0, None, "empty file: expected keys 'list' and 'rules'"))
         return [], None, problems
@@ -199,7 +203,7 @@ def _rule_spec(
     category = rule.category or defaults.category
     language = rule.language or defaults.language
     if category is None or language is None:  # ruled out by _rule_set_problems
-        raise AssertionError(f"rule {rule.id} reached the compiler without category or language")
+        raise AssertionError(f"rule {rule.id} was read without category or language")
     return RuleSpec(
         id=rule.id,
         category=category,
@@ -223,7 +227,7 @@ def _rule_id(raw: Any) -> str | None:
     return rule_id if isinstance(rule_id, str) and rule_id else None
 
 
-def _rule_at(data: Any, loc: Sequence[str | int]) -> tuple[str | None, _Path]:
+def _rule_at(data: Any, loc: Sequence[str | int]) -> tuple[str | None, _FieldPath]:
     """The id of the rule that `loc` points into, and `loc` relative to that rule."""
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         raw_rules = data.get("rules") if isinstance(data, dict) else None
@@ -232,26 +236,35 @@ def _rule_at(data: Any, loc: Sequence[str | int]) -> tuple[str | None, _Path]:
     return None, tuple(loc)
 
 
-def _duplicate_key_problem(duplicate: DuplicateKey, data: Any, name: str) -> Problem:
+def _duplicate_key_problems(
+    duplicates: Sequence[DuplicateKey], data: Any, name: str
+) -> list[Problem]:
+    """One problem per repeated key, naming the rule it was written in, if any."""
     raw_rules = data.get("rules") if isinstance(data, dict) else None
-    rule_id = None
-    if isinstance(raw_rules, list):
-        rule_id = next(
-            (_rule_id(raw) for raw in raw_rules if _holds(raw, duplicate.mapping)),
-            None,
-        )
-    return Problem(name, duplicate.line, rule_id, duplicate.message)
+    owners = _rule_ids_by_container(raw_rules) if duplicates and isinstance(raw_rules, list) else {}
+    return [
+        Problem(name, duplicate.line, owners.get(id(duplicate.mapping)), duplicate.message)
+        for duplicate in duplicates
+    ]
 
 
-def _holds(node: Any, mapping: LocatedDict) -> bool:
-    """Whether `mapping` is `node` or nested anywhere inside it."""
-    if node is mapping:
-        return True
-    if isinstance(node, dict):
-        return any(_holds(value, mapping) for value in node.values())
-    if isinstance(node, list):
-        return any(_holds(item, mapping) for item in node)
-    return False
+def _rule_ids_by_container(raw_rules: list[Any]) -> dict[int, str | None]:
+    """Maps `id()` of every mapping and list inside each rule entry to that rule's id."""
+    owners: dict[int, str | None] = {}
+    for raw in raw_rules:
+        rule_id = _rule_id(raw)
+        pending = [raw]
+        while pending:
+            node = pending.pop()
+            if id(node) in owners:
+                continue
+            if isinstance(node, dict):
+                owners[id(node)] = rule_id
+                pending.extend(node.values())
+            elif isinstance(node, list):
+                owners[id(node)] = rule_id
+                pending.extend(node)
+    return owners
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:
@@ -271,10 +284,19 @@ def _schema_problem(detail: ErrorDetails, data: Any, name: str) -> Problem:
     return Problem(name, locate(data, loc), rule_id, _schema_message(detail, loc, field_path))
 
 
-def _schema_message(detail: ErrorDetails, loc: _Path, field_path: _Path) -> str:
-    """A pydantic error in curator's words; `field_path` is the path shown as the field."""
+def _schema_message(detail: ErrorDetails, loc: _FieldPath, field_path: _FieldPath) -> str:
+    """A pydantic error in curator's words; `field_path` is the path shown as the field.
+
+    The offending value is quoted when it sits in a label field (`got 'bloc'` for `action`).
+    Other text, which may be a phrase (under `terms`, `examples`, or a phrase written where a
+    rule or list belongs), shows as `got text` unless it is blank: keyword lists are confidential
+    and these messages may reach server logs when rules are reloaded.
+    """
     kind = detail["type"]
     value = detail["input"]
+    reveal = (
+        bool(field_path) and field_path[0] not in _PHRASE_FIELDS and field_path[-1] in _LABEL_FIELDS
+    )
     context = detail.get("ctx", {})
     field = _path_text(field_path)
     subject = f"field '{field}': " if field else ""
@@ -287,13 +309,13 @@ def _schema_message(detail: ErrorDetails, loc: _Path, field_path: _Path) -> str:
     if kind == "invalid_key":
         container = _path_text(field_path[:-1])
         where = f"field '{container}': " if container else ""
-        return f"{where}keys must be text (got {_yaml_text(value)})"
+        return f"{where}keys must be text (got {_yaml_text(value, reveal=reveal)})"
     if kind == "model_type" and not field_path and loc[:1] == ("rules",):
-        return f"a rule must be a mapping with an 'id' (got {_yaml_text(value)})"
+        return f"a rule must be a mapping with an 'id' (got {_yaml_text(value, reveal=reveal)})"
     if kind == "too_short":
         return f"{subject}must not be an empty list"
     if kind == "value_error":
-        got = "" if value is None or not field else f" (got {_yaml_text(value)})"
+        got = "" if value is None or not field else f" (got {_yaml_text(value, reveal=reveal)})"
         return f"{subject}{context['error']}{got}"
     if kind == "string_pattern_mismatch":
         pattern = str(context["pattern"])
@@ -308,10 +330,10 @@ def _schema_message(detail: ErrorDetails, loc: _Path, field_path: _Path) -> str:
         need = "must be a mapping"
     else:
         need = detail["msg"]
-    return f"{subject}{need} (got {_yaml_text(value)})"
+    return f"{subject}{need} (got {_yaml_text(value, reveal=reveal)})"
 
 
-def _path_text(path: _Path) -> str:
+def _path_text(path: _FieldPath) -> str:
     """`("examples", "match", 1)` as `examples.match[1]`."""
     text = ""
     for part in path:
@@ -322,8 +344,13 @@ def _path_text(path: _Path) -> str:
     return text
 
 
-def _yaml_text(value: Any, limit: int = 40) -> str:
-    """A short description of a value as YAML would show it: `'bloc'`, `null`, `a list`."""
+def _yaml_text(value: Any, *, reveal: bool = True, limit: int = 40) -> str:
+    """A short description of a value as YAML would show it: `'bloc'`, `null`, `a list`.
+
+    With `reveal` false, text that is not blank shows as `text`.
+    """
+    if isinstance(value, str) and not reveal and value.strip():
+        return "text"
     if value is None:
         return "null"
     if isinstance(value, bool):

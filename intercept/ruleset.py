@@ -179,17 +179,23 @@ class RuleSet:
             collapsed = collapse(reading)
             qruns: list[tuple[str, int]] | None = None
             for end, value in self._automaton.iter(collapsed):
-                for entry in self._meanings(value):
-                    start = end - (entry & _MAX_KEY) + 1
+                meanings = self._meanings(value)
+                start = end - (meanings[0] & _MAX_KEY) + 1  # one key, one length
+                plain = reading == collapsed
+                if not plain:
+                    if qruns is None:
+                        qruns = runs(reading)
+                    plain = all(qruns[i][1] == 1 for i in range(start, end + 1))
+                for entry in meanings:
                     counted = entry >> 34 & 1
-                    if reading != collapsed:
-                        if qruns is None:
-                            qruns = runs(reading)
+                    if plain:
+                        if counted:
+                            continue  # the rule has a doubled letter that the query lacks
+                    else:
+                        assert qruns is not None
                         counts = self._counts[entry] if counted else (1,) * (entry & _MAX_KEY)
                         if not _verify(counts, _MODES[entry >> 12 & 3], qruns, start):
                             continue
-                    elif counted:
-                        continue  # the rule has a doubled letter that the query lacks
                     rule = entry >> 35
                     role = entry >> 14 & 0xFF
                     if role == _ROLE_TERM:

@@ -13,6 +13,10 @@
 - Plain scalars are resolved as in the YAML 1.2 core schema, the one editors and the YAML language
   server use: only `true`/`false` are booleans (`no`, the Norwegian language tag, stays a string),
   dates stay strings (`updated: 2026-11-29` is `"2026-11-29"`), and `012` is the integer 12.
+- Only plain YAML is accepted: text, numbers, booleans, null, mappings and sequences. Other tags
+  (`!!binary`, `!!set`, `!!timestamp`, `!!python/...`, custom `!tags`), an alias inside the node
+  it refers to, and documents larger than `MAX_VALUES` values once aliases are expanded are
+  refused as invalid YAML.
 
 Syntax errors, unreadable files and text that is not UTF-8 raise `RuleError` with one `Problem`
 naming the file and, when known, the line.
@@ -32,6 +36,7 @@ from yaml.nodes import MappingNode, SequenceNode
 from intercept.errors import Problem, RuleError
 
 __all__ = [
+    "MAX_VALUES",
     "DuplicateKey",
     "LocatedDict",
     "LocatedList",
@@ -41,7 +46,13 @@ __all__ = [
     "read_yaml_file",
 ]
 
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STANDARD_TAG = "tag:yaml.org,2002:"
+_MERGE_TAG = _STANDARD_TAG + "merge"
+_ALLOWED_TAGS = frozenset(
+    _STANDARD_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq", "merge")
+)
+MAX_VALUES = 2_000_000
+"""Most values a document may hold once aliases are expanded (a guard against alias bombs)."""
 
 
 class LocatedDict(dict[Any, Any]):
@@ -97,13 +108,61 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_STANDARD_TAG) if tag.startswith(_STANDARD_TAG) else tag
+
+
+def _not_a(kind: str, node: yaml.ScalarNode) -> yaml.constructor.ConstructorError:
+    problem = f"{node.value!r} is not {kind}"
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    except ValueError:
+        raise _not_a("an integer", node) from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    try:
+        return float(loader.construct_yaml_float(node))
+    except ValueError:
+        raise _not_a("a number", node) from None
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    text = str(loader.construct_scalar(node)).lower()
+    if text not in ("true", "false"):
+        raise _not_a("true or false", node)
+    return text == "true"
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` holds once aliases are expanded; checks tags and alias cycles."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if node.tag not in _ALLOWED_TAGS:
+        problem = f"tag {_short_tag(node.tag)} is not allowed"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+    if key in open_nodes:
+        problem = "found an alias inside the node it refers to"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, SequenceNode):
+        children = list(node.value)
+    sizes[key] = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    return sizes[key]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -114,6 +173,13 @@ class _StrictLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicate_keys: list[DuplicateKey] = []
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """Check tags, alias cycles and expanded size before building anything."""
+        if _expanded_size(node, {}, set()) > MAX_VALUES:
+            problem = f"more than {MAX_VALUES:,} values once aliases are expanded"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_document(node)
 
     def construct_located_mapping(self, node: MappingNode) -> Iterator[LocatedDict]:
         mapping = LocatedDict(line=_line(node))
@@ -151,7 +217,9 @@ class _StrictLoader(yaml.SafeLoader):
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_located_mapping)
 _StrictLoader.add_constructor("tag:yaml.org,2002:seq", _StrictLoader.construct_located_sequence)
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
 )

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from intercept.errors import Problem, RuleError
-from intercept.ruleyaml import LocatedDict, LocatedList, locate, parse_yaml, read_yaml_file
+from intercept.ruleyaml import (
+    MAX_VALUES,
+    LocatedDict,
+    LocatedList,
+    locate,
+    parse_yaml,
+    read_yaml_file,
+)
 
 TEXT = """\
 # a comment
@@ -24,7 +31,10 @@ rules:
 
 def test_data_is_plain_dicts_and_lists_with_lines() -> None:
     data = parse_yaml(TEXT, file="x.yaml").data
-    assert data == {"list": {"name": "demo"}, "rules": [{"id": "A", "terms": ["kites", "teapots"]}, {"id": "B"}]}
+    assert data == {
+        "list": {"name": "demo"},
+        "rules": [{"id": "A", "terms": ["kites", "teapots"]}, {"id": "B"}],
+    }
     assert isinstance(data, LocatedDict)
     assert data.line == 2
     assert data.key_lines == {"list": 2, "rules": 3}
@@ -95,7 +105,11 @@ def test_merge_keys_may_be_overridden_without_a_duplicate() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("a: [1\nb: 2\n", 2, "while parsing a flow sequence at line 1: expected ',' or ']', but got ':'"),
+        (
+            "a: [1\nb: 2\n",
+            2,
+            "while parsing a flow sequence at line 1: expected ',' or ']', but got ':'",
+        ),
         ("a: b: c\n", 1, "mapping values are not allowed here"),
         (
             "a:\n\tb: 1\n",
@@ -105,11 +119,14 @@ def test_merge_keys_may_be_overridden_without_a_duplicate() -> None:
         ),
         ("a: 1\n---\nb: 2\n", 2, "found a second document ('---'); a rule file holds one"),
         ("a: *nowhere\n", 1, "found undefined alias 'nowhere'"),
-        (
-            "a: !!python/name:os.getcwd ''\n",
-            1,
-            "could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os.getcwd'",
-        ),
+        ("a: !!python/name:os.getcwd ''\n", 1, "tag !!python/name:os.getcwd is not allowed"),
+        ("a: !!binary aGk=\n", 1, "tag !!binary is not allowed"),
+        ("a: !!timestamp 2026-11-29\n", 1, "tag !!timestamp is not allowed"),
+        ("a: !kite x\n", 1, "tag !kite is not allowed"),
+        ("a: !!int kites\n", 1, "'kites' is not an integer"),
+        ("a: !!float kites\n", 1, "'kites' is not a number"),
+        ("a: !!bool yes\n", 1, "'yes' is not true or false"),
+        ("a: &loop [1, *loop]\n", 1, "found an alias inside the node it refers to"),
         ("a: 1\nb: \x07\n", 2, "character #x0007 is not allowed in YAML text"),
     ],
 )
@@ -117,6 +134,20 @@ def test_invalid_yaml_is_one_located_problem(text: str, line: int, message: str)
     with pytest.raises(RuleError) as caught:
         parse_yaml(text, file="x.yaml")
     assert caught.value.problems == (Problem("x.yaml", line, None, f"invalid YAML: {message}"),)
+
+
+def test_explicit_standard_tags_are_allowed() -> None:
+    text = "a: !!str 12\nb: !!int '7'\nc: !!bool TRUE\nd: !!null ''\n"
+    assert parse_yaml(text, file="x.yaml").data == {"a": "12", "b": 7, "c": True, "d": None}
+
+
+def test_an_alias_bomb_is_refused_before_anything_is_built() -> None:
+    levels = ["a0: &a0 [" + ", ".join(["kite"] * 10) + "]"]
+    levels += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 7)]
+    with pytest.raises(RuleError) as caught:
+        parse_yaml("\n".join(levels) + "\n", file="x.yaml")
+    message = f"invalid YAML: more than {MAX_VALUES:,} values once aliases are expanded"
+    assert caught.value.problems == (Problem("x.yaml", 1, None, message),)
 
 
 def test_a_file_that_is_not_utf8_is_a_problem(tmp_path: Path) -> None:

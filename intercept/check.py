@@ -1,0 +1,107 @@
+"""`intercept check`: validate rule files, run every rule's examples, warn about weak rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from intercept.errors import Problem, RuleError
+from intercept.normalize import normalize
+from intercept.ruleset import RuleSet, compile_rules
+from intercept.rulespec import MatchMode, RuleSpec
+
+__all__ = ["CheckReport", "check_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What `check_rules` found. `ok` is False when there is any error."""
+
+    rules: int = 0
+    files: int = 0
+    examples: int = 0
+    errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _problem(spec: RuleSpec, message: str) -> Problem:
+    return Problem(spec.file, spec.line, spec.id, message)
+
+
+def _phrases(spec: RuleSpec) -> list[str]:
+    return [*spec.terms, *(p for group in spec.all_of for p in group)]
+
+
+def _example_errors(rules: RuleSet) -> tuple[int, list[Problem]]:
+    errors: list[Problem] = []
+    count = 0
+    for spec in rules.rules:
+        for query in spec.examples_match:
+            count += 1
+            if spec.id not in {m.rule_id for m in rules.match_all(query)}:
+                errors.append(_problem(spec, f"example {query!r} should match but does not"))
+        for query in spec.examples_no_match:
+            count += 1
+            if spec.id in {m.rule_id for m in rules.match_all(query)}:
+                errors.append(_problem(spec, f"example {query!r} should not match but does"))
+    return count, errors
+
+
+def _warnings(rules: RuleSet) -> list[Problem]:
+    warnings: list[Problem] = []
+    seen: dict[tuple[str, ...], tuple[RuleSpec, str]] = {}
+    for spec in rules.rules:
+        for phrase in (*_phrases(spec), *spec.unless):
+            if normalize(phrase).empty:
+                warnings.append(
+                    _problem(spec, f"phrase {phrase!r} normalizes to nothing and never matches")
+                )
+        for phrase in _phrases(spec):
+            form = normalize(phrase).collapsed
+            if form == (" ",):
+                continue
+            first = seen.get(form)
+            if first is None:
+                seen[form] = (spec, phrase)
+            elif first[0].id != spec.id:
+                warnings.append(
+                    _problem(
+                        spec,
+                        f"phrase {phrase!r} normalizes like {first[1]!r} of rule {first[0].id} "
+                        f"({first[0].where}): {form[0].strip()!r}",
+                    )
+                )
+        if spec.unless:
+            guard = compile_rules(
+                [RuleSpec(spec.id, spec.category, spec.action, spec.language,
+                          MatchMode.WORD, terms=spec.unless)]
+            )  # fmt: skip
+            for phrase in _phrases(spec):
+                if guard.match(phrase) is not None:
+                    warnings.append(
+                        _problem(
+                            spec,
+                            f"unless covers the rule's own phrase {phrase!r}: it never matches",
+                        )
+                    )
+    return warnings
+
+
+def check_rules(paths: Sequence[str | Path] | Iterable[str | Path]) -> CheckReport:
+    """Read, compile and examine rule files; never raises `RuleError` (it becomes `errors`)."""
+    from intercept.rulefile import read_rules
+
+    paths = list(paths)
+    try:
+        specs, lists = read_rules(paths)
+    except RuleError as error:
+        return CheckReport(errors=error.problems)
+    rules = compile_rules(specs, lists)
+    count, errors = _example_errors(rules)
+    files = len({spec.file for spec in specs})
+    return CheckReport(len(specs), files, count, tuple(errors), tuple(_warnings(rules)))

@@ -1,0 +1,276 @@
+"""The `intercept` command line: curator tools for rule files.
+
+Exit status: 0 success, 1 the checked thing failed (errors, failed examples, thresholds not
+met), 2 the command was used wrongly or an input could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from intercept.errors import InterceptError, RuleError
+
+__all__ = ["main"]
+
+DEFAULT_RULES = "rules"
+
+
+def _rules_default() -> str:
+    return os.environ.get("INTERCEPT_RULES", DEFAULT_RULES)
+
+
+def _print_problems(title: str, problems: Sequence[object], out: TextIO) -> None:
+    if problems:
+        print(f"{title} ({len(problems)}):", file=out)
+        for problem in problems:
+            print(f"  {problem}", file=out)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from intercept.check import check_rules
+
+    report = check_rules(args.paths)
+    _print_problems("errors", report.errors, sys.stdout)
+    _print_problems("warnings", report.warnings, sys.stdout)
+    if not report.ok:
+        print(f"FAILED: {len(report.errors)} error(s)")
+        return 1
+    if args.strict and report.warnings:
+        print(f"FAILED: {len(report.warnings)} warning(s) with --strict")
+        return 1
+    print(
+        f"OK: {report.rules} rules in {report.files} file(s), {report.examples} examples pass, "
+        f"{len(report.warnings)} warning(s)"
+    )
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from intercept import load_rules
+
+    rules = load_rules(args.rules)
+    report = rules.explain(args.query)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stages": [{"stage": n, "text": t} for n, t in report.normalized.stages()],
+                    "hits": [
+                        {
+                            "rule_id": h.rule_id,
+                            "role": h.role,
+                            "phrase": h.phrase,
+                            "reading": h.reading + 1,
+                            "span": [h.start, h.end],
+                            "text": h.text,
+                        }
+                        for h in report.hits
+                    ],
+                    "matched": [m.rule_id for m in report.matched],
+                    "suppressed": list(report.suppressed),
+                    "decision": None
+                    if report.decision is None
+                    else {
+                        "rule_id": report.decision.rule_id,
+                        "category": report.decision.category,
+                        "action": report.decision.action.value,
+                        "language": report.decision.language,
+                    },
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    print("stages:")
+    width = max(len(name) for name, _ in report.normalized.stages())
+    for name, text in report.normalized.stages():
+        print(f"  {name:<{width}}  {text!r}")
+    print("hits:" if report.hits else "hits: none")
+    multi = len(report.normalized.alternatives) > 1
+    for hit in report.hits:
+        reading = f" of words #{hit.reading + 1}" if multi else ""
+        print(
+            f"  {hit.rule_id}  {hit.role} {hit.phrase!r}  at {hit.start}-{hit.end}{reading}: "
+            f"{hit.text!r}"
+        )
+    for rule_id in report.suppressed:
+        print(f"suppressed by unless: {rule_id}")
+    if report.decision is None:
+        print("decision: pass (no rule matches)")
+    else:
+        d = report.decision
+        others = [m.rule_id for m in report.matched[1:]]
+        also = f"; also matched: {', '.join(others)}" if others else ""
+        print(
+            f"decision: {d.action.value} by {d.rule_id} "
+            f"(category {d.category}, language {d.language}){also}"
+        )
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from intercept import load_rules
+    from intercept.corpus import evaluate, read_corpus
+
+    rules = load_rules(args.rules)
+    result = evaluate(rules, read_corpus(args.corpus), name=str(args.corpus))
+    passed = (
+        result.overall.precision >= args.min_precision and result.overall.recall >= args.min_recall
+    )
+    if args.json:
+        print(json.dumps({**result.as_dict(), "passed": passed}, ensure_ascii=False, indent=2))
+        return 0 if passed else 1
+    o = result.overall
+    print(
+        f"{result.rows} queries: precision {o.precision:.4f}, recall {o.recall:.4f} "
+        f"(TP {o.true_positives}, FP {o.false_positives}, FN {o.false_negatives}, "
+        f"TN {o.true_negatives})"
+    )
+    if result.by_category:
+        print("by category:")
+        for name, s in sorted(result.by_category.items()):
+            print(
+                f"  {name:<20} precision {s.precision:.4f}  recall {s.recall:.4f}  "
+                f"(TP {s.true_positives}, FP {s.false_positives}, FN {s.false_negatives})"
+            )
+    if result.failures:
+        print(f"failures ({len(result.failures)}):")
+        for f in result.failures:
+            got = ", ".join(f.got) or "no match"
+            want = f.expected or "no match"
+            print(f"  {args.corpus}:{f.line}: {f.query!r}: expected {want}, got {got}")
+    verdict = "PASS" if passed else "FAIL"
+    print(f"{verdict} (thresholds: precision >= {args.min_precision}, recall >= {args.min_recall})")
+    return 0 if passed else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from intercept.bench import run_bench
+
+    result = run_bench(args.rules, args.queries, args.match_share)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(f"machine:            {result.machine}")
+    print(f"rules:              {result.rules:,}")
+    print(f"compile:            {result.compile_seconds:.2f} s")
+    print(f"resident memory:    {result.rss_mb:.0f} MB (whole process, after compiling)")
+    print(
+        f"queries:            {result.queries:,} (<= 64 chars, {result.match_share:.0%} "
+        f"with a disguised rule phrase; {result.matched:,} matched)"
+    )
+    print(f"throughput:         {result.queries_per_second:,} queries/s on one core")
+    print(
+        f"latency:            p50 {result.p50_us:.1f} us, p99 {result.p99_us:.1f} us, "
+        f"p99.9 {result.p999_us:.1f} us"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from intercept.ruleschema import rules_json_schema
+
+    print(json.dumps(rules_json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intercept",
+        description="Deterrence-messaging and survey-intercept middleware for search engines.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate rule files and run every rule's examples")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="rule file or folder")
+    p.add_argument("--strict", action="store_true", help="fail on warnings too")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("explain", help="show each normalization stage and every matching rule")
+    p.add_argument("query")
+    p.add_argument(
+        "--rules",
+        default=_rules_default(),
+        type=Path,
+        metavar="PATH",
+        help="rule file or folder (default: $INTERCEPT_RULES or ./rules)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("test", help="precision and recall over a labelled query corpus")
+    p.add_argument("corpus", type=Path, metavar="CORPUS.csv", help="CSV with query,expect")
+    p.add_argument("--rules", default=_rules_default(), type=Path, metavar="PATH")
+    p.add_argument(
+        "--min-precision",
+        type=_fraction,
+        default=1.0,
+        metavar="F",
+        help="fail below this overall precision (default 1.0)",
+    )
+    p.add_argument(
+        "--min-recall",
+        type=_fraction,
+        default=1.0,
+        metavar="F",
+        help="fail below this overall recall (default 1.0)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("bench", help="compile time, memory and matching speed")
+    p.add_argument("--rules", type=_positive, default=100_000, metavar="N")
+    p.add_argument("--queries", type=_positive, default=200_000, metavar="N")
+    p.add_argument(
+        "--match-share",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of queries holding a disguised rule phrase (default 0.1)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of rule files")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except RuleError as error:
+        print(error, file=sys.stderr)
+        return 1 if args.command in ("check",) else 2
+    except (InterceptError, OSError) as error:
+        print(f"intercept {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
