@@ -54,7 +54,7 @@ def _example_errors(rules: RuleSet) -> tuple[int, list[Problem]]:
 
 def _warnings(rules: RuleSet) -> list[Problem]:
     warnings: list[Problem] = []
-    seen: dict[tuple[str, ...], tuple[RuleSpec, str]] = {}
+    seen: dict[str, tuple[RuleSpec, str]] = {}
     for spec in rules.rules:
         for phrase in (*_phrases(spec), *spec.unless):
             if normalize(phrase).empty:
@@ -62,18 +62,20 @@ def _warnings(rules: RuleSet) -> list[Problem]:
                     _problem(spec, f"phrase {phrase!r} normalizes to nothing and never matches")
                 )
         for phrase in _phrases(spec):
-            form = normalize(phrase).collapsed
-            if form == (" ",):
-                continue
-            first = seen.get(form)
-            if first is None:
-                seen[form] = (spec, phrase)
-            elif first[0].id != spec.id:
+            clash = None
+            for form in normalize(phrase).collapsed:
+                if form == " ":
+                    continue
+                first = seen.setdefault(form, (spec, phrase))
+                if clash is None and first[0].id != spec.id:
+                    clash = (first, form)
+            if clash is not None:
+                (other, other_phrase), form = clash
                 warnings.append(
                     _problem(
                         spec,
-                        f"phrase {phrase!r} normalizes like {first[1]!r} of rule {first[0].id} "
-                        f"({first[0].where}): {form[0].strip()!r}",
+                        f"phrase {phrase!r} normalizes like {other_phrase!r} of rule {other.id} "
+                        f"({other.where}): {form.strip()!r}",
                     )
                 )
         if spec.unless:

@@ -19,7 +19,9 @@ script with the same folding.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,31 +31,32 @@ from intercept.fold import fold
 __all__ = ["Normalized", "alternatives", "collapse", "normalize", "runs"]
 
 _LEET_SYMBOLS = "@$!|+(€"
-_SYM = re.escape(_LEET_SYMBOLS)
-_UNIT = rf"(?:[^\W_]|[{_SYM}])"  # a letter, a digit or a leet symbol
-_NOT_UNIT = re.compile(rf"(?:(?!{_UNIT}).)+", re.DOTALL)
-_SPELLED = re.compile(rf"(?<!{_UNIT}){_UNIT}(?:{_NOT_UNIT.pattern}{_UNIT}(?!{_UNIT}))+", re.DOTALL)
-_TOKEN = re.compile(rf"{_UNIT}+")
-_SYMBOL = re.compile(rf"[{_SYM}]")
-_NEEDS_LEET = re.compile(rf"[0-9{_SYM}]")
-_NON_WORD = re.compile(r"[\W_]+")
-_REPEAT = re.compile(r"(.)\1+", re.DOTALL)
-_RUN = re.compile(r"((.)\2*)", re.DOTALL)
-
-# Uppercase ASCII never occurs in folded text (it is lowercase): it marks ambiguous leet.
+_SYMBOL = re.compile(f"[{re.escape(_LEET_SYMBOLS)}]")
+# Uppercase ASCII never occurs in folded text (it is lowercase), so it serves as marks: a
+# symbol read as a letter becomes a mark (a word character), and so does an ambiguous digit.
 # 1 and | are different marks so that "|1" can read as "il" as well as "ii" and "ll".
-_AMBIGUOUS = {"L": "il", "J": "il", "G": "bg"}
+_SYMBOL_MARKS = {"@": "A", "$": "S", "!": "I", "|": "J", "+": "T", "(": "C", "€": "E"}
 _LEET = str.maketrans(
     {
-        "4": "a", "@": "a", "3": "e", "0": "o", "5": "s", "$": "s", "7": "t", "+": "t",
-        "8": "b", "9": "g", "2": "z", "!": "i", "(": "c", "€": "e",
-        "1": "L", "|": "J", "6": "G",
+        "4": "a", "A": "a", "3": "e", "E": "e", "0": "o", "5": "s", "S": "s", "7": "t",
+        "T": "t", "8": "b", "9": "g", "2": "z", "I": "i", "C": "c",
+        "1": "L", "J": "J", "6": "G",
     }
 )  # fmt: skip
-_DROP_SYMBOLS = str.maketrans(dict.fromkeys(_LEET_SYMBOLS, ""))
+_DROP_MARKS = str.maketrans(dict.fromkeys(_SYMBOL_MARKS.values(), ""))
+_AMBIGUOUS = {"L": "il", "J": "il", "G": "bg"}
 _AMBIGUOUS_RUN = re.compile(r"L+|J+|G+")
+_TOKEN = re.compile(r"\w+")
+# words holding a mark or a digit; anchored at word starts to stay linear on long words
+_LEET_TOKEN = re.compile(r"\b(?=\w*?[A-Z0-9])\w+")
+_MARK_TOKEN = re.compile(r"\b(?=\w*?[A-Z])\w+")
+_MARK_OR_DIGIT = re.compile(r"[A-Z0-9]")
+_LETTER = re.compile(r"[^\W\dA-Z]")  # a letter that is not a mark
+_SPELLED = re.compile(r"\b\w\b(?:\W+\w\b)+")  # single characters between separators
+_NOT_WORD = re.compile(r"\W+")
+_REPEAT = re.compile(r"(.)\1+", re.DOTALL)
+_RUN = re.compile(r"((.)\2*)", re.DOTALL)
 _MAX_READINGS = 32
-_MAX_SYMBOL_ROLES = 8
 _LONG_TEXT = 1024
 
 
@@ -98,33 +101,43 @@ class Normalized:
 def _tidy_token(m: re.Match[str]) -> str:
     """Symbols inside a number ("$100") or among themselves ("@@") are not letters."""
     token = m.group()
-    if len(token) == 1 or any(c.isalpha() for c in token):
+    if len(token) == 1 or _LETTER.search(token):
         return token
-    return token.translate(_DROP_SYMBOLS)
+    return token.translate(_DROP_MARKS)
 
 
 def _join_spelled(m: re.Match[str]) -> str:
-    return _NOT_UNIT.sub("", m.group())
+    return _NOT_WORD.sub("", m.group())
 
 
 def _resolve_token(m: re.Match[str]) -> str:
     token = m.group()
-    if not any(c.isalpha() for c in token):
-        return token.translate(_DROP_SYMBOLS)  # a number, or a lone symbol
+    if not _LETTER.search(token):
+        return token.translate(_DROP_MARKS)  # a number, or a lone symbol
     return token.translate(_LEET)
 
 
-def _symbol_roles(folded: str) -> list[str]:
-    """The sets of leet symbols to read as separators: every combination of the symbols present
-    when there are at most three kinds, otherwise none and all."""
+def _symbol_roles(folded: str) -> list[dict[int, str]]:
+    """Translation tables, one per reading of the leet symbols present: each kind of symbol is
+    a letter mark or a separator; every combination when there are at most three kinds,
+    otherwise all letters and all separators. `_` is always a separator."""
     present = "".join(sorted(set(_SYMBOL.findall(folded))))
-    if not present:
-        return [""]
+    if not present and "_" not in folded:
+        return [{}]  # nothing to translate
+    return _roles_for(present)
+
+
+@functools.cache
+def _roles_for(present: str) -> list[dict[int, str]]:
     if len(present) > 3:
-        return ["", present]
-    roles = ["".join(c for c, on in zip(present, mask, strict=True) if on)
-             for mask in itertools.product((False, True), repeat=len(present))]  # fmt: skip
-    return roles[:_MAX_SYMBOL_ROLES]
+        masks: list[tuple[bool, ...]] = [(False,) * len(present), (True,) * len(present)]
+    else:
+        masks = list(itertools.product((False, True), repeat=len(present)))
+    return [
+        str.maketrans({"_": " "} | {c: " " if sep else _SYMBOL_MARKS[c]
+                                    for c, sep in zip(present, mask, strict=True)})
+        for mask in masks
+    ]  # fmt: skip
 
 
 def _run_options(run: str) -> list[str]:
@@ -140,6 +153,8 @@ def _run_options(run: str) -> list[str]:
 def _letter_readings(text: str, budget: int) -> list[str]:
     """Every reading of the ambiguous marks in `text`, at most `budget` of them; groups past
     the budget (or past the first in very long texts) read as their first option."""
+    if text.islower():
+        return [text]  # no marks: they are uppercase
     groups = [_run_options(run) for run in _AMBIGUOUS_RUN.findall(text)]
     if not groups:
         return [text]
@@ -170,13 +185,16 @@ def _stages(text: str, shortcut: bool = True) -> tuple[str, str, str, tuple[str,
     budget = max(1, _MAX_READINGS // len(roles))
     readings: list[str] = []
     shown: tuple[str, str] | None = None
-    tidy = _TOKEN.sub(_tidy_token, folded) if _NEEDS_LEET.search(folded) else folded
-    for separators in roles:
-        variant = tidy.translate(str.maketrans(separators, " " * len(separators)))
+    for role in roles:
+        variant = folded.translate(role) if role else folded
+        if not variant.islower():  # marks are uppercase
+            variant = _MARK_TOKEN.sub(_tidy_token, variant)
         spelled = _SPELLED.sub(_join_spelled, variant)
-        leet = _TOKEN.sub(_resolve_token, spelled) if _NEEDS_LEET.search(spelled) else spelled
+        leet = (
+            _LEET_TOKEN.sub(_resolve_token, spelled) if _MARK_OR_DIGIT.search(spelled) else spelled
+        )
         shown = shown or (spelled, leet)
-        readings += _letter_readings(_pad(_NON_WORD.sub(" ", leet).strip()), budget)
+        readings += _letter_readings(_pad(" ".join(_TOKEN.findall(leet))), budget)
     assert shown is not None
     return folded, shown[0], shown[1], tuple(dict.fromkeys(readings))
 
@@ -198,7 +216,10 @@ def alternatives(text: str) -> tuple[str, ...]:
 
 def collapse(text: str) -> str:
     """Collapse every run of one repeated character to a single character."""
-    return _REPEAT.sub(r"\1", text)
+    return _REPEAT.sub(_first_group, text) if _REPEAT.search(text) else text
+
+
+_first_group = operator.methodcaller("group", 1)
 
 
 def runs(text: str) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 __all__ = ["Explanation", "Hit", "Match", "RuleSet", "compile_rules"]
 
 _MAX_JOINED_WORDS = 6
+_REPEATS = re.compile(r"(.)\1+", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,40 +115,46 @@ def _phrase_forms(phrase: str, mode: MatchMode) -> set[str]:
     return forms
 
 
-def _accept_run(query: int, rule: int, doubled: bool) -> bool:
-    return query == rule or (query > rule and (query >= 3 or doubled))
-
-
 def _verify(
-    counts: tuple[int, ...], mode: MatchMode, qruns: list[tuple[str, int]], start: int
+    counts: tuple[int, ...], mode: MatchMode, doubles: dict[int, int], text: str, start: int
 ) -> bool:
-    """Check run lengths of a hit starting at collapsed index `start`."""
+    """Check the run lengths of a hit at `start` in the collapsed `text`.
+
+    `counts` are the phrase's run lengths, `doubles` the query's runs longer than one by
+    collapsed index. Stretching may lengthen a run, never shorten it; a run of two only counts
+    as stretching when every letter of that word is doubled ("ccaatt"), so "good" is not "god".
+    """
     last = len(counts) - 1
     for i, rule_count in enumerate(counts):
-        count = qruns[start + i][1]
+        count = doubles.get(start + i, 1)
         if count == rule_count:
             continue
         if count < rule_count:
             return False
         open_start = i == 0 and mode is MatchMode.SUBSTRING
         open_end = i == last and mode is not MatchMode.WORD
-        if open_start or open_end:
-            continue
-        if count >= 3 or _word_doubled(qruns, start + i):
+        if open_start or open_end or count >= 3 or _word_doubled(doubles, text, start + i):
             continue
         return False
     return True
 
 
-def _word_doubled(qruns: list[tuple[str, int]], index: int) -> bool:
-    """Whether every letter of the word around run `index` is written at least twice."""
-    lo = index
-    while lo > 0 and qruns[lo - 1][0] != " ":
-        lo -= 1
-    hi = index
-    while hi < len(qruns) - 1 and qruns[hi + 1][0] != " ":
-        hi += 1
-    return all(count >= 2 for _, count in qruns[lo : hi + 1])
+def _word_doubled(doubles: dict[int, int], text: str, index: int) -> bool:
+    """Whether every letter of the word around collapsed index `index` is written twice."""
+    lo = text.rfind(" ", 0, index) + 1
+    hi = text.find(" ", index)
+    return all(doubles.get(i, 1) >= 2 for i in range(lo, hi if hi >= 0 else len(text)))
+
+
+def _doubles(reading: str) -> dict[int, int]:
+    """Runs longer than one in `reading`, by their index in the collapsed reading."""
+    out: dict[int, int] = {}
+    removed = 0
+    for m in _REPEATS.finditer(reading):
+        size = m.end() - m.start()
+        out[m.start() - removed] = size
+        removed += size - 1
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -177,24 +185,20 @@ class RuleSet:
         groups: dict[int, set[int]] = {}
         for reading_index, reading in enumerate(readings):
             collapsed = collapse(reading)
-            qruns: list[tuple[str, int]] | None = None
+            doubles = _doubles(reading) if collapsed != reading else {}
             for end, value in self._automaton.iter(collapsed):
                 meanings = self._meanings(value)
                 start = end - (meanings[0] & _MAX_KEY) + 1  # one key, one length
-                plain = reading == collapsed
-                if not plain:
-                    if qruns is None:
-                        qruns = runs(reading)
-                    plain = all(qruns[i][1] == 1 for i in range(start, end + 1))
+                plain = not doubles or not any(start <= i <= end for i in doubles)
                 for entry in meanings:
                     counted = entry >> 34 & 1
                     if plain:
                         if counted:
                             continue  # the rule has a doubled letter that the query lacks
                     else:
-                        assert qruns is not None
                         counts = self._counts[entry] if counted else (1,) * (entry & _MAX_KEY)
-                        if not _verify(counts, _MODES[entry >> 12 & 3], qruns, start):
+                        mode = _MODES[entry >> 12 & 3]
+                        if not _verify(counts, mode, doubles, collapsed, start):
                             continue
                     rule = entry >> 35
                     role = entry >> 14 & 0xFF
