@@ -101,9 +101,9 @@ def check_rules(paths: Sequence[str | Path] | Iterable[str | Path]) -> CheckRepo
     paths = list(paths)
     try:
         specs, lists = read_rules(paths)
+        rules = compile_rules(specs, lists)
     except RuleError as error:
         return CheckReport(errors=error.problems)
-    rules = compile_rules(specs, lists)
     count, errors = _example_errors(rules)
     files = len({spec.file for spec in specs})
     return CheckReport(len(specs), files, count, tuple(errors), tuple(_warnings(rules)))

@@ -37,6 +37,7 @@ _CURATED: dict[str, str] = {
     "μ": "u", "υ": "u", "ʋ": "u",
     "ι": "i", "ı": "i",
     "ν": "v", "ρ": "p", "ϲ": "c", "ο": "o", "ε": "e", "α": "a", "β": "b",
+    "€": "€",  # a leet symbol for e (see intercept.normalize), not UTS #39's c with bar
 }  # fmt: skip
 
 _HANGUL_FILLERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}

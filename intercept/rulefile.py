@@ -322,6 +322,8 @@ def _schema_message(detail: ErrorDetails, loc: _FieldPath, field_path: _FieldPat
         need = f"must be {PATTERN_MEANINGS.get(pattern, f'text matching {pattern}')}"
     elif kind in ("enum", "literal_error"):
         need = "must be one of " + ", ".join(re.findall(r"'([^']*)'", str(context["expected"])))
+    elif kind == "string_too_long":
+        need = f"must be at most {context['max_length']} characters"
     elif kind == "string_type":
         need = "must be text"
     elif kind in ("tuple_type", "list_type"):

@@ -63,10 +63,12 @@ def _not_null(value: Any) -> Any:
 
 
 Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+MAX_PHRASE_LENGTH = 500
 Phrase = Annotated[
     str,
     Field(
         pattern=TEXT_PATTERN,
+        max_length=MAX_PHRASE_LENGTH,
         description="Words as a searcher types them; matched after normalization.",
     ),
 ]

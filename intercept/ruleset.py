@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import ahocorasick
 
+from intercept.errors import Problem, RuleError
 from intercept.normalize import Normalized, alternatives, collapse, normalize, runs
 from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 
@@ -276,8 +277,9 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
     """Compile validated specs into a `RuleSet`.
 
     Phrases that normalize to nothing are skipped (`intercept check` warns about them).
-    Raises `ValueError` for limits of the packed lookup table (a phrase over 4,095 characters
-    once normalized, over 4,096 phrases or 254 `all_of` groups in one rule).
+    Raises `RuleError` for the limits of the packed lookup table: a phrase over 4,095
+    characters once normalized, over 4,096 phrases or 254 `all_of` groups in one rule. The
+    message never quotes the phrase: keyword lists are confidential.
     """
     # The automaton stores 32-bit ints: an index into `single`, or -1-N for `shared[N]`.
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
@@ -285,13 +287,20 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
     shared: list[list[int]] = []
     counts: dict[int, tuple[int, ...]] = {}
 
+    problems: list[Problem] = []
+
     def add(rule: int, role: int, index: int, phrase: str, mode: MatchMode) -> None:
+        spec = rules[rule]
         if index >= _MAX_PHRASES or role > _MAX_GROUPS + 1:
-            raise ValueError(f"rule {rules[rule].id}: too many phrases or groups")
+            message = f"more than {_MAX_PHRASES} phrases in a list or {_MAX_GROUPS} groups"
+            problems.append(Problem(spec.file, spec.line, spec.id, message))
+            return
         for form in _phrase_forms(phrase, mode):
             key = collapse(form)
             if len(key) > _MAX_KEY:
-                raise ValueError(f"rule {rules[rule].id}: phrase too long: {phrase[:40]!r}...")
+                message = f"a phrase is longer than {_MAX_KEY} characters once normalized"
+                problems.append(Problem(spec.file, spec.line, spec.id, message))
+                return
             entry = _pack(rule, role, index, mode, len(key), key != form)
             if key != form:
                 counts[entry] = tuple(n for _, n in runs(form))
@@ -314,6 +323,8 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
                 add(rule, 2 + group, index, phrase, spec.match)
         for index, phrase in enumerate(spec.unless):
             add(rule, _ROLE_UNLESS, index, phrase, MatchMode.WORD)
+    if problems:
+        raise RuleError(problems)
     automaton.make_automaton()
 
     order = sorted(range(len(rules)), key=lambda r: (-rules[r].action.severity, rules[r].id))

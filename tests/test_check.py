@@ -31,9 +31,7 @@ def test_demo_rules_pass() -> None:
 def test_failing_examples_are_errors(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        "  - id: A\n"
-        "    terms: [teapot]\n"
-        "    examples: {match: [kettle], no_match: [big teapot]}\n",
+        "  - id: A\n    terms: [teapot]\n    examples: {match: [kettle], no_match: [big teapot]}\n",
     )
     report = check_rules([path])
     assert not report.ok
@@ -70,3 +68,11 @@ def test_broken_files_become_errors() -> None:
     report = check_rules([FILES / "broken" / "many_mistakes.yaml"])
     assert not report.ok
     assert len(report.errors) == 10
+
+
+def test_overlong_phrase_is_reported_not_raised(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"  - id: A\n    terms: [{'kite ' * 120}]\n")
+    report = check_rules([path])
+    assert [str(p) for p in report.errors] == [
+        f"{path}:5: rule A: field 'terms[0]': must be at most 500 characters (got text)"
+    ]

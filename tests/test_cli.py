@@ -95,7 +95,9 @@ def test_test_command_thresholds(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert json.loads(out)["overall"]["false_positives"] == 1
 
 
-def test_test_command_bad_corpus_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_test_command_bad_corpus_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     corpus = tmp_path / "c.csv"
     corpus.write_text("q\nx\n", encoding="utf-8")
     code, _, err = run(capsys, "test", "--rules", str(RULES), str(corpus))

@@ -36,7 +36,12 @@ def test_scores_and_failures(make_rules: MakeRules, tmp_path: Path) -> None:
     result = evaluate(rules, read_corpus(path), name=str(path))
     assert result.rows == 7
     o = result.overall
-    assert (o.true_positives, o.false_positives, o.false_negatives, o.true_negatives) == (4, 1, 1, 1)
+    assert (o.true_positives, o.false_positives, o.false_negatives, o.true_negatives) == (
+        4,
+        1,
+        1,
+        1,
+    )
     assert o.precision == pytest.approx(4 / 5)
     assert o.recall == pytest.approx(4 / 5)
     assert result.by_category["toys"].recall == 1.0

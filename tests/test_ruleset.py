@@ -215,3 +215,24 @@ def test_huge_and_hostile_queries(rules: RuleSet) -> None:
     assert rules.match("x" * 1_000_000) is None
     assert rules.match("\x00\ud800\udfff" * 1000 + " cat") is not None
     assert rules.match("hello " * 170_000 + "c a t") is not None
+
+
+def test_euro_sign_reads_as_e(make_rules: MakeRules) -> None:
+    rules = make_rules(spec("T", "teapot"))
+    match = rules.match("t€apot")
+    assert match is not None
+
+
+def test_overlong_normalized_phrase_is_a_located_error_without_content() -> None:
+    from intercept.errors import RuleError
+    from intercept.ruleset import compile_rules
+
+    secret = "\ufdfa" * 300  # one character that normalizes to eighteen letters
+    bad = spec("LONG", secret)
+    with pytest.raises(RuleError) as error:
+        compile_rules([bad])
+    assert [p.message for p in error.value.problems] == [
+        "a phrase is longer than 4095 characters once normalized"
+    ]
+    assert "\ufdfa" not in str(error.value)
+    assert "\u0635" not in str(error.value)
