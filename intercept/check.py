@@ -9,7 +9,7 @@ from pathlib import Path
 from intercept.errors import Problem, RuleError
 from intercept.normalize import normalize
 from intercept.ruleset import RuleSet, compile_rules
-from intercept.rulespec import MatchMode, RuleSpec
+from intercept.rulespec import RuleSpec
 
 __all__ = ["CheckReport", "check_rules"]
 
@@ -57,13 +57,13 @@ def _warnings(rules: RuleSet) -> list[Problem]:
     seen: dict[str, tuple[RuleSpec, str]] = {}
     for spec in rules.rules:
         for phrase in (*_phrases(spec), *spec.unless):
-            if normalize(phrase).empty:
+            if normalize(phrase, rule=True).empty:
                 warnings.append(
                     _problem(spec, f"phrase {phrase!r} normalizes to nothing and never matches")
                 )
         for phrase in _phrases(spec):
             clash = None
-            for form in normalize(phrase).collapsed:
+            for form in normalize(phrase, rule=True).alternatives:
                 if form == " ":
                     continue
                 first = seen.setdefault(form, (spec, phrase))
@@ -81,16 +81,18 @@ def _warnings(rules: RuleSet) -> list[Problem]:
         if spec.unless:
             guard = compile_rules(
                 [RuleSpec(spec.id, spec.category, spec.action, spec.language,
-                          MatchMode.WORD, terms=spec.unless)]
+                          spec.match, terms=spec.unless)]
             )  # fmt: skip
-            for phrase in _phrases(spec):
-                if guard.match(phrase) is not None:
-                    warnings.append(
-                        _problem(
-                            spec,
-                            f"unless covers the rule's own phrase {phrase!r}: it never matches",
-                        )
-                    )
+            covered = [p for p in _phrases(spec) if guard.match(p) is not None]
+            never = [p for p in spec.terms if p in covered] + [
+                f"all_of[{i}]" for i, group in enumerate(spec.all_of)
+                if all(p in covered for p in group)
+            ]  # fmt: skip
+            for what in never:
+                subject = f"phrases of {what}" if what.startswith("all_of[") else f"phrase {what!r}"
+                warnings.append(
+                    _problem(spec, f"unless covers the rule's own {subject}: it never matches")
+                )
     return warnings
 
 

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 
 from intercept.fold import fold
 
-__all__ = ["Normalized", "alternatives", "collapse", "normalize", "runs"]
+__all__ = [
+    "Normalized",
+    "alternatives",
+    "collapse",
+    "edge_alternatives",
+    "normalize",
+    "readings_for_matching",
+    "runs",
+]
 
 _LEET_SYMBOLS = "@$!|+(€"
 _SYMBOL = re.compile(f"[{re.escape(_LEET_SYMBOLS)}]")
@@ -53,9 +61,16 @@ _MARK_TOKEN = re.compile(r"\b(?=\w*?[A-Z])\w+")
 _MARK_OR_DIGIT = re.compile(r"[A-Z0-9]")
 _LETTER = re.compile(r"[^\W\dA-Z]")  # a letter that is not a mark
 _SPELLED = re.compile(r"\b\w\b(?:\W+\w\b)+")  # single characters between separators
-_NOT_WORD = re.compile(r"\W+")
 _REPEAT = re.compile(r"(.)\1+", re.DOTALL)
+_DOUBLE = re.compile(r"(.)\1", re.DOTALL)  # finds "no repeats" twice as fast as _REPEAT
 _RUN = re.compile(r"((.)\2*)", re.DOTALL)
+_NUMBER = re.compile(r"[A-Z]?[0-9]+[A-Z]?")
+_SYMBOL_WORD = re.compile(rf"[\w{re.escape(_LEET_SYMBOLS)}]+")
+_MARK_SYMBOLS = str.maketrans(_SYMBOL_MARKS)
+_LEADING_PUNCTUATION = "!+("
+_TRAILING_PUNCTUATION = "@!|+(€"
+_LONG_SPELLED = re.compile(r"\b\w\b(?:\W+\w\b){3,}")  # four or more spelled-out letters
+_SINGLES = re.compile(r" \S \S ")
 _MAX_READINGS = 32
 _LONG_TEXT = 1024
 
@@ -98,33 +113,58 @@ class Normalized:
         return out
 
 
+def _is_punctuation_or_number(token: str) -> bool:
+    """A word without letters whose marks are not letters: a number with a sign or currency at
+    an edge ("$100", "2024!"), or one symbol repeated ("!!!"). Other symbol-only words ("(@+")
+    are leetspeak."""
+    return len(set(token)) == 1 or _NUMBER.fullmatch(token) is not None
+
+
 def _tidy_token(m: re.Match[str]) -> str:
-    """Symbols inside a number ("$100") or among themselves ("@@") are not letters."""
     token = m.group()
-    if len(token) == 1 or _LETTER.search(token):
+    if len(token) == 1 or _LETTER.search(token) or not _is_punctuation_or_number(token):
         return token
     return token.translate(_DROP_MARKS)
 
 
-def _join_spelled(m: re.Match[str]) -> str:
-    return _NOT_WORD.sub("", m.group())
-
-
 def _resolve_token(m: re.Match[str]) -> str:
     token = m.group()
-    if not _LETTER.search(token):
-        return token.translate(_DROP_MARKS)  # a number, or a lone symbol
+    if not _LETTER.search(token) and _is_punctuation_or_number(token):
+        return token.translate(_DROP_MARKS)
     return token.translate(_LEET)
 
 
-def _symbol_roles(folded: str) -> list[dict[int, str]]:
-    """Translation tables, one per reading of the leet symbols present: each kind of symbol is
-    a letter mark or a separator; every combination when there are at most three kinds,
-    otherwise all letters and all separators. `_` is always a separator."""
+def _natural_symbols(m: re.Match[str]) -> str:
+    """Symbols inside a word are letters; at its edges they are punctuation ("(cat)", "cat!"),
+    except a leading $ @ € and a trailing $ ("$ale", "pics$")."""
+    token = m.group()
+    start, end = 0, len(token)
+    while start < end and token[start] in _LEADING_PUNCTUATION:
+        start += 1
+    while end > start and token[end - 1] in _TRAILING_PUNCTUATION:
+        end -= 1
+    if start == end:
+        return token.translate(_MARK_SYMBOLS)  # a lone symbol may be a spelled-out letter
+    middle = token[start:end].translate(_MARK_SYMBOLS)
+    return " " * start + middle + " " * (len(token) - end)
+
+
+def _symbol_readings(folded: str, both_ways: bool) -> list[str]:
+    """The text with leet symbols read as letter marks or as separators.
+
+    First the natural reading (`_natural_symbols`). For queries (`both_ways`) also every
+    combination of reading each kind of symbol as a letter or a separator when at most three
+    kinds are present, otherwise all letters and all separators. `_` is always a separator.
+    """
+    if "_" in folded:
+        folded = folded.replace("_", " ")
     present = "".join(sorted(set(_SYMBOL.findall(folded))))
-    if not present and "_" not in folded:
-        return [{}]  # nothing to translate
-    return _roles_for(present)
+    if not present:
+        return [folded]
+    out = [_SYMBOL_WORD.sub(_natural_symbols, folded)]
+    if both_ways:
+        out += [folded.translate(table) for table in _roles_for(present)]
+    return list(dict.fromkeys(out))
 
 
 @functools.cache
@@ -134,10 +174,40 @@ def _roles_for(present: str) -> list[dict[int, str]]:
     else:
         masks = list(itertools.product((False, True), repeat=len(present)))
     return [
-        str.maketrans({"_": " "} | {c: " " if sep else _SYMBOL_MARKS[c]
-                                    for c, sep in zip(present, mask, strict=True)})
+        str.maketrans({c: " " if sep else _SYMBOL_MARKS[c]
+                       for c, sep in zip(present, mask, strict=True)})
         for mask in masks
     ]  # fmt: skip
+
+
+def _join_all(m: re.Match[str]) -> str:
+    return "".join(_TOKEN.findall(m.group()))
+
+
+def _spelled_readings(text: str, edges: bool) -> list[str]:
+    """Spelled-out letters joined (`edges` False); or, for `edges`, the readings that keep the
+    first and/or last letter of a run of four or more apart, since it may be a word of its own
+    ("a c a t", "c a t x")."""
+    if not _SPELLED.search(text):
+        return [] if edges else [text]
+    if not edges:
+        return [_SPELLED.sub(_join_all, text)]
+    if not _LONG_SPELLED.search(text):
+        return []
+    out = []
+    for keep_first, keep_last in ((True, False), (False, True), (True, True)):
+
+        def join(m: re.Match[str], first: bool = keep_first, last: bool = keep_last) -> str:
+            units = _TOKEN.findall(m.group())
+            if len(units) < 4:
+                return "".join(units)
+            head = units[0] + " " if first else ""
+            tail = " " + units[-1] if last else ""
+            middle = units[1 if first else 0 : len(units) - 1 if last else len(units)]
+            return head + "".join(middle) + tail
+
+        out.append(_SPELLED.sub(join, text))
+    return out
 
 
 def _run_options(run: str) -> list[str]:
@@ -150,73 +220,112 @@ def _run_options(run: str) -> list[str]:
     return options
 
 
-def _letter_readings(text: str, budget: int) -> list[str]:
-    """Every reading of the ambiguous marks in `text`, at most `budget` of them; groups past
-    the budget (or past the first in very long texts) read as their first option."""
-    if text.islower():
-        return [text]  # no marks: they are uppercase
-    groups = [_run_options(run) for run in _AMBIGUOUS_RUN.findall(text)]
-    if not groups:
-        return [text]
-    varied, size = 0, 1
-    limit = 1 if len(text) > _LONG_TEXT else len(groups)
-    while varied < limit and size * len(groups[varied]) <= budget:
-        size *= len(groups[varied])
-        varied += 1
-    out: list[str] = []
-    for choice in itertools.product(*groups[:varied]):
-        picks = iter([*choice, *(options[0] for options in groups[varied:])])
+def _word_options(word: str) -> list[str]:
+    groups = [_run_options(run) for run in _AMBIGUOUS_RUN.findall(word)]
+    out = []
+    for choice in itertools.islice(itertools.product(*groups), _MAX_READINGS):
+        picks = iter(choice)
 
         def pick(_: re.Match[str], picks: Iterator[str] = picks) -> str:
             return next(picks)
 
-        out.append(_AMBIGUOUS_RUN.sub(pick, text))
+        out.append(_AMBIGUOUS_RUN.sub(pick, word))
     return out
 
 
-def _stages(text: str, shortcut: bool = True) -> tuple[str, str, str, tuple[str, ...]]:
-    """(folded, spelled, leet, readings); spelled and leet as in the first reading."""
+def _letter_readings(text: str, budget: int) -> list[str]:
+    """Readings of the ambiguous marks (1 | 6) in `text`, at most `budget` of them.
+
+    First, reading j gives every word its j-th reading, so each word's readings are all tried
+    wherever it stands; then combinations across words, in order, while the budget lasts.
+    """
+    if not _AMBIGUOUS_RUN.search(text):
+        return [text]
+    if len(text) > _LONG_TEXT:
+        budget = min(budget, 2)
+    words = [_word_options(w) if _AMBIGUOUS_RUN.search(w) else [w] for w in text.split(" ")]
+    widest = max(len(options) for options in words)
+    out = [" ".join(o[j % len(o)] for o in words) for j in range(min(widest, budget))]
+    for combination in itertools.product(*words):
+        if len(out) >= budget:
+            break
+        out.append(" ".join(combination))
+    return list(dict.fromkeys(out))[:budget]
+
+
+def _stages(
+    text: str, shortcut: bool = True, *, rule: bool = False, edges: bool = False
+) -> tuple[str, str, str, tuple[str, ...], bool]:
+    """(folded, spelled, leet, readings, has edge readings); spelled and leet as in the first
+    reading.
+
+    With `edges`, only the readings that keep the edge letters of spelled-out runs apart
+    (`_spelled_readings`); the matcher asks for them only when nothing else matched.
+    """
     folded = fold(text)
     words = folded.split()
     if shortcut and all(len(word) > 1 and word.isalpha() for word in words):
         # Nothing to join, no leetspeak, no punctuation: the common case, done in C.
-        return folded, folded, folded, (_pad(" ".join(words)),)
-    roles = _symbol_roles(folded)
-    budget = max(1, _MAX_READINGS // len(roles))
-    readings: list[str] = []
-    shown: tuple[str, str] | None = None
-    for role in roles:
-        variant = folded.translate(role) if role else folded
+        return folded, folded, folded, () if edges else (_pad(" ".join(words)),), False
+    spelled_forms: list[str] = []
+    long_runs = False
+    for variant in _symbol_readings(folded, both_ways=not rule):
         if not variant.islower():  # marks are uppercase
             variant = _MARK_TOKEN.sub(_tidy_token, variant)
-        spelled = _SPELLED.sub(_join_spelled, variant)
+        spelled_forms += _spelled_readings(variant, edges)
+        long_runs = long_runs or _LONG_SPELLED.search(variant) is not None
+    budget = max(2, _MAX_READINGS // max(1, len(spelled_forms)))
+    readings: list[str] = []
+    shown = (folded, folded)
+    for index, spelled in enumerate(spelled_forms):
         leet = (
             _LEET_TOKEN.sub(_resolve_token, spelled) if _MARK_OR_DIGIT.search(spelled) else spelled
         )
-        shown = shown or (spelled, leet)
-        readings += _letter_readings(_pad(" ".join(_TOKEN.findall(leet))), budget)
-    assert shown is not None
-    return folded, shown[0], shown[1], tuple(dict.fromkeys(readings))
+        if index == 0:
+            shown = (spelled, leet)
+        spaced = _pad(" ".join(_TOKEN.findall(leet)))
+        if edges and _SINGLES.search(spaced):
+            continue  # two one-letter words in a row: not a reading the pipeline could give
+        readings += _letter_readings(spaced, budget)
+    return folded, shown[0], shown[1], tuple(dict.fromkeys(readings)), long_runs
 
 
 def _pad(words: str) -> str:
     return f" {words} " if words else " "
 
 
-def normalize(text: str) -> Normalized:
-    """Run every stage on `text`. Never raises for any `str`; time is linear in its length."""
-    folded, spelled, leet, alternatives = _stages(text)
-    return Normalized(text, folded, spelled, leet, alternatives)
+def normalize(text: str, *, rule: bool = False) -> Normalized:
+    """Run every stage on `text`. Never raises for any `str`; time is linear in its length.
+
+    With `rule=True` the text is a rule phrase: symbols take only their natural reading and
+    spelled-out letters are always joined whole, so a phrase never matches less than it says.
+    """
+    folded, spelled, leet, readings, _ = _stages(text, rule=rule)
+    if not rule:  # edge readings last, so the usual readings keep their numbers
+        readings += tuple(r for r in edge_alternatives(text) if r not in readings)
+    return Normalized(text, folded, spelled, leet, readings)
 
 
-def alternatives(text: str) -> tuple[str, ...]:
-    """The matcher's hot path: only the padded forms, one per reading of ambiguous leet."""
-    return _stages(text)[3]
+def alternatives(text: str, *, rule: bool = False) -> tuple[str, ...]:
+    """The matcher's hot path: the padded readings of `text` (see `normalize`), without those
+    of `edge_alternatives`."""
+    return _stages(text, rule=rule)[3]
+
+
+def readings_for_matching(text: str) -> tuple[tuple[str, ...], bool]:
+    """`alternatives(text)`, and whether `edge_alternatives(text)` may have any."""
+    _, _, _, readings, has_edges = _stages(text)
+    return readings, has_edges
+
+
+def edge_alternatives(text: str) -> tuple[str, ...]:
+    """Readings that keep a spelled-out run's first or last letter apart ("a c a t")."""
+    return _stages(text, edges=True)[3]
 
 
 def collapse(text: str) -> str:
     """Collapse every run of one repeated character to a single character."""
-    return _REPEAT.sub(_first_group, text) if _REPEAT.search(text) else text
+    return _REPEAT.sub(_first_group, text) if _DOUBLE.search(text) else text
 
 
 _first_group = operator.methodcaller("group", 1)

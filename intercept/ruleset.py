@@ -9,12 +9,14 @@ the run lengths of the query (stretching may add letters, never remove them, and
 counts as stretching only when the whole word is doubled), which is cheap and rare.
 
 Decisions: a rule matches when one of its `terms` is found, or a phrase from every `all_of`
-group is found, and none of its `unless` phrases is found anywhere. When several rules match,
-the most severe action wins (block > warn > shadow), then the lowest id.
+group is found, and none of its `unless` phrases is found anywhere (`unless` phrases use the
+rule's match mode, so "guitar pick" also guards "guitar picks" for a prefix rule). When several
+rules match, the most severe action wins (block > warn > shadow), then the lowest id.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import re
@@ -25,13 +27,22 @@ from dataclasses import dataclass, field
 import ahocorasick
 
 from intercept.errors import Problem, RuleError
-from intercept.normalize import Normalized, alternatives, collapse, normalize, runs
+from intercept.normalize import (
+    Normalized,
+    alternatives,
+    collapse,
+    edge_alternatives,
+    normalize,
+    readings_for_matching,
+    runs,
+)
 from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 
 __all__ = ["Explanation", "Hit", "Match", "RuleSet", "compile_rules"]
 
 _MAX_JOINED_WORDS = 6
 _REPEATS = re.compile(r"(.)\1+", re.DOTALL)
+_DIGIT = re.compile(r"[0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +103,11 @@ def _pack(rule: int, role: int, phrase: int, mode: MatchMode, length: int, count
 
 
 def _phrase_forms(phrase: str, mode: MatchMode) -> set[str]:
-    """Every uncollapsed padded form of `phrase` that the automaton should look for."""
+    """Every uncollapsed padded form of `phrase` that the automaton should look for: each
+    reading, and each way of joining its neighbouring words (a joined form holding a digit is
+    normalized again, since "catch22" reads its digits as leetspeak where "catch 22" does not)."""
     forms: set[str] = set()
-    for reading in alternatives(phrase):
+    for reading in alternatives(phrase, rule=True):
         words = reading.split()
         if not words:
             continue
@@ -107,23 +120,32 @@ def _phrase_forms(phrase: str, mode: MatchMode) -> set[str]:
             text = words[0]
             for word, joined in zip(words[1:], join, strict=True):
                 text += word if joined else " " + word
-            if mode is MatchMode.WORD:
-                forms.add(f" {text} ")
-            elif mode is MatchMode.PREFIX:
-                forms.add(f" {text}")
-            else:
-                forms.add(text)
+            texts = alternatives(text, rule=True) if any(join) and _DIGIT.search(text) else (text,)
+            for each in texts:
+                each = each.strip()
+                if mode is MatchMode.WORD:
+                    forms.add(f" {each} ")
+                elif mode is MatchMode.PREFIX:
+                    forms.add(f" {each}")
+                else:
+                    forms.add(each)
     return forms
 
 
 def _verify(
-    counts: tuple[int, ...], mode: MatchMode, doubles: dict[int, int], text: str, start: int
+    counts: tuple[int, ...],
+    mode: MatchMode,
+    doubles: dict[int, int],
+    text: str,
+    start: int,
+    doubled_words: dict[int, bool],
 ) -> bool:
     """Check the run lengths of a hit at `start` in the collapsed `text`.
 
     `counts` are the phrase's run lengths, `doubles` the query's runs longer than one by
     collapsed index. Stretching may lengthen a run, never shorten it; a run of two only counts
     as stretching when every letter of that word is doubled ("ccaatt"), so "good" is not "god".
+    `doubled_words` remembers that answer per word, keeping a long query linear.
     """
     last = len(counts) - 1
     for i, rule_count in enumerate(counts):
@@ -134,17 +156,20 @@ def _verify(
             return False
         open_start = i == 0 and mode is MatchMode.SUBSTRING
         open_end = i == last and mode is not MatchMode.WORD
-        if open_start or open_end or count >= 3 or _word_doubled(doubles, text, start + i):
+        if open_start or open_end or count >= 3:
             continue
-        return False
+        if not _word_doubled(doubles, text, start + i, doubled_words):
+            return False
     return True
 
 
-def _word_doubled(doubles: dict[int, int], text: str, index: int) -> bool:
+def _word_doubled(doubles: dict[int, int], text: str, index: int, memo: dict[int, bool]) -> bool:
     """Whether every letter of the word around collapsed index `index` is written twice."""
     lo = text.rfind(" ", 0, index) + 1
-    hi = text.find(" ", index)
-    return all(doubles.get(i, 1) >= 2 for i in range(lo, hi if hi >= 0 else len(text)))
+    if lo not in memo:
+        hi = text.find(" ", index)
+        memo[lo] = all(doubles.get(i, 1) >= 2 for i in range(lo, hi if hi >= 0 else len(text)))
+    return memo[lo]
 
 
 def _doubles(reading: str) -> dict[int, int]:
@@ -168,7 +193,9 @@ class RuleSet:
     _automaton: ahocorasick.Automaton = field(repr=False)
     _single: array[int] = field(repr=False)  # a key's meaning, by the automaton's value
     _shared: tuple[tuple[int, ...], ...] = field(repr=False)  # keys with several meanings
-    _counts: dict[int, tuple[int, ...]] = field(repr=False)  # run lengths, doubled letters only
+    # run lengths of forms with a doubled letter, by (meaning, key): forms of one phrase may
+    # share a meaning and differ in their runs ("kill" and "kiil" of the phrase "ki1l")
+    _counts: dict[tuple[int, str], tuple[tuple[int, ...], ...]] = field(repr=False)
     _groups: tuple[int, ...] = field(repr=False)
     _rank: tuple[int, ...] = field(repr=False)  # decision order: severity, then id
 
@@ -179,27 +206,38 @@ class RuleSet:
         return (self._single[value],) if value >= 0 else self._shared[-1 - value]
 
     def _scan(
-        self, readings: Sequence[str], hits: list[Hit] | None = None
+        self, readings: Sequence[str], hits: list[Hit] | None = None, first_index: int = 0
     ) -> tuple[set[int], set[int], dict[int, set[int]]]:
         terms: set[int] = set()
         unless: set[int] = set()
         groups: dict[int, set[int]] = {}
-        for reading_index, reading in enumerate(readings):
+        for reading_index, reading in enumerate(readings, first_index):
             collapsed = collapse(reading)
             doubles = _doubles(reading) if collapsed != reading else {}
+            positions = list(doubles)  # increasing
+            doubled_words: dict[int, bool] = {}
+            offsets: list[int] | None = None
             for end, value in self._automaton.iter(collapsed):
                 meanings = self._meanings(value)
                 start = end - (meanings[0] & _MAX_KEY) + 1  # one key, one length
-                plain = not doubles or not any(start <= i <= end for i in doubles)
+                first = bisect.bisect_left(positions, start)
+                plain = first == len(positions) or positions[first] > end
                 for entry in meanings:
                     counted = entry >> 34 & 1
                     if plain:
                         if counted:
                             continue  # the rule has a doubled letter that the query lacks
                     else:
-                        counts = self._counts[entry] if counted else (1,) * (entry & _MAX_KEY)
+                        shapes = (
+                            self._counts[(entry, collapsed[start : end + 1])]
+                            if counted
+                            else ((1,) * (entry & _MAX_KEY),)
+                        )
                         mode = _MODES[entry >> 12 & 3]
-                        if not _verify(counts, mode, doubles, collapsed, start):
+                        if not any(
+                            _verify(c, mode, doubles, collapsed, start, doubled_words)
+                            for c in shapes
+                        ):
                             continue
                     rule = entry >> 35
                     role = entry >> 14 & 0xFF
@@ -210,13 +248,16 @@ class RuleSet:
                     else:
                         groups.setdefault(rule, set()).add(role)
                     if hits is not None:
-                        hits.append(self._hit(entry, reading_index, reading, start, end))
+                        if offsets is None:
+                            offsets = list(
+                                itertools.accumulate((n for _, n in runs(reading)), initial=0)
+                            )
+                        hits.append(self._hit(entry, reading_index, reading, offsets, start, end))
         return terms, unless, groups
 
-    def _hit(self, entry: int, index: int, reading: str, start: int, end: int) -> Hit:
-        offsets = [0]
-        for _, count in runs(reading):
-            offsets.append(offsets[-1] + count)
+    def _hit(
+        self, entry: int, index: int, reading: str, offsets: list[int], start: int, end: int
+    ) -> Hit:
         lo, hi = offsets[start], offsets[end + 1]
         text = reading[lo:hi]
         lo, hi = lo + len(text) - len(text.lstrip(" ")), lo + len(text.rstrip(" "))
@@ -242,25 +283,46 @@ class RuleSet:
         spec = self.rules[index]
         return Match(spec.id, spec.category, spec.action, spec.language)
 
+    def _matched(self, text: str) -> list[int]:
+        usual, has_edges = readings_for_matching(text)
+        order = self._decide(*self._scan(usual))
+        if not order and has_edges:  # rarer readings, only when the usual ones found nothing
+            order = self._decide(*self._scan(edge_alternatives(text)))
+        return order
+
     def match(self, text: str) -> Match | None:
         """The decisive match for `text`, or None. Never raises for any `str`."""
-        order = self._decide(*self._scan(alternatives(text)))
+        order = self._matched(text)
         return self._match_of(order[0]) if order else None
 
     def match_all(self, text: str) -> list[Match]:
         """Every matching rule for `text`, decisive first."""
-        return [self._match_of(r) for r in self._decide(*self._scan(alternatives(text)))]
+        return [self._match_of(r) for r in self._matched(text)]
 
     def explain(self, text: str) -> Explanation:
-        """Every stage of normalization, every phrase found, and the decision."""
+        """Every stage of normalization, every phrase found, and the decision (the same as
+        `match` gives: readings from `edge_alternatives` count only when the others find
+        nothing)."""
         normalized = normalize(text)
+        usual = alternatives(text)
         hits: list[Hit] = []
-        terms, unless, groups = self._scan(normalized.alternatives, hits)
+        terms, unless, groups = self._scan(usual, hits)
+        order = self._decide(terms, unless, groups)
         found = terms | {rule for rule, g in groups.items() if len(g) == self._groups[rule]}
-        suppressed = sorted(self.rules[r].id for r in found & unless)
-        matched = tuple(self._match_of(r) for r in self._decide(terms, unless, groups))
+        suppressed = {self.rules[r].id for r in found & unless}
+        if not order:
+            rest = normalized.alternatives[len(usual) :]
+            terms, unless, groups = self._scan(rest, hits, first_index=len(usual))
+            order = self._decide(terms, unless, groups)
+            found = terms | {rule for rule, g in groups.items() if len(g) == self._groups[rule]}
+            suppressed |= {self.rules[r].id for r in found & unless}
+        matched = tuple(self._match_of(r) for r in order)
         return Explanation(
-            normalized, tuple(hits), matched, tuple(suppressed), matched[0] if matched else None
+            normalized,
+            tuple(hits),
+            matched,
+            tuple(sorted(suppressed)),
+            matched[0] if matched else None,
         )
 
 
@@ -285,7 +347,7 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
     single = array("q")
     shared: list[list[int]] = []
-    counts: dict[int, tuple[int, ...]] = {}
+    counts: dict[tuple[int, str], tuple[tuple[int, ...], ...]] = {}
 
     problems: list[Problem] = []
 
@@ -303,7 +365,10 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
                 return
             entry = _pack(rule, role, index, mode, len(key), key != form)
             if key != form:
-                counts[entry] = tuple(n for _, n in runs(form))
+                shape = tuple(n for _, n in runs(form))
+                known = counts.get((entry, key), ())
+                if shape not in known:
+                    counts[(entry, key)] = (*known, shape)
             old = automaton.get(key, None)
             if old is None:
                 automaton.add_word(key, len(single))
@@ -322,7 +387,7 @@ def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> 
             for index, phrase in enumerate(phrases):
                 add(rule, 2 + group, index, phrase, spec.match)
         for index, phrase in enumerate(spec.unless):
-            add(rule, _ROLE_UNLESS, index, phrase, MatchMode.WORD)
+            add(rule, _ROLE_UNLESS, index, phrase, spec.match)
     if problems:
         raise RuleError(problems)
     automaton.make_automaton()

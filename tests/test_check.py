@@ -76,3 +76,20 @@ def test_overlong_phrase_is_reported_not_raised(tmp_path: Path) -> None:
     assert [str(p) for p in report.errors] == [
         f"{path}:5: rule A: field 'terms[0]': must be at most 500 characters (got text)"
     ]
+
+
+def test_no_clash_warning_for_words_the_matcher_tells_apart(tmp_path: Path) -> None:
+    path = _write(tmp_path, "  - id: A\n    terms: [good]\n  - id: B\n    terms: [god]\n")
+    assert check_rules([path]).warnings == ()
+
+
+def test_unless_warning_needs_a_whole_group_covered(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "  - id: A\n    all_of: [[tea], [green, blue]]\n    unless: [green]\n"
+        "  - id: B\n    all_of: [[tea], [green]]\n    unless: [green]\n",
+    )
+    warnings = [str(p) for p in check_rules([path]).warnings if "unless covers" in p.message]
+    assert warnings == [
+        f"{path}:7: rule B: unless covers the rule's own phrases of all_of[1]: it never matches"
+    ]

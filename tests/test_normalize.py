@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intercept.normalize import _stages, alternatives, collapse, normalize, runs
+from intercept.normalize import (
+    _stages,
+    alternatives,
+    collapse,
+    edge_alternatives,
+    normalize,
+    runs,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +70,13 @@ def test_alternatives(text: str, expected: list[str]) -> None:
 )
 def test_symbols_read_both_ways(text: str, reading: str) -> None:
     assert reading in alternatives(text)
+
+
+def test_edge_readings_of_long_spelled_runs() -> None:
+    # a run of four or more letters may begin or end with a word of its own
+    assert edge_alternatives("b i g c a t") == (" b igcat ", " bigca t ", " b igca t ")
+    assert edge_alternatives("c a t") == ()
+    assert normalize("a c a t").alternatives == (" acat ", " a cat ", " aca t ", " a ca t ")
 
 
 def test_ambiguous_readings_are_bounded() -> None:

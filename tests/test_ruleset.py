@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -236,3 +239,80 @@ def test_overlong_normalized_phrase_is_a_located_error_without_content() -> None
     ]
     assert "\ufdfa" not in str(error.value)
     assert "\u0635" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "rule_id"),
+    [
+        # more than three kinds of symbol: the natural reading still applies
+        ("c@t! $5 (cheap)", "CAT"),
+        # words written only in leet symbols are words
+        ("(@+", "CAT"),
+        # a spelled-out run may start or end with a word of its own
+        ("show me a c a t", "CAT"),
+        ("i saw a c.a.t", "CAT"),
+        # ambiguous digits late in a long query still get every reading
+        ("a1 b1 c1 d1 e1 1ick", "LICK"),
+        ("a1 " + "x" * 1100 + " 1ick", "LICK"),
+    ],
+)
+def test_reviewed_evasions(rules: RuleSet, query: str, rule_id: str) -> None:
+    assert rule_id in {m.rule_id for m in rules.match_all(query)}
+
+
+@pytest.mark.parametrize(
+    ("phrase", "query"),
+    [("pic$", "pic"), ("$ale", "ginger ale"), ("c@t", "ct"), ("c@t", "c t")],
+)
+def test_symbols_in_rule_phrases_are_letters(
+    make_rules: MakeRules, phrase: str, query: str
+) -> None:
+    assert make_rules(spec("R", phrase)).match(query) is None
+
+
+def test_symbols_in_rule_phrases_still_match_their_disguises(make_rules: MakeRules) -> None:
+    rules = make_rules(spec("R", "$ale"), spec("P", "(teapot)"))
+    assert rules.match("$ALE") is not None
+    assert rules.match("sale") is not None
+    assert rules.match("teapot") is not None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "queries"),
+    [
+        ("catch 22", ["catch22", "catch 22", "catch-22"]),
+        ("cat 5", ["cat5", "cat 5"]),
+        ("ki1l", ["kill", "kiil"]),  # forms of one phrase sharing one lookup key
+        ("1i1", ["lii", "iil", "lil", "iii"]),
+    ],
+)
+def test_every_form_of_a_phrase_matches(
+    make_rules: MakeRules, phrase: str, queries: list[str]
+) -> None:
+    rules = make_rules(spec("R", phrase))
+    for query in queries:
+        assert rules.match(query) is not None, query
+
+
+def test_unless_follows_the_rules_match_mode(make_rules: MakeRules) -> None:
+    rules = make_rules(spec("P", "pick", match="prefix", unless=("guitar pick",)))
+    assert rules.match("picks") is not None
+    assert rules.match("guitar picks") is None
+
+
+@pytest.mark.parametrize(
+    "make_query",
+    [
+        lambda n: " ".join(["aa cat"] * n),
+        lambda n: "aabbcc" * n,
+        lambda n: "cat " * n,
+    ],
+)
+def test_long_queries_stay_linear(make_rules: MakeRules, make_query: Any) -> None:
+    rules = make_rules(spec("C", "cat"), spec("S", "abc", match="substring"))
+    query = make_query(16_000)
+    started = time.perf_counter()
+    rules.match(query)
+    rules.explain(query)
+    # a generous bound that only a quadratic blowup breaks (it took minutes before the fix)
+    assert time.perf_counter() - started < 10
