@@ -1,16 +1,19 @@
 """From raw text to the forms the matcher compares: the normalization stages after folding.
 
 1. `fold` (see `intercept.fold`): case, compatibility forms, diacritics, lookalikes, invisibles.
-2. spelled-out letters are joined: single letters, digits or leet symbols separated by any
+2. symbols: @ $ ! | + ( € are letters inside words and punctuation at their edges (the
+   natural reading: "c@t", "(cat)", "cat!", "$ale"). In queries each kind of symbol is also
+   read as a letter everywhere and as a separator everywhere ("r|e|c|a|p", "big+cat").
+3. spelled-out letters are joined: single letters, digits or symbols separated by any
    separators ("c a t", "c.a.t", "c / a / t") become one word ("cat"). Ordinary words are never
-   joined, so "pic at" stays two words.
-3. leetspeak inside words that contain a letter: 4 @ -> a, 3 -> e, 0 -> o, 5 $ -> s, 7 + -> t,
-   8 -> b, 9 -> g, 2 -> z, ! -> i, ( -> c, € -> e; 1 and | stand for i or l, 6 for b or g.
-   The symbols @ $ ! | + ( € are also separators ("cat!", "r|e|c|a|p", "big+cat"), so each
-   kind of symbol in the text is read both ways. Every reading is tried
-   (`Normalized.alternatives`, at most 32). Numbers without letters stay numbers.
-4. every run of other characters becomes one space, with one space before and after the text.
-5. runs of a repeated letter are collapsed for lookup ("caaat" -> "cat"); the matcher then
+   joined, so "pic at" stays two words. A run of four or more may start or end with a
+   one-letter word ("a c a t"): `edge_alternatives` keeps those letters apart.
+4. leetspeak inside words: 4 @ -> a, 3 € -> e, 0 -> o, 5 $ -> s, 7 + -> t, 8 -> b, 9 -> g,
+   2 -> z, ! -> i, ( -> c; 1 and | stand for i or l, 6 for b or g. Words of symbols alone are
+   leetspeak ("(@+"); numbers, with a sign or currency at an edge, stay numbers ("$100").
+   Every reading is tried (`Normalized.alternatives`, at most 32).
+5. every run of other characters becomes one space, with one space before and after the text.
+6. runs of a repeated letter are collapsed for lookup ("caaat" -> "cat"); the matcher then
    checks the run lengths so that stretching is caught without equating "good" with "god".
 
 Rules and queries go through the same stages, so a phrase written in any script matches in that
@@ -220,10 +223,10 @@ def _run_options(run: str) -> list[str]:
     return options
 
 
-def _word_options(word: str) -> list[str]:
+def _word_options(word: str, limit: int) -> list[str]:
     groups = [_run_options(run) for run in _AMBIGUOUS_RUN.findall(word)]
     out = []
-    for choice in itertools.islice(itertools.product(*groups), _MAX_READINGS):
+    for choice in itertools.islice(itertools.product(*groups), limit):
         picks = iter(choice)
 
         def pick(_: re.Match[str], picks: Iterator[str] = picks) -> str:
@@ -243,7 +246,7 @@ def _letter_readings(text: str, budget: int) -> list[str]:
         return [text]
     if len(text) > _LONG_TEXT:
         budget = min(budget, 2)
-    words = [_word_options(w) if _AMBIGUOUS_RUN.search(w) else [w] for w in text.split(" ")]
+    words = [_word_options(w, budget) if _AMBIGUOUS_RUN.search(w) else [w] for w in text.split(" ")]
     widest = max(len(options) for options in words)
     out = [" ".join(o[j % len(o)] for o in words) for j in range(min(widest, budget))]
     for combination in itertools.product(*words):
