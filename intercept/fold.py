@@ -3,14 +3,16 @@
 Every character of a rule phrase or a query is folded on its own, through one table:
 
 - invisible characters (format controls such as zero-width space and joiners, word joiner, BOM,
-  soft hyphen, bidi controls; variation selectors and other combining marks; Hangul fillers)
+  soft hyphen, bidi controls; variation selectors; Hangul fillers)
   vanish, so they can neither split nor hide a word;
 - control characters, lone surrogates, unassigned code points and every kind of space become a
   plain space;
 - everything else is decomposed (NFKD: fullwidth forms, mathematical alphanumerics, circled
-  letters, ligatures), stripped of diacritics, case-folded (ß -> ss, final sigma -> sigma), and
-  mapped through the Unicode confusables data (UTS #39) plus a curated map of lookalikes that
-  UTS #39 sends to rare letters (Greek κ τ χ η, Cyrillic к т м н в), until nothing changes;
+  letters, ligatures), stripped of diacritics (`is_diacritic`; the marks that are part of a
+  letter in Indic scripts, Thai or Japanese stay, composed again with NFC), case-folded
+  (ß -> ss, final sigma -> sigma), and mapped through the Unicode confusables data (UTS #39)
+  plus a curated map of lookalikes that UTS #39 sends to rare letters (Greek κ τ χ η,
+  Cyrillic к т м н в), until nothing changes;
 - digits of any script become ASCII digits; leetspeak is left to `intercept.normalize`.
 
 The result uses lowercase letters only, so the later stages may use uppercase ASCII as markers.
@@ -22,7 +24,7 @@ import re
 import unicodedata
 from importlib import resources
 
-__all__ = ["fold", "fold_char"]
+__all__ = ["fold", "fold_char", "is_diacritic"]
 
 # Letters UTS #39 maps to a rare lookalike (kra, small capitals, turned letters) or not at all.
 _CURATED: dict[str, str] = {
@@ -45,6 +47,14 @@ _LETTER_NAME = re.compile(
     r"(?:LATIN (?:CAPITAL|SMALL) LETTER|LATIN LETTER SMALL CAPITAL|SYMBOL LETTER) ([A-Z])$"
 )
 _CACHE_LIMIT = 200_000
+_DIACRITIC_RANGES = (
+    (0x0300, 0x036F),  # combining diacritical marks (also combining grapheme joiner)
+    (0x0483, 0x0489),  # Cyrillic combining marks
+    (0x0591, 0x05C7),  # Hebrew points and accents
+    (0x0610, 0x061A), (0x064B, 0x065F), (0x0670, 0x0670), (0x06D6, 0x06ED),  # Arabic
+    (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F),  # supplements
+    (0xFE00, 0xFE0F), (0xE0100, 0xE01EF),  # variation selectors
+)  # fmt: skip
 
 
 def _load_confusables() -> dict[str, str]:
@@ -61,10 +71,20 @@ def _load_confusables() -> dict[str, str]:
 _CONFUSABLES = _load_confusables()
 
 
+def is_diacritic(ch: str) -> bool:
+    """A combining mark that decorates a letter (accents, Hebrew and Arabic vowel points,
+    variation selectors): folded away. Other marks are part of the letter in their script
+    (Indic vowel signs, Thai tone marks, Japanese voicing marks) and are kept."""
+    if unicodedata.category(ch)[0] != "M":
+        return False
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _DIACRITIC_RANGES)
+
+
 def _basic(text: str) -> str:
-    """Decompose, case-fold, decompose again, drop combining marks."""
+    """Decompose, case-fold, decompose again, drop diacritics (marks of other scripts stay)."""
     text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
-    return "".join(c for c in text if unicodedata.category(c)[0] != "M")
+    return "".join(c for c in text if not is_diacritic(c))
 
 
 def _lookalike(ch: str) -> str:
@@ -82,8 +102,10 @@ def _lookalike(ch: str) -> str:
 def fold_char(ch: str) -> str:
     """Fold one character (see the module docstring). Returns '', ' ' or folded letters."""
     category = unicodedata.category(ch)
-    if category == "Cf" or ch in _HANGUL_FILLERS or category[0] == "M":
+    if category == "Cf" or ch in _HANGUL_FILLERS or is_diacritic(ch):
         return ""
+    if category[0] == "M":
+        return ch  # a mark that belongs to its letter; `fold` composes it where it can
     if category in ("Cc", "Cs", "Cn", "Co") or category[0] == "Z":
         return " "
     if category == "Nd":
@@ -96,7 +118,7 @@ def fold_char(ch: str) -> str:
         if folded == text:
             break
         text = folded
-    return text
+    return unicodedata.normalize("NFC", text)
 
 
 class _FoldTable(dict[int, str]):
@@ -118,4 +140,8 @@ def fold(text: str) -> str:
     if text.isascii():
         text = text.lower()
         return _ASCII_CONTROL.sub(" ", text) if _ASCII_CONTROL.search(text) else text
-    return text.translate(_TABLE)
+    folded = text.translate(_TABLE)
+    # compose kept marks typed apart from their letter ("か" + U+3099 = "が")
+    return (
+        folded if unicodedata.is_normalized("NFC", folded) else unicodedata.normalize("NFC", folded)
+    )

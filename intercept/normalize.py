@@ -26,6 +26,7 @@ import functools
 import itertools
 import operator
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,25 +58,77 @@ _LEET = str.maketrans(
 _DROP_MARKS = str.maketrans(dict.fromkeys(_SYMBOL_MARKS.values(), ""))
 _AMBIGUOUS = {"L": "il", "J": "il", "G": "bg"}
 _AMBIGUOUS_RUN = re.compile(r"L+|J+|G+")
-_TOKEN = re.compile(r"\w+")
-# words holding a mark or a digit; anchored at word starts to stay linear on long words
-_LEET_TOKEN = re.compile(r"\b(?=\w*?[A-Z0-9])\w+")
-_MARK_TOKEN = re.compile(r"\b(?=\w*?[A-Z])\w+")
 _MARK_OR_DIGIT = re.compile(r"[A-Z0-9]")
 _LETTER = re.compile(r"[^\W\dA-Z]")  # a letter that is not a mark
-_SPELLED = re.compile(r"\b\w\b(?:\W+\w\b)+")  # single characters between separators
 _REPEAT = re.compile(r"(.)\1+", re.DOTALL)
 _DOUBLE = re.compile(r"(.)\1", re.DOTALL)  # finds "no repeats" twice as fast as _REPEAT
 _RUN = re.compile(r"((.)\2*)", re.DOTALL)
 _NUMBER = re.compile(r"[A-Z]?[0-9]+[A-Z]?")
-_SYMBOL_WORD = re.compile(rf"[\w{re.escape(_LEET_SYMBOLS)}]+")
 _MARK_SYMBOLS = str.maketrans(_SYMBOL_MARKS)
 _LEADING_PUNCTUATION = "!+("
 _TRAILING_PUNCTUATION = "@!|+(€"
-_LONG_SPELLED = re.compile(r"\b\w\b(?:\W+\w\b){3,}")  # four or more spelled-out letters
-_SINGLES = re.compile(r" \S \S ")
 _MAX_READINGS = 32
 _LONG_TEXT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Syntax:
+    """The word-level patterns. Python's `\\w` has no combining marks, so text that keeps
+    marks inside its words (Indic scripts, Thai) uses a variant whose words include them."""
+
+    token: re.Pattern[str]  # a word
+    leet_token: re.Pattern[str]  # a word holding a mark or a digit
+    mark_token: re.Pattern[str]  # a word holding a mark
+    spelled: re.Pattern[str]  # single characters between separators
+    long_spelled: re.Pattern[str]  # four or more of them
+    symbol_word: re.Pattern[str]  # a word with its leet symbols
+    singles: re.Pattern[str]  # two one-character words in a row
+
+    @classmethod
+    def build(cls, marks: str) -> _Syntax:
+        symbols = re.escape(_LEET_SYMBOLS)
+        if not marks:
+            # anchored at word starts, so the lookaheads stay linear on long words
+            return cls(
+                re.compile(r"\w+"),
+                re.compile(r"\b(?=\w*?[A-Z0-9])\w+"),
+                re.compile(r"\b(?=\w*?[A-Z])\w+"),
+                re.compile(r"\b\w\b(?:\W+\w\b)+"),
+                re.compile(r"\b\w\b(?:\W+\w\b){3,}"),
+                re.compile(rf"[\w{symbols}]+"),
+                re.compile(r" \S \S "),
+            )
+        word, other, unit = rf"[\w{marks}]", rf"[^\w{marks}]", rf"\w[{marks}]*"
+        single = rf"(?<!{word}){unit}(?!{word})"
+        return cls(
+            re.compile(rf"{word}+"),
+            re.compile(rf"(?<!{word})(?={word}*?[A-Z0-9]){word}+"),
+            re.compile(rf"(?<!{word})(?={word}*?[A-Z]){word}+"),
+            re.compile(rf"{single}(?:{other}+{unit}(?!{word}))+"),
+            re.compile(rf"{single}(?:{other}+{unit}(?!{word})){{3,}}"),
+            re.compile(rf"[\w{marks}{symbols}]+"),
+            re.compile(rf" {unit} {unit} "),
+        )
+
+
+def _mark_class() -> str:
+    """Every combining mark (they sit in planes 0, 1 and 14) as a regex class body."""
+    ranges: list[list[int]] = []
+    for code in itertools.chain(range(0x20000), range(0xE0000, 0xE0200)):
+        if unicodedata.category(chr(code))[0] == "M":
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(
+        f"\\U{low:08x}" + (f"-\\U{high:08x}" if high > low else "") for low, high in ranges
+    )
+
+
+_MARKS = _mark_class()
+_KEPT_MARK = re.compile(f"[{_MARKS}]")
+_PLAIN = _Syntax.build("")
+_MARKED = _Syntax.build(_MARKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +205,7 @@ def _natural_symbols(m: re.Match[str]) -> str:
     return " " * start + middle + " " * (len(token) - end)
 
 
-def _symbol_readings(folded: str, both_ways: bool) -> list[str]:
+def _symbol_readings(folded: str, both_ways: bool, syntax: _Syntax) -> list[str]:
     """The text with leet symbols read as letter marks or as separators.
 
     First the natural reading (`_natural_symbols`). For queries (`both_ways`) also every
@@ -164,7 +217,7 @@ def _symbol_readings(folded: str, both_ways: bool) -> list[str]:
     present = "".join(sorted(set(_SYMBOL.findall(folded))))
     if not present:
         return [folded]
-    out = [_SYMBOL_WORD.sub(_natural_symbols, folded)]
+    out = [syntax.symbol_word.sub(_natural_symbols, folded)]
     if both_ways:
         out += [folded.translate(table) for table in _roles_for(present)]
     return list(dict.fromkeys(out))
@@ -183,25 +236,21 @@ def _roles_for(present: str) -> list[dict[int, str]]:
     ]  # fmt: skip
 
 
-def _join_all(m: re.Match[str]) -> str:
-    return "".join(_TOKEN.findall(m.group()))
-
-
-def _spelled_readings(text: str, edges: bool) -> list[str]:
+def _spelled_readings(text: str, edges: bool, syntax: _Syntax) -> list[str]:
     """Spelled-out letters joined (`edges` False); or, for `edges`, the readings that keep the
     first and/or last letter of a run of four or more apart, since it may be a word of its own
     ("a c a t", "c a t x")."""
-    if not _SPELLED.search(text):
+    if not syntax.spelled.search(text):
         return [] if edges else [text]
     if not edges:
-        return [_SPELLED.sub(_join_all, text)]
-    if not _LONG_SPELLED.search(text):
+        return [syntax.spelled.sub(lambda m: "".join(syntax.token.findall(m.group())), text)]
+    if not syntax.long_spelled.search(text):
         return []
     out = []
     for keep_first, keep_last in ((True, False), (False, True), (True, True)):
 
         def join(m: re.Match[str], first: bool = keep_first, last: bool = keep_last) -> str:
-            units = _TOKEN.findall(m.group())
+            units = syntax.token.findall(m.group())
             if len(units) < 4:
                 return "".join(units)
             head = units[0] + " " if first else ""
@@ -209,7 +258,7 @@ def _spelled_readings(text: str, edges: bool) -> list[str]:
             middle = units[1 if first else 0 : len(units) - 1 if last else len(units)]
             return head + "".join(middle) + tail
 
-        out.append(_SPELLED.sub(join, text))
+        out.append(syntax.spelled.sub(join, text))
     return out
 
 
@@ -270,24 +319,27 @@ def _stages(
     if shortcut and all(len(word) > 1 and word.isalpha() for word in words):
         # Nothing to join, no leetspeak, no punctuation: the common case, done in C.
         return folded, folded, folded, () if edges else (_pad(" ".join(words)),), False
+    syntax = _MARKED if not folded.isascii() and _KEPT_MARK.search(folded) else _PLAIN
     spelled_forms: list[str] = []
     long_runs = False
-    for variant in _symbol_readings(folded, both_ways=not rule):
+    for variant in _symbol_readings(folded, not rule, syntax):
         if not variant.islower():  # marks are uppercase
-            variant = _MARK_TOKEN.sub(_tidy_token, variant)
-        spelled_forms += _spelled_readings(variant, edges)
-        long_runs = long_runs or _LONG_SPELLED.search(variant) is not None
+            variant = syntax.mark_token.sub(_tidy_token, variant)
+        spelled_forms += _spelled_readings(variant, edges, syntax)
+        long_runs = long_runs or syntax.long_spelled.search(variant) is not None
     budget = max(2, _MAX_READINGS // max(1, len(spelled_forms)))
     readings: list[str] = []
     shown = (folded, folded)
     for index, spelled in enumerate(spelled_forms):
         leet = (
-            _LEET_TOKEN.sub(_resolve_token, spelled) if _MARK_OR_DIGIT.search(spelled) else spelled
+            syntax.leet_token.sub(_resolve_token, spelled)
+            if _MARK_OR_DIGIT.search(spelled)
+            else spelled
         )
         if index == 0:
             shown = (spelled, leet)
-        spaced = _pad(" ".join(_TOKEN.findall(leet)))
-        if edges and _SINGLES.search(spaced):
+        spaced = _pad(" ".join(syntax.token.findall(leet)))
+        if edges and syntax.singles.search(spaced):
             continue  # two one-letter words in a row: not a reading the pipeline could give
         readings += _letter_readings(spaced, budget)
     return folded, shown[0], shown[1], tuple(dict.fromkeys(readings)), long_runs

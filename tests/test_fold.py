@@ -71,6 +71,22 @@ def test_fold_keeps_other_scripts_in_their_own_script() -> None:
     assert fold("日本語") == "日本語"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("काला", "काला"),  # Devanagari vowel signs are part of the word
+        ("ปู่", "ปู่"),  # Thai vowel and tone marks too
+        ("が", "が"),  # Japanese voicing mark stays, composed
+        ("か\u3099", "が"),  # and is composed when typed apart
+        ("ｶﾞ", "ガ"),  # halfwidth katakana with its voicing mark
+        ("שָׁלוֹם", "שלום"),  # Hebrew points are diacritics
+        ("كَتَبَ", "كتب"),  # Arabic vowel marks too
+    ],
+)
+def test_marks_that_belong_to_their_letter_stay(text: str, expected: str) -> None:
+    assert fold(text) == expected
+
+
 @pytest.mark.parametrize("char", ["A", "ß", "Ω", "ｃ", "\u200b", "\x00", "\ud800", "\U0010ffff"])
 def test_fold_char_output_is_lowercase(char: str) -> None:
     assert fold_char(char) == fold_char(char).lower()

@@ -316,3 +316,21 @@ def test_long_queries_stay_linear(make_rules: MakeRules, make_query: Any) -> Non
     rules.explain(query)
     # a generous bound that only a quadratic blowup breaks (it took minutes before the fix)
     assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("phrase", "match", "same", "different"),
+    [
+        ("काला", "word", ["काला कुत्ता", "काला"], ["कल", "किला"]),
+        ("ปู่", "substring", ["ปู่ย่า"], ["ปู", "ป"]),
+        ("かぎ", "substring", ["かぎをなくした", "かき\u3099"], ["かき"]),
+    ],
+)
+def test_scripts_whose_marks_are_letters(
+    make_rules: MakeRules, phrase: str, match: str, same: list[str], different: list[str]
+) -> None:
+    rules = make_rules(spec("R", phrase, match=match))
+    for query in same:
+        assert rules.match(query) is not None, query
+    for query in different:
+        assert rules.match(query) is None, query
