@@ -202,6 +202,10 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def __repr__(self) -> str:
+        names = ", ".join(info.name for info in self.lists) or "-"
+        return f"<RuleSet {len(self.rules)} rules, lists {names}, version {self.version}>"
+
     def _meanings(self, value: int) -> tuple[int, ...]:
         return (self._single[value],) if value >= 0 else self._shared[-1 - value]
 
