@@ -181,6 +181,50 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from intercept.config import load_config
+    from intercept.serve import run
+
+    config = load_config(
+        args.config,
+        overrides={
+            "listen": args.listen,
+            "upstream": args.upstream,
+            "rules": args.rules,
+            "messages": args.messages,
+            "admin_listen": args.admin_listen,
+            "mode": args.mode,
+        },
+    )
+    if config.mode != "proxy":
+        print("intercept serve: --mode authz is not built yet", file=sys.stderr)
+        return 2
+
+    def ready(_: object) -> None:
+        print(f"intercept: serving on http://{config.listen}/ -> {config.upstream}", flush=True)
+
+    run(config, ready)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from intercept.demo import run_demo
+
+    run_demo(args.listen)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from intercept.config import DEFAULT_CONFIG_YAML, load_config
+
+    if args.default:
+        print(DEFAULT_CONFIG_YAML, end="")
+        return 0
+    config = load_config(args.config)
+    print(json.dumps(config.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -251,6 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="run the reverse proxy in front of a search front-end")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
+    p.add_argument("--listen", metavar="HOST:PORT", help="public listener (127.0.0.1:8080)")
+    p.add_argument("--upstream", metavar="URL", help="the search front-end")
+    p.add_argument("--rules", metavar="PATH", help="rule file or folder")
+    p.add_argument("--messages", metavar="PATH", help="messages folder")
+    p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener")
+    p.add_argument("--mode", choices=("proxy", "authz"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="a demo search site with Intercept in front, on loopback")
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="print the configuration (or the commented default)")
+    p.add_argument("--default", action="store_true", help="the commented default file")
+    p.add_argument("--config", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("schema", help="print the JSON Schema of rule files")
     p.set_defaults(func=cmd_schema)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 from hypothesis import settings
 
 from intercept.ruleset import RuleSet, compile_rules
@@ -47,6 +49,28 @@ def make_rules() -> MakeRules:
     return build
 
 
+@pytest.fixture
+async def upstream() -> AsyncIterator[TestServer]:
+    """A real aiohttp upstream on loopback (see tests/upstream.py)."""
+    from tests.upstream import upstream_app
+
+    server = TestServer(upstream_app(), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def proxy(upstream: TestServer) -> AsyncIterator[tuple[str, Any]]:
+    """Intercept in front of `upstream`: (base URL, engine)."""
+    from tests.upstream import running_proxy
+
+    async with running_proxy(f"http://127.0.0.1:{upstream.port}") as started:
+        yield started
+
+
 settings.register_profile("thorough", max_examples=5000, deadline=None)
+
+
 settings.register_profile("default", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

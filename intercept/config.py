@@ -1,0 +1,315 @@
+"""Configuration: one YAML file, `INTERCEPT_*` environment overrides, then command-line flags.
+
+Precedence, lowest first: built-in defaults, the file given with `--config` (or
+`$INTERCEPT_CONFIG`), environment variables, flags. A nested key is reached with a double
+underscore: `INTERCEPT_TIMEOUTS__CONNECT=2`. Every value is validated; an error names the key,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from intercept.errors import InterceptError
+
+__all__ = [
+    "DEFAULT_CONFIG_YAML",
+    "Config",
+    "ConfigError",
+    "Route",
+    "load_config",
+]
+
+ENV_PREFIX = "INTERCEPT_"
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$")
+
+
+class ConfigError(InterceptError, ValueError):
+    """The configuration cannot be used; the message names the key and what is allowed."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Route(_Model):
+    """Where searches arrive and where their query lives."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    methods: tuple[Literal["GET", "POST", "HEAD"], ...] = ("GET", "POST")
+    path: str | None = Field(default=None, pattern=r"^/")
+    path_regex: str | None = None
+    params: tuple[str, ...] = ()
+    form_fields: tuple[str, ...] = ()
+    json_pointers: tuple[str, ...] = ()
+    kind: Literal["search", "autocomplete"] = "search"
+    suggest_format: Literal["json-list", "opensearch"] = "opensearch"
+
+    @field_validator("path_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+    @field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pointer in value:
+            if pointer and not pointer.startswith("/"):
+                raise ValueError(f"a JSON pointer starts with '/' (got {pointer!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_path(self) -> Route:
+        if (self.path is None) == (self.path_regex is None):
+            raise ValueError(f"route {self.name}: set exactly one of 'path' or 'path_regex'")
+        return self
+
+
+_SEARCH_PARAMS = ("q", "query", "s", "term")
+
+DEFAULT_ROUTES: tuple[Route, ...] = (
+    Route(name="search", path="/search", params=_SEARCH_PARAMS, form_fields=_SEARCH_PARAMS),
+    Route(name="autocomplete", path="/autocomplete", methods=("GET",), params=("q",),
+          kind="autocomplete", suggest_format="json-list"),
+    Route(name="autocompleter", path="/autocompleter", params=("q",), form_fields=("q",),
+          kind="autocomplete", suggest_format="opensearch"),
+    Route(name="suggest", path="/suggest", methods=("GET",), params=("q",),
+          kind="autocomplete", suggest_format="opensearch"),
+    Route(name="complete", path="/complete/search", methods=("GET",), params=("q",),
+          kind="autocomplete", suggest_format="opensearch"),
+)  # fmt: skip
+
+
+class Timeouts(_Model):
+    """Seconds to wait for the upstream: connecting, the response head, and each body read."""
+
+    connect: float = Field(default=5.0, gt=0)
+    header: float = Field(default=30.0, gt=0)
+    read_idle: float = Field(default=60.0, gt=0)
+
+
+class Limits(_Model):
+    """Largest accepted request parts, in bytes or characters (answered 414, 431, 413)."""
+
+    request_target: int = Field(default=8190, ge=256, le=65536)
+    headers: int = Field(default=32768, ge=1024, le=1048576)
+    query: int = Field(default=2048, ge=16)
+    body: int = Field(default=1048576, ge=1024)
+
+
+class Forwarded(_Model):
+    """Headers added to requests sent upstream."""
+
+    x_forwarded_for: bool = True
+    x_forwarded_proto: bool = True
+    x_forwarded_host: bool = True
+    via: bool = True
+
+
+class Variants(_Model):
+    """Which message variant a page shows: random by weight per request, or one per day."""
+
+    mode: Literal["weights", "daily"] = "weights"
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"harm": 1.0, "legal": 1.0, "help": 1.0, "neutral": 1.0}
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(w < 0 for w in value.values()) or not any(value.values()):
+            raise ValueError("needs at least one variant with a positive weight")
+        return value
+
+
+class Warn(_Model):
+    """The signed "continue to results" token of warn interstitials."""
+
+    secret: str | None = Field(default=None, min_length=16)
+    secret_file: Path | None = None
+    ttl_seconds: int = Field(default=900, ge=30, le=86400)
+
+
+class Config(_Model):
+    """Everything `intercept serve` needs."""
+
+    listen: str = Field(default="127.0.0.1:8080", pattern=_HOST_PORT.pattern)
+    upstream: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#]+/?$")
+    mode: Literal["proxy", "authz"] = "proxy"
+    rules: Path = Path("rules")
+    messages: Path = Path("messages")
+    admin_listen: str = Field(default="127.0.0.1:9090", pattern=_HOST_PORT.pattern)
+    survey_url: str = Field(default="https://survey.example/intercept", pattern=r"^https?://")
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    default_language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    block_status: int = Field(default=200, ge=200, le=599)
+    access_log: bool = False
+    routes: tuple[Route, ...] = DEFAULT_ROUTES
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+    forwarded: Forwarded = Forwarded()
+    variants: Variants = Variants()
+    warn: Warn = Warn()
+
+    @property
+    def upstream_base(self) -> str:
+        return self.upstream.rstrip("/")
+
+
+DEFAULT_CONFIG_YAML = """\
+# Intercept configuration. Every key is optional; these are the defaults.
+# Environment variables override the file: INTERCEPT_LISTEN, INTERCEPT_UPSTREAM, and for nested
+# keys a double underscore: INTERCEPT_TIMEOUTS__CONNECT=2. Command-line flags override both.
+
+listen: 127.0.0.1:8080            # the public listener: searchers' traffic
+upstream: http://127.0.0.1:8000   # the search front-end Intercept sits in front of
+mode: proxy                       # proxy (reverse proxy) | authz (decision service)
+rules: rules                      # rule file or folder, read recursively
+messages: messages                # page templates, message variants, help resources
+admin_listen: 127.0.0.1:9090      # metrics and health; never the public address
+survey_url: https://survey.example/intercept   # gets only ?lang=..&variant=.. appended
+country: null                     # ISO 3166 code: adds that country's help resources
+default_language: en              # page language when neither rule nor browser decides
+block_status: 200                 # HTTP status of the deterrence page
+access_log: false                 # no access log: it would record queries
+
+variants:
+  mode: weights                   # weights (random per request) | daily (rotate by date)
+  weights: {harm: 1, legal: 1, help: 1, neutral: 1}
+
+warn:
+  secret: null                    # HMAC key for "continue to results" (>= 16 characters);
+  secret_file: null               #   or a file holding it; unset: a random key per process
+  ttl_seconds: 900
+
+timeouts:                         # seconds
+  connect: 5
+  header: 30                      # until the upstream's response head
+  read_idle: 60                   # between two reads of the upstream's body
+
+limits:
+  request_target: 8190            # longer: 414
+  headers: 32768                  # all header lines together; more: 431
+  query: 2048                     # characters of one query value; more: 414 (GET), 413 (body)
+  body: 1048576                   # bytes of a search body that is read to find the query: 413
+
+forwarded:                        # headers added towards the upstream
+  x_forwarded_for: true
+  x_forwarded_proto: true
+  x_forwarded_host: true
+  via: true
+
+# routes: where searches arrive. The default covers GET and POST /search with q, query, s or
+# term, and the autocomplete endpoints /autocomplete, /autocompleter, /suggest,
+# /complete/search with q. Setting routes replaces them all. Example:
+# routes:
+#   - name: search
+#     path: /search                 # or path_regex: ^/s/(?P<q>[^/]+)$  (group q is the query)
+#     methods: [GET, POST]
+#     params: [q]                   # query-string parameters
+#     form_fields: [q]              # urlencoded or multipart form fields
+#     json_pointers: [/query]       # JSON bodies
+#     kind: search                  # search | autocomplete
+#     suggest_format: opensearch    # autocomplete answers: opensearch ["q", []] | json-list []
+"""
+
+
+def _error_text(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for detail in error.errors():
+        key = ".".join(str(part) for part in detail["loc"]) or "(top level)"
+        value = detail.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        message = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _set(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        child = tree.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: '{part}' is not a mapping")
+        tree = child
+    tree[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in Config.model_fields:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration from file, environment and explicit overrides (CLI flags)."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_PREFIX + "CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read configuration: {error}") from error
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        data = loaded or {}
+    env = _env_overrides(environ)
+    if env:
+        source += " + environment"
+    data = _merge(_merge(data, env), {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_error_text(error, source)) from None

@@ -1,0 +1,123 @@
+"""Decisions over a request's query texts, and the stateless "continue to results" tokens.
+
+A warn interstitial offers to continue. Its link never holds the query (the page must not echo
+it): the link carries the search target sealed with AES-GCM, `/_intercept/continue/<sealed>`.
+Opening it redirects to the original target with `_intercept_continue=<token>` added, where the
+token is an HMAC over the route, the normalized query and an expiry. The proxy verifies the
+token, strips it, and forwards the search; a valid token lifts a warn, never a block.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from intercept.normalize import alternatives
+from intercept.ruleset import Match, RuleSet
+
+__all__ = ["TOKEN_PARAM", "ContinueTokens", "decide", "strip_param"]
+
+TOKEN_PARAM = "_intercept_continue"
+
+
+def decide(rules: RuleSet, texts: Iterable[str]) -> tuple[Match, str] | None:
+    """The decisive match over all texts (most severe action, then lowest id) and its text."""
+    best: tuple[Match, str] | None = None
+    for text in texts:
+        match = rules.match(text)
+        if match is None:
+            continue
+        if best is None or (-match.action.severity, match.rule_id) < (
+            -best[0].action.severity,
+            best[0].rule_id,
+        ):
+            best = (match, text)
+    return best
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def strip_param(raw_target: str, name: str = TOKEN_PARAM) -> tuple[str, str | None]:
+    """The target without the parameter `name`, and that parameter's value (raw)."""
+    path, sep, query = raw_target.partition("?")
+    if not sep:
+        return raw_target, None
+    kept: list[str] = []
+    value: str | None = None
+    for pair in query.split("&"):
+        key, _, item = pair.partition("=")
+        if key == name:
+            value = item
+        else:
+            kept.append(pair)
+    return (path + ("?" + "&".join(kept) if kept else "")), value
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueTokens:
+    """Signs and checks continue tokens; seals and opens continue links. Keys derive from one
+    secret, so tokens stay valid across workers and restarts that share it."""
+
+    mac_key: bytes
+    seal_key: bytes
+    ttl: int
+
+    @classmethod
+    def from_secret(cls, secret: str | bytes | None, ttl: int) -> ContinueTokens:
+        """Keys from the configured secret; without one, random keys for this process."""
+        raw = secret.encode() if isinstance(secret, str) else secret or os.urandom(32)
+        mac = hmac.new(raw, b"intercept continue token", hashlib.sha256).digest()
+        seal = hmac.new(raw, b"intercept continue link", hashlib.sha256).digest()
+        return cls(mac, seal, ttl)
+
+    def _mac(self, route: str, normalized: str, expiry: int) -> str:
+        message = f"{route}\x00{expiry}\x00{normalized}".encode("utf-8", "surrogatepass")
+        return _b64(hmac.new(self.mac_key, message, hashlib.sha256).digest())
+
+    def sign(self, route: str, query: str, now: float | None = None) -> str:
+        expiry = int((time.time() if now is None else now) + self.ttl)
+        return f"{expiry}.{self._mac(route, alternatives(query)[0], expiry)}"
+
+    def verify(
+        self, token: str, route: str, queries: Iterable[str], now: float | None = None
+    ) -> bool:
+        """True when `token` was signed for this route and one of these queries, unexpired."""
+        expiry_text, _, mac = token.partition(".")
+        if not expiry_text.isdigit() or int(expiry_text) < (time.time() if now is None else now):
+            return False
+        expiry = int(expiry_text)
+        return any(
+            hmac.compare_digest(mac, self._mac(route, alternatives(q)[0], expiry)) for q in queries
+        )
+
+    def seal(self, route: str, target: str, query: str, now: float | None = None) -> str:
+        """An opaque link id holding the target, route and a fresh token, encrypted."""
+        nonce = os.urandom(12)
+        body = json.dumps({"r": route, "t": target, "k": self.sign(route, query, now)})
+        return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, body.encode(), b"continue"))
+
+    def open(self, sealed: str) -> str | None:
+        """The target with its token parameter added, or None for a forged or damaged link."""
+        try:
+            raw = _unb64(sealed)
+            body = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
+            target, token = str(body["t"]), str(body["k"])
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            return None
+        joiner = "&" if "?" in target else "?"
+        return f"{target}{joiner}{TOKEN_PARAM}={token}"

@@ -1,0 +1,336 @@
+"""The reverse proxy (`intercept serve --mode proxy`): decide on searches, forward the rest.
+
+A request on a configured route has its query texts extracted and decided. `block` answers
+with the deterrence page, `warn` with an interstitial that can continue, `shadow` is counted
+and forwarded; an autocomplete route answers an empty suggestion list instead of a page.
+Everything else is forwarded transparently: the raw request target as received, headers less
+the hop-by-hop ones (RFC 9110 7.6.1, and every header named in `Connection`), bodies streamed
+both ways, no decompression, no redirects followed. Only a search route's body is read first,
+up to the configured limit, to find a query in a form or JSON document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from intercept.config import Config
+from intercept.counting import Counts
+from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, strip_param
+from intercept.extract import (
+    CompiledRoute,
+    compile_routes,
+    find_route,
+    texts_from_body,
+    texts_from_target,
+)
+from intercept.logscrub import scrub_aiohttp_logs
+from intercept.pages import Page, Pages
+from intercept.ruleset import Match, RuleSet
+from intercept.rulespec import Action
+from intercept.variants import VariantChooser
+
+__all__ = ["ENGINE", "Engine", "build_app"]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+        "trailer", "transfer-encoding", "upgrade", "proxy-connection",
+    }
+)  # fmt: skip
+# Not forwarded upstream: the proxy answers `Expect` itself, and the client sets `Host`.
+_REQUEST_DROP = frozenset({"host", "expect"})
+INTERNAL_PREFIX = "/_intercept/"
+_CHUNK = 64 * 1024
+
+
+class _Relay(web.StreamResponse):
+    """A response relayed from upstream. aiohttp adds `Content-Type: application/octet-stream`
+    and its own `Server` header when they are missing; a transparent proxy must not, so the
+    ones the upstream did not send are taken out again once aiohttp has prepared the head
+    (`_prepare_headers` is aiohttp's hook for that; tests/test_httpbin.py guards it)."""
+
+    def __init__(self, *, status: int, reason: str | None, absent: frozenset[str]) -> None:
+        super().__init__(status=status, reason=reason)
+        self._absent = absent
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        for name in self._absent:
+            self.headers.popall(name, None)
+
+
+_ADDED_BY_AIOHTTP = ("Content-Type", "Server")
+
+
+@dataclass(slots=True)
+class Engine:
+    """What requests share: configuration, the current rule set (swapped whole on reload),
+    pages, routes, tokens, counters and the upstream client."""
+
+    config: Config
+    rules: RuleSet
+    pages: Pages
+    counts: Counts = field(default_factory=Counts)
+    routes: tuple[CompiledRoute, ...] = ()
+    tokens: ContinueTokens | None = None
+    chooser: VariantChooser | None = None
+    session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        self.routes = compile_routes(self.config.routes)
+        warn = self.config.warn
+        secret = warn.secret
+        if secret is None and warn.secret_file is not None:
+            secret = warn.secret_file.read_text(encoding="utf-8").strip()
+        self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
+        variants = self.config.variants
+        self.chooser = VariantChooser(
+            {k: v for k, v in variants.weights.items() if k in self.pages.variants},
+            mode=variants.mode,
+        )
+
+
+ENGINE = web.AppKey("engine", Engine)
+
+
+def _hop_by_hop(headers: Any) -> set[str]:
+    names = set(HOP_BY_HOP)
+    for value in headers.getall("Connection", ()):
+        names.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return names
+
+
+def _respond(page: Page, status: int) -> web.Response:
+    return web.Response(body=page.body, status=status, headers=dict(page.headers))
+
+
+def _error(engine: Engine, request: web.Request, status: int) -> web.Response:
+    language = engine.pages.choose_language(None, request.headers.get("Accept-Language"))
+    return _respond(engine.pages.error_page(status, language), status)
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _suggestions(route: CompiledRoute) -> web.Response:
+    # The query is never echoed, not even as OpenSearch's first element.
+    body: list[Any] = ["", []] if route.route.suggest_format == "opensearch" else []
+    return web.Response(
+        body=json.dumps(body).encode(),
+        content_type="application/x-suggestions+json"
+        if route.route.suggest_format == "opensearch"
+        else "application/json",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+def _intervene(
+    engine: Engine,
+    request: web.Request,
+    route: CompiledRoute,
+    match: Match,
+    target: str,
+    text: str,
+) -> web.StreamResponse:
+    assert engine.chooser is not None
+    assert engine.tokens is not None
+    language = engine.pages.choose_language(match.language, request.headers.get("Accept-Language"))
+    variant = engine.chooser.choose()
+    engine.counts.interventions.labels(match.category, match.action.value, language, variant).inc()
+    if route.route.kind == "autocomplete":
+        return _suggestions(route)
+    if match.action is Action.WARN and request.method in ("GET", "HEAD"):
+        sealed = engine.tokens.seal(route.name, target, text)
+        page = engine.pages.warn(language, variant, f"{INTERNAL_PREFIX}continue/{sealed}")
+        return _respond(page, engine.config.block_status)
+    return _respond(engine.pages.block(language, variant), engine.config.block_status)
+
+
+async def _internal(engine: Engine, request: web.Request, path: str) -> web.StreamResponse:
+    assert engine.tokens is not None
+    rest = path[len(INTERNAL_PREFIX) :]
+    kind, _, arg = rest.partition("/")
+    no_store = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+    if kind == "go" and arg:
+        variant = request.query.get("v", "")
+        target = engine.pages.link_target(arg, language=request.query.get("l"), variant=variant)
+        if target is None:
+            return _error(engine, request, 404)
+        engine.counts.clicks.labels(
+            arg, variant if variant in engine.pages.variants else "unknown"
+        ).inc()
+        return web.Response(status=303, headers={"Location": target, **no_store})
+    if kind == "continue" and arg:
+        location = engine.tokens.open(arg)
+        if location is None:
+            return _error(engine, request, 400)
+        return web.Response(status=303, headers={"Location": location, **no_store})
+    return _error(engine, request, 404)
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Every public request: internal pages, decisions on search routes, or forwarding."""
+    engine = request.app[ENGINE]
+    limits = engine.config.limits
+    target = request.raw_path
+    if len(target) > limits.request_target:
+        return _error(engine, request, 414)
+    if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > limits.headers:
+        return _error(engine, request, 431)
+    path, _, query_string = target.partition("?")
+    if path.startswith(INTERNAL_PREFIX):
+        return await _internal(engine, request, path)
+
+    body: bytes | None = None
+    found = find_route(engine.routes, request.method, path)
+    if found is not None:
+        route, path_match = found
+        engine.counts.searches.labels(route.name).inc()
+        texts = texts_from_target(route, path_match, query_string)
+        if any(len(t) > limits.query for t in texts):
+            return _error(engine, request, 414)
+        if route.reads_body and request.method == "POST" and request.body_exists:
+            declared = request.content_length
+            body = None if declared is not None and declared > limits.body else (
+                await _read_bounded(request, limits.body)
+            )  # fmt: skip
+            if body is None:
+                return _error(engine, request, 413)
+            body_texts = texts_from_body(route, request.headers.get("Content-Type", ""), body)
+            if any(len(t) > limits.query for t in body_texts):
+                return _error(engine, request, 413)
+            texts += body_texts
+        target, token = strip_param(target, TOKEN_PARAM)
+        decided = decide(engine.rules, texts)
+        if decided is not None:
+            match, text = decided
+            assert engine.tokens is not None
+            acknowledged = (
+                match.action is Action.WARN
+                and token is not None
+                and engine.tokens.verify(token, route.name, texts)
+            )
+            if match.action is Action.SHADOW:
+                # counted, never shown: the searcher gets results as usual
+                engine.counts.interventions.labels(
+                    match.category, match.action.value, match.language, "none"
+                ).inc()
+            elif not acknowledged:  # an acknowledged warn was counted when it was shown
+                return _intervene(engine, request, route, match, target, text)
+    return await _forward(engine, request, target, body)
+
+
+def _upstream_headers(request: web.Request, engine: Engine) -> CIMultiDict[str]:
+    drop = _hop_by_hop(request.headers) | _REQUEST_DROP
+    headers: CIMultiDict[str] = CIMultiDict(
+        (k, v) for k, v in request.headers.items() if k.lower() not in drop
+    )
+    forwarded = engine.config.forwarded
+    if forwarded.x_forwarded_for and request.remote:
+        prior = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
+    if forwarded.x_forwarded_proto:
+        headers["X-Forwarded-Proto"] = request.scheme
+    if forwarded.x_forwarded_host and request.host:
+        headers["X-Forwarded-Host"] = request.host
+    if forwarded.via:
+        prior_via = request.headers.get("Via")
+        version = f"{request.version.major}.{request.version.minor}"
+        headers["Via"] = (
+            f"{prior_via}, {version} intercept" if prior_via else f"{version} intercept"
+        )
+    return headers
+
+
+async def _stream_body(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        yield chunk
+
+
+async def _forward(
+    engine: Engine, request: web.Request, target: str, body: bytes | None
+) -> web.StreamResponse:
+    assert engine.session is not None
+    timeouts = engine.config.timeouts
+    url = URL(engine.config.upstream_base + target, encoded=True)
+    data: Any = body if body is not None else (
+        _stream_body(request) if request.body_exists else None
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(timeouts.header):
+            upstream = await engine.session.request(
+                request.method,
+                url,
+                headers=_upstream_headers(request, engine),
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.connect, sock_read=timeouts.read_idle
+                ),
+            )
+    except TimeoutError:
+        return _error(engine, request, 504)
+    except (aiohttp.ClientError, OSError):
+        return _error(engine, request, 502)
+
+    try:
+        absent = frozenset(h for h in _ADDED_BY_AIOHTTP if h not in upstream.headers)
+        response = _Relay(status=upstream.status, reason=upstream.reason, absent=absent)
+        drop = _hop_by_hop(upstream.headers)
+        for name, value in upstream.headers.items():
+            if name.lower() not in drop:
+                response.headers.add(name, value)
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            # A body cut short upstream must not look complete downstream: drop the connection.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        upstream.release()
+
+
+async def _start_session(app: web.Application) -> AsyncIterator[None]:
+    engine = app[ENGINE]
+    engine.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # never share one searcher's cookies with another
+        trust_env=False,
+    )
+    yield
+    await engine.session.close()
+
+
+def build_app(engine: Engine) -> web.Application:
+    """The public application: every method and path goes to `handle`."""
+    scrub_aiohttp_logs()
+    app = web.Application(client_max_size=engine.config.limits.body)
+    app[ENGINE] = engine
+    app.cleanup_ctx.append(_start_session)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

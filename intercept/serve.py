@@ -1,0 +1,76 @@
+"""Running the public listener: load everything, serve until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from intercept.config import Config
+from intercept.pages import load_pages
+from intercept.proxy import Engine, build_app
+
+__all__ = ["build_engine", "run", "runner_options", "start"]
+
+
+def build_engine(config: Config) -> Engine:
+    """Rules, pages and everything a request needs, loaded and validated up front."""
+    from intercept import load_rules
+
+    rules = load_rules(config.rules)
+    pages = load_pages(
+        config.messages,
+        survey_url=config.survey_url,
+        country=config.country,
+        default_language=config.default_language,
+    )
+    return Engine(config=config, rules=rules, pages=pages)
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def runner_options(config: Config) -> dict[str, Any]:
+    """Server settings: no access log, and parser limits above the configured ones, so that
+    those are answered by Intercept with 414 and 431 rather than by the parser with 400."""
+    return {
+        "access_log": None,  # an access log would record queries; see the privacy notes
+        "max_line_size": config.limits.request_target + 1024,
+        "max_field_size": config.limits.headers,
+    }
+
+
+async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
+    """Start the public listener; the caller cleans the runner up."""
+    engine = engine or build_engine(config)
+    runner = web.AppRunner(build_app(engine), handle_signals=False, **runner_options(config))
+    await runner.setup()
+    host, port = _host_port(config.listen)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+async def _serve(config: Config, ready: Callable[[web.AppRunner], None] | None) -> None:
+    runner = await start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(runner)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; requests in flight finish first."""
+    asyncio.run(_serve(config, ready))

@@ -1,0 +1,72 @@
+"""Configuration: file, environment and flags, in that order; errors name key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from intercept.config import DEFAULT_CONFIG_YAML, Config, ConfigError, load_config
+
+
+def test_defaults() -> None:
+    config = load_config(None, environ={})
+    assert config.listen == "127.0.0.1:8080"
+    assert config.mode == "proxy"
+    assert config.access_log is False
+    assert [r.name for r in config.routes] == [
+        "search", "autocomplete", "autocompleter", "suggest", "complete"
+    ]  # fmt: skip
+
+
+def test_commented_default_file_is_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "intercept.yaml"
+    path.write_text(DEFAULT_CONFIG_YAML, encoding="utf-8")
+    assert load_config(path, environ={}) == Config()
+    assert yaml.safe_load(DEFAULT_CONFIG_YAML)["limits"]["body"] == Config().limits.body
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = tmp_path / "intercept.yaml"
+    path.write_text("listen: 127.0.0.1:7000\ntimeouts: {connect: 3}\n", encoding="utf-8")
+    env = {"INTERCEPT_LISTEN": "127.0.0.1:7001", "INTERCEPT_TIMEOUTS__HEADER": "9"}
+    config = load_config(path, environ=env)
+    assert (config.listen, config.timeouts.connect, config.timeouts.header) == (
+        "127.0.0.1:7001", 3, 9
+    )  # fmt: skip
+    config = load_config(path, environ=env, overrides={"listen": "127.0.0.1:7002"})
+    assert config.listen == "127.0.0.1:7002"
+    assert load_config(None, environ={"INTERCEPT_CONFIG": str(path)}).listen == "127.0.0.1:7000"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("listen: nowhere\n", "listen: String should match pattern"),
+        ("timeouts: {connect: -1}\n", "timeouts.connect: Input should be greater than 0 (got -1)"),
+        ("mode: sideways\n", "mode: Input should be 'proxy' or 'authz' (got 'sideways')"),
+        ("colour: blue\n", "colour: unknown key (got 'blue')"),
+        ("routes: [{name: s}]\n", "set exactly one of 'path' or 'path_regex'"),
+        ("routes: [{name: s, path_regex: '('}]\n", "not a valid regular expression"),
+        ("- a list\n", "expected a mapping of settings"),
+        ("listen: [\n", "not valid YAML"),
+    ],
+)
+def test_errors_name_key_and_value(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_bad_environment_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"block_status: Input should be a valid integer"):
+        load_config(None, environ={"INTERCEPT_BLOCK_STATUS": "lots"})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config("/nonexistent/intercept.yaml", environ={})

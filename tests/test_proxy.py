@@ -1,0 +1,194 @@
+"""The reverse proxy over real sockets: a real aiohttp upstream on loopback, Intercept in front."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import resource
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.upstream import MIB, Proxy, fetch, running_proxy
+
+# --- transparency ------------------------------------------------------------------------------
+
+
+async def test_benign_request_reaches_upstream_untouched(proxy: Proxy) -> None:
+    base, _ = proxy
+    target = "/echo/a%2Fb%7Cc?x=1&x=2&q=%E2%9C%93+ok&raw=a%20b"
+    status, headers, body = await fetch(
+        "GET", base + target, headers={"X-Custom": "kept", "Cookie": "a=1"}
+    )
+    assert status == 200
+    seen = json.loads(body)
+    assert seen["target"] == target  # forwarded exactly as received, no re-quoting
+    received = {k.lower(): v for k, v in seen["headers"]}
+    assert received["x-custom"] == "kept"
+    assert received["cookie"] == "a=1"
+    assert received["x-forwarded-for"] == "127.0.0.1"
+    assert received["x-forwarded-proto"] == "http"
+    assert received["via"] == "1.1 intercept"
+    assert headers["X-Upstream"] == "yes"
+    assert headers["Set-Cookie"] == "session=abc; Path=/"
+
+
+async def test_hop_by_hop_headers_are_dropped_both_ways(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, _, body = await fetch(
+        "GET",
+        base + "/echo",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "TE": "trailers",
+            "Keep-Alive": "timeout=5",
+            "X-Stays": "1",
+        },
+    )
+    assert status == 200
+    names = {k.lower() for k, _ in json.loads(body)["headers"]}
+    assert "x-secret-hop" not in names
+    assert "te" not in names
+    assert "keep-alive" not in names
+    assert "x-stays" in names
+
+
+async def test_post_body_and_methods(proxy: Proxy) -> None:
+    base, _ = proxy
+    for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        status, _, body = await fetch(method, base + "/echo", data=b"payload \x00\xff")
+        assert status == 200
+        seen = json.loads(body)
+        assert seen["method"] == method
+        assert seen["body"] == "payload \x00\ufffd"
+
+
+async def test_head(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, headers, body = await fetch("HEAD", base + "/big?mib=1")
+    assert status == 200
+    assert headers["Content-Length"] == str(MIB)
+    assert body == b""
+
+
+async def test_gzip_is_not_decompressed(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, headers, body = await fetch("GET", base + "/gzip")
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == b"compressed hello" * 100
+
+
+async def test_redirects_are_not_followed(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, headers, _ = await fetch("GET", base + "/redirect")
+    assert status == 302
+    assert headers["Location"] == "/elsewhere"
+
+
+async def test_chunked_response(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, _, body = await fetch("GET", base + "/chunked")
+    assert status == 200
+    assert body == b"".join(f"part {i}\n".encode() for i in range(5))
+
+
+async def test_100_continue(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, _, body = await fetch("POST", base + "/echo", data=b"later", expect100=True)
+    assert status == 200
+    assert json.loads(body)["body"] == "later"
+
+
+async def test_100_mb_streams_both_ways_without_memory_growth(proxy: Proxy) -> None:
+    base, _ = proxy
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    async def upload() -> AsyncIterator[bytes]:
+        block = b"z" * MIB
+        for _ in range(100):
+            yield block
+
+    status, _, body = await fetch("POST", base + "/count", data=upload())
+    assert status == 200
+    assert json.loads(body) == {"received": 100 * MIB}
+    size = 0
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/big?mib=100") as response:
+            async for chunk in response.content.iter_chunked(MIB):
+                size += len(chunk)
+    assert size == 100 * MIB
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 50, f"peak memory grew by {grown_mib:.0f} MiB"
+
+
+# --- failures and limits -----------------------------------------------------------------------
+
+
+async def test_upstream_refused_is_502() -> None:
+    async with running_proxy("http://127.0.0.1:9") as (base, _):  # discard port: nothing listens
+        status, headers, body = await fetch("GET", base + "/anything")
+    assert status == 502
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"<html" in body
+
+
+async def test_upstream_too_slow_is_504(upstream: TestServer) -> None:
+    url = f"http://127.0.0.1:{upstream.port}"
+    async with running_proxy(url, timeouts={"header": 0.5}) as (base, _):
+        status, _, _ = await fetch("GET", base + "/slow-head")
+    assert status == 504
+
+
+async def test_reset_mid_body_closes_the_client_connection(proxy: Proxy) -> None:
+    base, _ = proxy
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await fetch("GET", base + "/reset")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("GET", "/echo?" + "a" * 9000, {}, 414),
+        ("GET", "/search?q=" + "a" * 3000, {}, 414),
+        ("GET", "/echo", {"headers": {f"X-H{i}": "v" * 1000 for i in range(40)}}, 431),
+        ("POST", "/search", {"data": {"q": "x" * 3000}}, 413),
+        (
+            "POST",
+            "/search",
+            {
+                "data": io.BytesIO(b"q=" + b"x" * (2 * MIB)),
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+            413,
+        ),
+    ],
+)
+async def test_limits(
+    proxy: Proxy, method: str, path: str, kwargs: dict[str, Any], status: int
+) -> None:
+    base, _ = proxy
+    got, _, body = await fetch(method, base + path, **kwargs)
+    assert got == status
+    assert b"a" * 100 not in body
+    assert b"x" * 100 not in body
+
+
+async def test_server_survives_a_bad_request_line(proxy: Proxy) -> None:
+    base, _ = proxy
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GARBAGE \x00\xff HTTP/9.9\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read(100)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.")
+    assert b" 400 " in answer[:20]
+    status, _, _ = await fetch("GET", base + "/echo")
+    assert status == 200

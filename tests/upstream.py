@@ -1,0 +1,157 @@
+"""Test helpers for the proxy: a real aiohttp upstream app, Intercept in front, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from intercept.config import load_config
+from intercept.counting import Counts
+from intercept.pages import load_pages
+from intercept.proxy import Engine, build_app
+from intercept.ruleset import compile_rules
+from intercept.serve import runner_options
+from tests.conftest import spec
+
+ROOT = Path(__file__).parent.parent
+MIB = 1024 * 1024
+
+
+# --- the upstream: a real aiohttp app that reports what it received ---------------------------
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "target": request.raw_path,
+            "headers": list(request.headers.items()),
+            "body": body.decode("utf-8", "replace"),
+        },
+        headers={"X-Upstream": "yes", "Set-Cookie": "session=abc; Path=/"},
+    )
+
+
+async def _gzip(request: web.Request) -> web.Response:
+    return web.Response(
+        body=gzip.compress(b"compressed hello" * 100),
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
+    )
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": "/elsewhere"})
+
+
+async def _chunked(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for i in range(5):
+        await response.write(f"part {i}\n".encode())
+    await response.write_eof()
+    return response
+
+
+async def _count_body(request: web.Request) -> web.Response:
+    size = 0
+    async for chunk in request.content.iter_chunked(MIB):
+        size += len(chunk)
+    return web.json_response({"received": size})
+
+
+async def _big(request: web.Request) -> web.StreamResponse:
+    total = int(request.query.get("mib", "1")) * MIB
+    response = web.StreamResponse(headers={"Content-Length": str(total)})
+    await response.prepare(request)
+    block = b"x" * MIB
+    for _ in range(total // MIB if request.method != "HEAD" else 0):
+        await response.write(block)
+    await response.write_eof()
+    return response
+
+
+async def _slow_head(request: web.Request) -> web.Response:
+    await asyncio.sleep(5)
+    return web.Response(text="late")
+
+
+async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": "100000"})
+    await response.prepare(request)
+    await response.write(b"y" * 1000)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def _results(request: web.Request) -> web.Response:
+    return web.Response(text="results page", headers={"X-Upstream": "results"})
+
+
+def upstream_app() -> web.Application:
+    app = web.Application(client_max_size=200 * MIB)
+    app.router.add_route("*", "/echo{tail:.*}", _echo)
+    app.router.add_get("/gzip", _gzip)
+    app.router.add_get("/redirect", _redirect)
+    app.router.add_get("/chunked", _chunked)
+    app.router.add_post("/count", _count_body)
+    app.router.add_get("/big", _big)
+    app.router.add_get("/slow-head", _slow_head)
+    app.router.add_get("/reset", _reset_mid_body)
+    app.router.add_route("*", "/search", _results)
+    app.router.add_route("*", "/autocomplete", _results)
+    return app
+
+
+RULES = compile_rules(
+    [
+        spec("BLOCK-1", "blocked example"),
+        spec("WARN-1", "purple teapot", action="warn"),
+        spec("SHADOW-1", "velvet moth", action="shadow", category="trial"),
+        spec("DE-1", "blaue strasse", language="de"),
+    ]
+)
+
+
+Proxy = tuple[str, Engine]
+
+
+class running_proxy:
+    """Intercept in front of `upstream_url`, on a free loopback port."""
+
+    def __init__(self, upstream_url: str, **settings: Any) -> None:
+        config = load_config(
+            None,
+            environ={},
+            overrides={"upstream": upstream_url, "messages": str(ROOT / "messages"), **settings},
+        )
+        pages = load_pages(config.messages, survey_url=config.survey_url)
+        self.engine = Engine(config=config, rules=RULES, pages=pages, counts=Counts())
+        self.options = runner_options(config)
+        self.server = TestServer(build_app(self.engine), host="127.0.0.1")
+
+    async def __aenter__(self) -> Proxy:
+        await self.server.start_server(**self.options)
+        return f"http://127.0.0.1:{self.server.port}", self.engine
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.close()
+
+
+Fetch = Callable[..., Awaitable[tuple[int, Any, bytes]]]
+
+
+async def fetch(method: str, url: str, **kwargs: Any) -> tuple[int, Any, bytes]:
+    """One request with a fresh client that decompresses nothing and follows nothing."""
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.request(method, url, allow_redirects=False, **kwargs) as response:
+            return response.status, response.headers, await response.read()
