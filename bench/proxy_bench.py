@@ -103,8 +103,10 @@ def _intercept(port: int, upstream: int, rules_file: str) -> None:
 def _write_rules(count: int, folder: Path) -> str:
     from intercept.bench import make_rules
 
-    rules = [{"id": s.id, "terms": list(s.terms) or [f"{s.id.lower()} placeholder"]}
-             for s in make_rules(count)]  # fmt: skip
+    rules = [
+        {"id": s.id, "action": s.action.value, "terms": list(s.terms) or [f"{s.id.lower()} x"]}
+        for s in make_rules(count)
+    ]
     path = folder / "bench.yaml"
     document = {
         "list": {"name": "bench", "source": "synthetic", "updated": "2026-11-29"},
@@ -159,14 +161,17 @@ def main() -> int:
             for port in ports.values():
                 _wait(port)
             benign = "/search?q=cheap+flights+to+helsinki+in+march"
-            page = "/search?q=blocked+example+placeholder"
             wrk = lambda url: _wrk(url, args.seconds, args.connections)  # noqa: E731
             bare = wrk(f"http://127.0.0.1:{ports['bare']}{benign}")
             through = wrk(f"http://127.0.0.1:{ports['intercept']}{benign}")
             trivial = wrk(f"http://127.0.0.1:{ports['trivial']}/")
             from intercept.bench import make_rules
+            from intercept.rulespec import Action
 
-            phrase = make_rules(args.rules)[0].terms[0].replace(" ", "+")
+            blocking = next(
+                r for r in make_rules(args.rules) if r.terms and r.action is Action.BLOCK
+            )
+            phrase = blocking.terms[0].replace(" ", "+")
             page = f"/search?q={phrase}"
             pages = wrk(f"http://127.0.0.1:{ports['intercept']}{page}")
         finally:

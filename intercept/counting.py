@@ -7,6 +7,8 @@ those labels is recorded.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter
 
 __all__ = ["Counts"]
@@ -35,6 +37,23 @@ class Counts:
             ["link", "variant"],
             registry=self.registry,
         )
+        self._interventions: dict[tuple[str, str, str, str], Any] = {}
+        self._searches: dict[str, Any] = {}
+
+    def intervention(self, category: str, action: str, language: str, variant: str) -> None:
+        """Count one intervention (label children are cached: this runs per request)."""
+        key = (category, action, language, variant)
+        child = self._interventions.get(key)
+        if child is None:
+            child = self._interventions[key] = self.interventions.labels(*key)
+        child.inc()
+
+    def search(self, route: str) -> None:
+        """Count one search on `route`."""
+        child = self._searches.get(route)
+        if child is None:
+            child = self._searches[route] = self.searches.labels(route)
+        child.inc()
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of a counter sample (for tests and status pages)."""
