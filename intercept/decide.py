@@ -4,7 +4,8 @@ A warn interstitial offers to continue. Its link never holds the query (the page
 it): the link carries the search target sealed with AES-GCM, `/_intercept/continue/<sealed>`.
 Opening it redirects to the original target with `_intercept_continue=<token>` added, where the
 token is an HMAC over the route, the normalized query and an expiry. The proxy verifies the
-token, strips it, and forwards the search; a valid token lifts a warn, never a block.
+token, strips it, and forwards the search; a valid token lifts a warn, never a block. A POST
+search is sealed with its (small) body instead, and opening the link replays it upstream.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from intercept.normalize import alternatives
 from intercept.ruleset import Match, RuleSet
 
-__all__ = ["TOKEN_PARAM", "ContinueTokens", "decide", "strip_param"]
+__all__ = ["TOKEN_PARAM", "Continuation", "ContinueTokens", "decide", "strip_param"]
 
 TOKEN_PARAM = "_intercept_continue"
 
@@ -105,19 +106,46 @@ class ContinueTokens:
             hmac.compare_digest(mac, self._mac(route, alternatives(q)[0], expiry)) for q in queries
         )
 
-    def seal(self, route: str, target: str, query: str, now: float | None = None) -> str:
-        """An opaque link id holding the target, route and a fresh token, encrypted."""
+    def seal(
+        self,
+        route: str,
+        target: str,
+        query: str,
+        now: float | None = None,
+        *,
+        form: tuple[str, bytes] | None = None,
+    ) -> str:
+        """An opaque link id holding the target, route and a fresh token, encrypted; for a
+        POST search also its body and content type (`form`), so the link can replay it."""
         nonce = os.urandom(12)
-        body = json.dumps({"r": route, "t": target, "k": self.sign(route, query, now)})
-        return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, body.encode(), b"continue"))
+        fields: dict[str, str] = {"r": route, "t": target, "k": self.sign(route, query, now)}
+        if form is not None:
+            fields["c"], fields["b"] = form[0], _b64(form[1])
+        plain = json.dumps(fields).encode()
+        return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, plain, b"continue"))
 
-    def open(self, sealed: str) -> str | None:
-        """The target with its token parameter added, or None for a forged or damaged link."""
+    def open(self, sealed: str, now: float | None = None) -> Continuation | None:
+        """What a continue link leads to, or None for a forged, damaged or expired link."""
         try:
             raw = _unb64(sealed)
-            body = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
-            target, token = str(body["t"]), str(body["k"])
+            fields = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
+            target, token = str(fields["t"]), str(fields["k"])
+            form = (str(fields["c"]), _unb64(str(fields["b"]))) if "b" in fields else None
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
+        expiry = token.partition(".")[0]
+        if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
+            return None
+        if form is not None:
+            return Continuation(target, form)
         joiner = "&" if "?" in target else "?"
-        return f"{target}{joiner}{TOKEN_PARAM}={token}"
+        return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """Where a continue link leads: a redirect to `target` (a GET search, token added), or,
+    with `form` (content type, body), the POST search replayed to the upstream."""
+
+    target: str
+    form: tuple[str, bytes] | None

@@ -157,6 +157,7 @@ def _intervene(
     match: Match,
     target: str,
     text: str,
+    body: bytes | None,
 ) -> web.StreamResponse:
     assert engine.chooser is not None
     assert engine.tokens is not None
@@ -165,10 +166,14 @@ def _intervene(
     engine.counts.intervention(match.category, match.action.value, language, variant)
     if route.route.kind == "autocomplete":
         return _suggestions(route)
-    if match.action is Action.WARN and request.method in ("GET", "HEAD"):
-        sealed = engine.tokens.seal(route.name, target, text)
-        page = engine.pages.warn(language, variant, f"{INTERNAL_PREFIX}continue/{sealed}")
-        return _respond(page, engine.config.block_status)
+    if match.action is Action.WARN:
+        form = None
+        if body is not None:
+            form = (request.headers.get("Content-Type", ""), body)
+        if request.method in ("GET", "HEAD") or (form is not None and len(body or b"") <= 4096):
+            sealed = engine.tokens.seal(route.name, target, text, form=form)
+            page = engine.pages.warn(language, variant, f"{INTERNAL_PREFIX}continue/{sealed}")
+            return _respond(page, engine.config.block_status)
     return _respond(engine.pages.block(language, variant), engine.config.block_status)
 
 
@@ -187,10 +192,15 @@ async def _internal(engine: Engine, request: web.Request, path: str) -> web.Stre
         ).inc()
         return web.Response(status=303, headers={"Location": target, **no_store})
     if kind == "continue" and arg:
-        location = engine.tokens.open(arg)
-        if location is None:
+        continuation = engine.tokens.open(arg)
+        if continuation is None:
             return _error(engine, request, 400)
-        return web.Response(status=303, headers={"Location": location, **no_store})
+        if continuation.form is not None:  # a POST search, replayed as it was sent
+            content_type, body = continuation.form
+            return await _forward(
+                engine, request, continuation.target, body, method="POST", content_type=content_type
+            )
+        return web.Response(status=303, headers={"Location": continuation.target, **no_store})
     return _error(engine, request, 404)
 
 
@@ -244,7 +254,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                     match.category, match.action.value, match.language, "none"
                 )
             elif not acknowledged:  # an acknowledged warn was counted when it was shown
-                return _intervene(engine, request, route, match, target, text)
+                return _intervene(engine, request, route, match, target, text, body)
     return await _forward(engine, request, target, body)
 
 
@@ -278,7 +288,13 @@ async def _stream_body(request: web.Request) -> AsyncIterator[bytes]:
 
 
 async def _forward(
-    engine: Engine, request: web.Request, target: str, body: bytes | None
+    engine: Engine,
+    request: web.Request,
+    target: str,
+    body: bytes | None,
+    *,
+    method: str | None = None,
+    content_type: str | None = None,
 ) -> web.StreamResponse:
     assert engine.session is not None
     timeouts = engine.config.timeouts
@@ -299,10 +315,15 @@ async def _forward(
 
     timer = asyncio.get_running_loop().call_later(timeouts.header, expire)
     try:
+        headers = _upstream_headers(request, engine)
+        if body is not None:
+            headers.popall("Content-Length", None)  # the client sets it for the bytes sent
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         upstream = await engine.session.request(
-            request.method,
+            method or request.method,
             url,
-            headers=_upstream_headers(request, engine),
+            headers=headers,
             data=data,
             allow_redirects=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),

@@ -146,3 +146,28 @@ async def test_rule_language_wins_over_accept_language(proxy: Proxy) -> None:
     )
     assert headers["Content-Language"] == "de"
     assert b'lang="de"' in body
+
+
+async def test_warn_on_a_post_search_replays_it_when_continued(proxy: Proxy) -> None:
+    base, _ = proxy
+    form = {"q": "purple teapot", "page": "2"}
+    status, headers, body = await fetch("POST", base + "/search", data=form)
+    assert status == 200
+    assert "X-Upstream" not in headers
+    text = body.decode()
+    assert "purple" not in text
+    links = re.findall(r'href="(/_intercept/continue/[^"]+)"', text)
+    assert len(links) == 1
+    status, headers, body = await fetch("GET", base + links[0])
+    assert status == 200
+    assert headers["X-Upstream"] == "results"
+    assert headers["X-Method"] == "POST"
+    assert headers["X-Body"] == "q=purple+teapot&page=2"
+
+
+async def test_expired_continue_link_is_400(proxy: Proxy) -> None:
+    base, engine = proxy
+    assert engine.tokens is not None
+    sealed = engine.tokens.seal("search", "/search?q=purple+teapot", "purple teapot", now=0)
+    status, _, _ = await fetch("GET", base + f"/_intercept/continue/{sealed}")
+    assert status == 400

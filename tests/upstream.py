@@ -94,7 +94,12 @@ async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
 
 
 async def _results(request: web.Request) -> web.Response:
-    return web.Response(text="results page", headers={"X-Upstream": "results"})
+    body = await request.read()
+    return web.Response(
+        text="results page",
+        headers={"X-Upstream": "results", "X-Method": request.method,
+                 "X-Body": body.decode("ascii", "replace")[:200]},
+    )  # fmt: skip
 
 
 def upstream_app() -> web.Application:
