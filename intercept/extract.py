@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -57,11 +58,23 @@ def find_route(
     routes: Sequence[CompiledRoute], method: str, raw_path: str
 ) -> tuple[CompiledRoute, re.Match[str] | None] | None:
     """The first route for this method and path (the path without its query string)."""
+    if raw_path not in _exact_paths(tuple(routes)) and not _has_regex(tuple(routes)):
+        return None  # the common case: not a search path
     for route in routes:
         found = route.matches(method, raw_path)
         if found:
             return route, found if isinstance(found, re.Match) else None
     return None
+
+
+@functools.cache
+def _exact_paths(routes: tuple[CompiledRoute, ...]) -> frozenset[str]:
+    return frozenset(r.route.path for r in routes if r.route.path is not None)
+
+
+@functools.cache
+def _has_regex(routes: tuple[CompiledRoute, ...]) -> bool:
+    return any(r.path_regex is not None for r in routes)
 
 
 def decode(value: str) -> list[str]:

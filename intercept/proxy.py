@@ -326,7 +326,6 @@ async def _forward(
             headers=headers,
             data=data,
             allow_redirects=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             timeout=engine.client_timeout,
         )
     except asyncio.CancelledError:
@@ -369,6 +368,7 @@ async def _start_session(app: web.Application) -> AsyncIterator[None]:
         connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),  # never share one searcher's cookies with another
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),  # send as received
         trust_env=False,
     )
     yield
