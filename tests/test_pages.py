@@ -120,7 +120,7 @@ def test_page_text_comes_from_the_variant(pages: Pages) -> None:
     assert len({tuple(t) for t in titles.values()}) == len(VARIANTS)
     body = pages.block("en", "help").body.decode()
     assert "Answer an anonymous survey" in body
-    assert "Nothing about your search is stored." in body
+    assert "Your search is not stored; only anonymous totals are counted." in body
 
 
 def test_pages_are_prebuilt(pages: Pages) -> None:
