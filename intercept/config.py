@@ -113,7 +113,7 @@ class Limits(_Model):
     request_target: int = Field(default=8190, ge=256, le=65536)
     headers: int = Field(default=32768, ge=1024, le=1048576)
     query: int = Field(default=2048, ge=16)
-    body: int = Field(default=1048576, ge=1024)
+    body: int = Field(default=65536, ge=1024)
 
 
 class Forwarded(_Model):
@@ -210,7 +210,7 @@ limits:
   request_target: 8190            # longer: 414
   headers: 32768                  # all header lines together; more: 431
   query: 2048                     # characters of one query value; more: 414 (GET), 413 (body)
-  body: 1048576                   # bytes of a search body that is read to find the query: 413
+  body: 65536                     # bytes of a search body that is read to find the query: 413
 
 forwarded:                        # headers added towards the upstream
   x_forwarded_for: true

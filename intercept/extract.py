@@ -7,6 +7,7 @@ space; invalid UTF-8 becomes U+FFFD; a value that still holds percent escapes af
 
 from __future__ import annotations
 
+import codecs
 import email.parser
 import email.policy
 import functools
@@ -15,14 +16,24 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from intercept.config import Route
 
-__all__ = ["CompiledRoute", "compile_routes", "decode", "find_route", "texts_from_body",
-           "texts_from_target"]  # fmt: skip
+__all__ = [
+    "MAX_TEXTS",
+    "CompiledRoute",
+    "UnreadableBody",
+    "compile_routes",
+    "decode",
+    "find_route",
+    "normalize_path",
+    "texts_from_body",
+    "texts_from_target",
+]
 
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+MAX_TEXTS = 64  # distinct query values per request; more is refused, not searched
 _MAX_DECODES = 3
 
 
@@ -39,13 +50,16 @@ class CompiledRoute:
     def reads_body(self) -> bool:
         return bool(self.route.form_fields or self.route.json_pointers)
 
-    def matches(self, method: str, path: str) -> re.Match[str] | bool:
-        allowed = self.route.methods
-        if method not in allowed and not (method == "HEAD" and "GET" in allowed):
-            return False
+    def reads_body_for(self, method: str) -> bool:
+        """Whether a request with this method has its body searched (the route's methods)."""
+        return self.reads_body and method in self.route.methods
+
+    def matches(self, path: str) -> re.Match[str] | bool:
+        """Whether the normalized `path` is this route's. Every method matches: frameworks
+        read query-string parameters whatever the method (`PUT /search?q=` must not pass)."""
         if self.path_regex is not None:
             return self.path_regex.search(path) or False
-        return path == self.route.path
+        return self.route.path is not None and path == self.route.path.lower()
 
 
 def compile_routes(routes: Iterable[Route]) -> tuple[CompiledRoute, ...]:
@@ -54,14 +68,40 @@ def compile_routes(routes: Iterable[Route]) -> tuple[CompiledRoute, ...]:
     )
 
 
+def normalize_path(raw_path: str) -> str:
+    """The path as upstream servers may read it: percent-decoded, `;` parameters dropped,
+    dot segments resolved, repeated and trailing slashes removed, lowercase. Only used to find
+    the route; the request is forwarded exactly as received."""
+    path = unquote(raw_path, errors="replace")
+    segments: list[str] = []
+    for segment in path.split("/"):
+        segment = segment.split(";", 1)[0]
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return ("/" + "/".join(segments)).lower()
+
+
 def find_route(
-    routes: Sequence[CompiledRoute], method: str, raw_path: str
+    routes: Sequence[CompiledRoute], raw_path: str
 ) -> tuple[CompiledRoute, re.Match[str] | None] | None:
-    """The first route for this method and path (the path without its query string)."""
-    if raw_path not in _exact_paths(tuple(routes)) and not _has_regex(tuple(routes)):
+    """The first route for this path (the raw path without its query string), compared after
+    `normalize_path`, so `/%73earch`, `//search/` and `/Search;x` are `/search` too."""
+    plain = raw_path.isascii() and "%" not in raw_path and ";" not in raw_path
+    path = raw_path.lower() if plain and "//" not in raw_path and "/." not in raw_path else None
+    if path is None:
+        path = normalize_path(raw_path)
+    elif len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    routes = tuple(routes)
+    if path not in _exact_paths(routes) and not _has_regex(routes):
         return None  # the common case: not a search path
     for route in routes:
-        found = route.matches(method, raw_path)
+        found = route.matches(path)
         if found:
             return route, found if isinstance(found, re.Match) else None
     return None
@@ -69,7 +109,7 @@ def find_route(
 
 @functools.cache
 def _exact_paths(routes: tuple[CompiledRoute, ...]) -> frozenset[str]:
-    return frozenset(r.route.path for r in routes if r.route.path is not None)
+    return frozenset(r.route.path.lower() for r in routes if r.route.path is not None)
 
 
 @functools.cache
@@ -94,11 +134,19 @@ def texts_from_target(
         texts += decode(path_match.group("q") or "")
     wanted = set(route.route.params)
     if wanted and query_string:
-        for pair in query_string.split("&"):
+        pairs = query_string.split("&")
+        # some frameworks also split on ';': read both ways
+        pairs += [part for pair in pairs if ";" in pair for part in pair.split(";")]
+        for pair in pairs:
             name, _, value = pair.partition("=")
-            if decode(name)[0] in wanted:
+            if _param_name(decode(name)[0]) in wanted:
                 texts += decode(value)
-    return texts
+    return _bounded(texts)
+
+
+def _param_name(name: str) -> str:
+    """`q[]` and `q[0]` are `q` to PHP and Rails; names compare case-sensitively otherwise."""
+    return name.split("[", 1)[0]
 
 
 def _json_pointer(document: Any, pointer: str) -> Any:
@@ -123,14 +171,36 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+class UnreadableBody(ValueError):
+    """A search body that cannot be read the way the upstream might read it (an unknown
+    charset, a compressed body, too many values, nesting too deep): decide it fails closed."""
+
+
+def _charset(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"') or "utf-8"
+            try:
+                codecs.lookup(charset)
+            except LookupError:
+                raise UnreadableBody(f"unknown charset {charset[:40]!r}") from None
+            return charset
+    return "utf-8"
+
+
 def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> list[str]:
-    """Query texts from a buffered body: urlencoded or multipart form fields, JSON pointers.
-    A body that cannot be parsed yields nothing (it is forwarded as it came)."""
+    """Query texts from a buffered body: urlencoded or multipart form fields, JSON pointers,
+    decoded with the charset the body declares. At most `MAX_TEXTS` distinct texts.
+
+    Raises `UnreadableBody` for a body Intercept cannot read as the upstream would; a body of
+    another type yields nothing (it is forwarded as it came).
+    """
     kind = content_type.split(";", 1)[0].strip().lower()
     fields = set(route.route.form_fields)
     texts: list[str] = []
     if kind == "application/x-www-form-urlencoded" and fields:
-        text = body.decode("utf-8", errors="replace")
+        text = body.decode(_charset(content_type), errors="replace")
         texts += texts_from_target(
             CompiledRoute(route.route.model_copy(update={"params": tuple(fields)}), None),
             None,
@@ -139,17 +209,29 @@ def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> lis
     elif kind == "multipart/form-data" and fields:
         header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", errors="replace")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
-        for part in message.iter_parts() if message.is_multipart() else ():
+        parts = list(message.iter_parts()) if message.is_multipart() else []
+        if len(parts) > MAX_TEXTS:
+            raise UnreadableBody("too many parts")
+        for part in parts:
             if part.get_param("name", header="content-disposition") in fields:
                 payload = part.get_payload(decode=True)
                 if isinstance(payload, bytes):
-                    charset = part.get_content_charset() or "utf-8"
+                    charset = _charset(f"x; charset={part.get_content_charset() or 'utf-8'}")
                     texts.append(payload.decode(charset, errors="replace"))
     elif (kind == "application/json" or kind.endswith("+json")) and route.route.json_pointers:
         try:
-            document = json.loads(body.decode("utf-8", errors="replace"))
+            document = json.loads(body.decode(_charset(content_type), errors="replace"))
+        except RecursionError:
+            raise UnreadableBody("JSON nested too deeply") from None
         except ValueError:
             return []
         for pointer in route.route.json_pointers:
             texts += _strings(_json_pointer(document, pointer))
-    return texts
+    return _bounded(texts)
+
+
+def _bounded(texts: list[str]) -> list[str]:
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) > MAX_TEXTS:
+        raise UnreadableBody("too many query values")
+    return distinct

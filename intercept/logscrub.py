@@ -1,14 +1,20 @@
-"""Keep aiohttp's own log records free of request details.
+"""Keep aiohttp's own log records and error answers free of request details.
 
 aiohttp logs a request it cannot parse or handle with the client's address and a traceback
-that quotes the request line, which holds the query. Intercept's public listener installs
-`scrub_aiohttp_logs()`: such records keep their level and logger name but lose their
-arguments, traceback and stack, and say only what happened.
+that quotes the request line, which holds the query; and its 400 answer to such a request
+repeats the offending bytes. Intercept's public listener installs `scrub_aiohttp_logs()`: such
+records keep their level and logger name but lose their arguments, traceback and stack, and
+error answers say only their status.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 __all__ = ["AIOHTTP_LOGGERS", "scrub_aiohttp_logs"]
 
@@ -32,9 +38,25 @@ class _Scrub(logging.Filter):
 _FILTER = _Scrub()
 
 
+_original_handle_error = RequestHandler.handle_error
+
+
+def _handle_error(
+    self: RequestHandler,
+    request: BaseRequest,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> StreamResponse:
+    """aiohttp's error answer, with its message replaced by the bare status phrase."""
+    phrase = None if status == 500 else f"{status} {HTTPStatus(status).phrase}"
+    return _original_handle_error(self, request, status, exc, phrase)
+
+
 def scrub_aiohttp_logs() -> None:
-    """Install the filter on aiohttp's loggers (idempotent)."""
+    """Install the filter on aiohttp's loggers and the plain error answer (idempotent)."""
     for name in AIOHTTP_LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    RequestHandler.handle_error = _handle_error  # type: ignore[method-assign]

@@ -42,7 +42,9 @@ def runner_options(config: Config) -> dict[str, Any]:
     return {
         "access_log": None,  # an access log would record queries; see the privacy notes
         "max_line_size": config.limits.request_target + 1024,
-        "max_field_size": config.limits.headers,
+        "max_field_size": config.limits.headers + 1024,
+        "max_headers": 1024,
+        "auto_decompress": False,  # request bodies are forwarded as they were sent
     }
 
 

@@ -192,3 +192,17 @@ async def test_server_survives_a_bad_request_line(proxy: Proxy) -> None:
     assert b" 400 " in answer[:20]
     status, _, _ = await fetch("GET", base + "/echo")
     assert status == 200
+
+
+async def test_header_timeout_starts_after_the_upload(upstream: TestServer) -> None:
+    url = f"http://127.0.0.1:{upstream.port}"
+    async with running_proxy(url, timeouts={"header": 0.5}) as (base, _):
+
+        async def slow_upload() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                await asyncio.sleep(0.3)
+                yield b"z" * 1000
+
+        status, _, body = await fetch("POST", base + "/count", data=slow_upload())
+    assert status == 200
+    assert json.loads(body) == {"received": 4000}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import re
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
-from tests.upstream import Proxy, fetch
+from intercept.ruleset import compile_rules
+from tests.conftest import spec
+from tests.upstream import RULES, Proxy, fetch
 
 CANARY = "blocked example"
 
@@ -171,3 +176,124 @@ async def test_expired_continue_link_is_400(proxy: Proxy) -> None:
     sealed = engine.tokens.seal("search", "/search?q=purple+teapot", "purple teapot", now=0)
     status, _, _ = await fetch("GET", base + f"/_intercept/continue/{sealed}")
     assert status == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("PUT", "/search?q=blocked+example"),
+        ("DELETE", "/search?q=blocked+example"),
+        ("OPTIONS", "/search?q=blocked+example"),
+        ("GET", "/%73earch?q=blocked+example"),
+        ("GET", "//search?q=blocked+example"),
+        ("GET", "/search/?q=blocked+example"),
+        ("GET", "/./search?q=blocked+example"),
+        ("GET", "/x/../search?q=blocked+example"),
+        ("GET", "/search;jsessionid=1?q=blocked+example"),
+        ("GET", "/SEARCH?q=blocked+example"),
+        ("GET", "/search?q[]=blocked+example"),
+        ("GET", "/search?x=1;q=blocked+example"),
+    ],
+)
+async def test_route_bypasses_are_closed(proxy: Proxy, method: str, target: str) -> None:
+    base, _ = proxy
+    _, headers, _ = await fetch(method, base + target)
+    assert "X-Upstream" not in headers
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        (
+            "application/x-www-form-urlencoded; charset=utf-16-le",
+            "q=blocked example".encode("utf-16-le"),
+            200,
+        ),
+        ("application/x-www-form-urlencoded; charset=nope", b"q=blocked+example", 415),
+        ("application/json; charset=utf-16", '{"q": "blocked example"}'.encode("utf-16"), None),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="q"\r\nContent-Type: text/plain; '
+            b"charset=nope\r\n\r\nx\r\n--b--\r\n",
+            415,
+        ),
+        ("application/x-www-form-urlencoded", b"&".join(b"q=%d" % i for i in range(100)), 415),
+    ],
+)
+async def test_search_bodies_are_read_like_the_upstream_or_refused(
+    proxy: Proxy, content_type: str, body: bytes, status: int | None
+) -> None:
+    base, _ = proxy
+    got, headers, _ = await fetch(
+        "POST", base + "/search", data=body, headers={"Content-Type": content_type}
+    )
+    assert "X-Upstream" not in headers
+    if status is not None:
+        assert got == status
+
+
+async def test_compressed_search_body_is_refused_and_other_bodies_pass_as_sent(
+    proxy: Proxy,
+) -> None:
+    base, _ = proxy
+    packed = gzip.compress(b"q=blocked+example")
+    gz = {"Content-Encoding": "gzip", "Content-Type": "application/x-www-form-urlencoded"}
+    status, _, _ = await fetch("POST", base + "/search", data=packed, headers=gz)
+    assert status == 415
+    status, _, body = await fetch("POST", base + "/echo", data=packed, headers=gz)
+    assert status == 200  # the upstream unpacked the bytes it got: they arrived as sent
+    assert json.loads(body)["body"] == "q=blocked+example"
+
+
+async def test_a_token_lifts_only_its_own_query(proxy: Proxy) -> None:
+    base, engine = proxy
+    assert engine.tokens is not None
+    token = engine.tokens.sign("search", "purple teapot")
+    _, headers, _ = await fetch(
+        "GET", base + f"/search?q=purple+teapot&_intercept_continue={token}"
+    )
+    assert headers["X-Upstream"] == "results"
+    engine.rules = compile_rules([*RULES.rules, spec("WARN-2", "green kite", action="warn")])
+    _, headers, _ = await fetch(
+        "GET", base + f"/search?q=purple+teapot&q=green+kite&_intercept_continue={token}"
+    )
+    assert "X-Upstream" not in headers
+
+
+async def test_warn_with_a_long_target_falls_back_to_the_page(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, _, body = await fetch("GET", base + "/search?q=purple+teapot&pad=" + "x" * 6000)
+    assert status == 200
+    assert b"/_intercept/continue/" not in body
+
+
+async def test_parser_errors_never_echo_the_request(proxy: Proxy) -> None:
+    base, _ = proxy
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /search?q=blocked+example\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read(1000)
+    writer.close()
+    assert b" 400 " in answer[:20]
+    assert b"blocked" not in answer
+
+
+async def test_absolute_form_target_is_400(proxy: Proxy) -> None:
+    base, _ = proxy
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET http://elsewhere/search?q=x HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read(200)
+    writer.close()
+    assert b" 400 " in answer[:20]
+
+
+async def test_every_x_forwarded_for_header_is_kept(proxy: Proxy) -> None:
+    base, _ = proxy
+    async with aiohttp.ClientSession() as session:
+        headers = [("X-Forwarded-For", "192.0.2.1"), ("X-Forwarded-For", "192.0.2.2")]
+        async with session.get(base + "/echo", headers=headers) as response:
+            seen = dict((k.lower(), v) for k, v in (await response.json())["headers"])
+    assert seen["x-forwarded-for"] == "192.0.2.1, 192.0.2.2, 127.0.0.1"
