@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,11 @@ def build_engine(config: Config) -> Engine:
     """Rules, pages and everything a request needs, loaded and validated up front."""
     from intercept import load_rules
 
+    if config.warn.secret is None and config.warn.secret_file is None:
+        logging.getLogger("intercept").warning(
+            "warn.secret is not set: continue links use a random key and stop working on "
+            "restart and across workers"
+        )
     rules = load_rules(config.rules)
     pages = load_pages(
         config.messages,
