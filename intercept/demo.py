@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import html
 import json
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -112,6 +113,7 @@ def demo_config(listen: str, upstream_port: int, root: Path) -> Config:
             "rules": str(root / "rules"),
             "messages": str(root / "messages"),
             "survey_url": f"http://127.0.0.1:{upstream_port}/survey",
+            "warn": {"secret": secrets.token_hex(16)},  # one process: a fresh key will do
         },
     )
 
