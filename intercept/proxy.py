@@ -401,11 +401,31 @@ async def _start_session(app: web.Application) -> AsyncIterator[None]:
     await engine.session.close()
 
 
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: a search body over the limit is refused before it is sent."""
+    engine = request.app[ENGINE]
+    path = request.raw_path.partition("?")[0]
+    declared = request.content_length
+    if (
+        declared is not None
+        and declared > engine.config.limits.body
+        and (found := find_route(engine.routes, path)) is not None
+        and found[0].reads_body_for(request.method)
+    ):
+        return _error(engine, request, 413)
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return _error(engine, request, 417)
+    if request.version >= aiohttp.HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+    return None
+
+
 def build_app(engine: Engine) -> web.Application:
     """The public application: every method and path goes to `handle`."""
     scrub_aiohttp_logs()
     app = web.Application(client_max_size=engine.config.limits.body)
     app[ENGINE] = engine
     app.cleanup_ctx.append(_start_session)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=_expect)
     return app

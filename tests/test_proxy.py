@@ -206,3 +206,17 @@ async def test_header_timeout_starts_after_the_upload(upstream: TestServer) -> N
         status, _, body = await fetch("POST", base + "/count", data=slow_upload())
     assert status == 200
     assert json.loads(body) == {"received": 4000}
+
+
+async def test_expect_100_continue_refuses_an_oversized_search_body_first(proxy: Proxy) -> None:
+    base, _ = proxy
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000000\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(200), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413")
