@@ -49,7 +49,11 @@ def _upstream(port: int) -> None:
 
 
 def _bare_proxy(port: int, upstream: int) -> None:
-    """The baseline: the same aiohttp pooled client and streaming, and no matching."""
+    """The baseline: a minimal correct pass-through with aiohttp's pooled client: request and
+    response headers passed on less the fixed hop-by-hop set, bodies streamed; no matching, no
+    limits, no forwarded headers, no timeouts of its own."""
+    hop = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+           "proxy-authorization", "proxy-authenticate", "host"}  # fmt: skip
 
     async def start(app: web.Application) -> None:
         app["session"] = aiohttp.ClientSession(auto_decompress=False)
@@ -57,10 +61,14 @@ def _bare_proxy(port: int, upstream: int) -> None:
     async def forward(request: web.Request) -> web.StreamResponse:
         session: aiohttp.ClientSession = request.app["session"]
         url = f"http://127.0.0.1:{upstream}{request.raw_path}"
-        async with session.request(request.method, url, allow_redirects=False) as up:
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in hop]
+        data = request.content if request.body_exists else None
+        async with session.request(
+            request.method, url, headers=headers, data=data, allow_redirects=False
+        ) as up:
             response = web.StreamResponse(status=up.status)
             for name, value in up.headers.items():
-                if name.lower() not in ("connection", "keep-alive", "transfer-encoding"):
+                if name.lower() not in hop:
                     response.headers.add(name, value)
             await response.prepare(request)
             async for chunk in up.content.iter_any():
