@@ -211,6 +211,7 @@ async def _internal(engine: Engine, request: web.Request, path: str) -> web.Stre
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every public request: internal pages, decisions on search routes, or forwarding."""
     engine = request.app[ENGINE]
+    rules = engine.rules  # one rule set for the whole request, even across a reload
     limits = engine.config.limits
     target = request.raw_path
     if len(target) > limits.request_target:
@@ -228,7 +229,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if found is not None:
         route, path_match = found
         engine.counts.search(route.name)
-        texts = texts_from_target(route, path_match, query_string)
+        try:
+            texts = texts_from_target(route, path_match, query_string)
+        except UnreadableBody:
+            return _error(engine, request, 400)  # more query values than are searched
         if any(len(t) > limits.query for t in texts):
             return _error(engine, request, 414)
         if route.reads_body_for(request.method) and request.body_exists:
@@ -250,7 +254,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         token = None
         if TOKEN_PARAM in query_string:
             target, token = strip_param(target, TOKEN_PARAM)
-        decided = decide(engine.rules, texts)
+        decided = decide(rules, texts)
         if decided is not None:
             match, text = decided
             assert engine.tokens is not None
@@ -261,7 +265,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 and all(
                     engine.tokens.verify(token, route.name, [t])
                     for t in texts
-                    if (m := engine.rules.match(t)) is not None and m.action is Action.WARN
+                    if (m := rules.match(t)) is not None and m.action is Action.WARN
                 )
             )
             if match.action is Action.SHADOW:

@@ -297,3 +297,11 @@ async def test_every_x_forwarded_for_header_is_kept(proxy: Proxy) -> None:
         async with session.get(base + "/echo", headers=headers) as response:
             seen = dict((k.lower(), v) for k, v in (await response.json())["headers"])
     assert seen["x-forwarded-for"] == "192.0.2.1, 192.0.2.2, 127.0.0.1"
+
+
+async def test_too_many_query_values_are_refused_not_forwarded(proxy: Proxy) -> None:
+    base, _ = proxy
+    target = "/search?" + "&".join(f"q={i}" for i in range(100)) + "&q=blocked+example"
+    status, headers, _ = await fetch("GET", base + target)
+    assert status == 400
+    assert "X-Upstream" not in headers
