@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.upstream import MIB, Proxy, fetch, running_proxy
+from tests.upstream import MIB, Proxy, fetch, raw_exchange, running_proxy
 
 # --- transparency ------------------------------------------------------------------------------
 
@@ -182,12 +182,7 @@ async def test_limits(
 
 async def test_server_survives_a_bad_request_line(proxy: Proxy) -> None:
     base, _ = proxy
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GARBAGE \x00\xff HTTP/9.9\r\n\r\n")
-    await writer.drain()
-    answer = await reader.read(100)
-    writer.close()
+    answer = await raw_exchange(base, b"GARBAGE \x00\xff HTTP/9.9\r\n\r\n", 100)
     assert answer.startswith(b"HTTP/1.")
     assert b" 400 " in answer[:20]
     status, _, _ = await fetch("GET", base + "/echo")
@@ -210,13 +205,10 @@ async def test_header_timeout_starts_after_the_upload(upstream: TestServer) -> N
 
 async def test_expect_100_continue_refuses_an_oversized_search_body_first(proxy: Proxy) -> None:
     base, _ = proxy
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
+    answer = await raw_exchange(
+        base,
         b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000000\r\n\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000000\r\n\r\n",
+        200,
     )
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(200), 10)
-    writer.close()
     assert answer.startswith(b"HTTP/1.1 413")

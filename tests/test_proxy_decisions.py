@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import re
@@ -13,7 +12,7 @@ import pytest
 
 from intercept.ruleset import compile_rules
 from tests.conftest import spec
-from tests.upstream import RULES, Proxy, fetch
+from tests.upstream import RULES, Proxy, fetch, raw_exchange
 
 CANARY = "blocked example"
 
@@ -269,24 +268,18 @@ async def test_warn_with_a_long_target_falls_back_to_the_page(proxy: Proxy) -> N
 
 async def test_parser_errors_never_echo_the_request(proxy: Proxy) -> None:
     base, _ = proxy
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET /search?q=blocked+example\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    answer = await reader.read(1000)
-    writer.close()
+    answer = await raw_exchange(
+        base, b"GET /search?q=blocked+example\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 1000
+    )
     assert b" 400 " in answer[:20]
     assert b"blocked" not in answer
 
 
 async def test_absolute_form_target_is_400(proxy: Proxy) -> None:
     base, _ = proxy
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET http://elsewhere/search?q=x HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    answer = await reader.read(200)
-    writer.close()
+    answer = await raw_exchange(
+        base, b"GET http://elsewhere/search?q=x HTTP/1.1\r\nHost: x\r\n\r\n", 200
+    )
     assert b" 400 " in answer[:20]
 
 

@@ -160,3 +160,14 @@ async def fetch(method: str, url: str, **kwargs: Any) -> tuple[int, Any, bytes]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.request(method, url, allow_redirects=False, **kwargs) as response:
             return response.status, response.headers, await response.read()
+
+
+async def raw_exchange(base: str, request: bytes, size: int = 1000) -> bytes:
+    """Send raw bytes to the server at `base` and return the start of its answer."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(size), 10)
+    writer.close()
+    return answer
