@@ -52,6 +52,7 @@ _REQUEST_DROP = frozenset({"host", "expect"})
 _REQUEST_DROP_ALL = HOP_BY_HOP | _REQUEST_DROP
 INTERNAL_PREFIX = "/_intercept/"
 _MAX_CONTINUE_LINK = 4096
+_OWN = {"Server": "intercept"}
 _CHUNK = 64 * 1024
 
 
@@ -120,7 +121,8 @@ def _hop_by_hop(headers: Any) -> frozenset[str] | set[str]:
 
 
 def _respond(page: Page, status: int) -> web.Response:
-    return web.Response(body=page.body, status=status, headers=dict(page.headers))
+    # our own answers name no software version (aiohttp would add one)
+    return web.Response(body=page.body, status=status, headers={**dict(page.headers), **_OWN})
 
 
 def _error(engine: Engine, request: web.Request, status: int) -> web.Response:
@@ -148,7 +150,7 @@ def _suggestions(route: CompiledRoute) -> web.Response:
         content_type="application/x-suggestions+json"
         if route.route.suggest_format == "opensearch"
         else "application/json",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", **_OWN},
     )
 
 
@@ -194,7 +196,7 @@ async def _internal(engine: Engine, request: web.Request, path: str) -> web.Stre
         engine.counts.clicks.labels(
             arg, variant if variant in engine.pages.variants else "unknown"
         ).inc()
-        return web.Response(status=303, headers={"Location": target, **no_store})
+        return web.Response(status=303, headers={"Location": target, **no_store, **_OWN})
     if kind == "continue" and arg:
         continuation = engine.tokens.open(arg)
         if continuation is None:
@@ -204,7 +206,8 @@ async def _internal(engine: Engine, request: web.Request, path: str) -> web.Stre
             return await _forward(
                 engine, request, continuation.target, body, method="POST", content_type=content_type
             )
-        return web.Response(status=303, headers={"Location": continuation.target, **no_store})
+        headers = {"Location": continuation.target, **no_store, **_OWN}
+        return web.Response(status=303, headers=headers)
     return _error(engine, request, 404)
 
 

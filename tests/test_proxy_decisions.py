@@ -298,3 +298,11 @@ async def test_too_many_query_values_are_refused_not_forwarded(proxy: Proxy) -> 
     status, headers, _ = await fetch("GET", base + target)
     assert status == 400
     assert "X-Upstream" not in headers
+
+
+async def test_own_answers_name_no_software_version(proxy: Proxy) -> None:
+    base, _ = proxy
+    for target in ("/search?q=blocked+example", "/autocomplete?q=blocked+example",
+                   "/_intercept/go/survey?v=harm&l=en", "/_intercept/go/nope"):  # fmt: skip
+        _, headers, _ = await fetch("GET", base + target)
+        assert headers["Server"] == "intercept"
