@@ -159,15 +159,18 @@ def _shown(resource: ResourceModel, variant: str, language: str) -> _ShownResour
     )
 
 
-def _headers(body: bytes, language: str) -> tuple[tuple[str, str], ...]:
-    """The security headers for `body`, whose one <style> element the CSP allows by hash."""
+def _headers(
+    body: bytes, language: str, form_action: str = "'none'"
+) -> tuple[tuple[str, str], ...]:
+    """The security headers for `body`, whose one <style> element the CSP allows by hash;
+    only the warn page of a POST search may post its form, to this site."""
     styles = _STYLE.findall(body)
     if len(styles) != 1:
         raise ValueError(f"a page must hold exactly one <style> element (found {len(styles)})")
     digest = base64.b64encode(hashlib.sha256(styles[0]).digest()).decode("ascii")
     csp = (
         f"default-src 'none'; style-src 'sha256-{digest}'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
+        f"form-action {form_action}; frame-ancestors 'none'"
     )
     return (
         ("Content-Type", "text/html; charset=utf-8"),
@@ -224,6 +227,7 @@ class Pages:
         "_links",
         "_survey_url",
         "_warn",
+        "_warn_post",
         "country",
         "default_language",
         "languages",
@@ -240,6 +244,7 @@ class Pages:
         survey_url: str,
         block: Mapping[tuple[str, str], Page],
         warn: Mapping[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]],
+        warn_post: Mapping[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]],
         errors: Mapping[tuple[str, str], Page],
         links: Mapping[str, str],
     ) -> None:
@@ -250,6 +255,7 @@ class Pages:
         self._survey_url = survey_url
         self._block = dict(block)
         self._warn = dict(warn)
+        self._warn_post = dict(warn_post)
         self._errors = dict(errors)
         self._links = dict(links)
 
@@ -274,8 +280,10 @@ class Pages:
         self._check_variant(variant)
         return self._block[self._language(language), variant]
 
-    def warn(self, language: str, variant: str, continue_href: str) -> Page:
-        """The warn page: the block page plus a link on to the results at `continue_href`.
+    def warn(self, language: str, variant: str, continue_href: str, *, post: bool = False) -> Page:
+        """The warn page: the block page plus a link on to the results at `continue_href`,
+        or, with `post`, a button that posts to it (a POST search is never replayed by merely
+        following a link, which prefetchers do).
 
         `continue_href` is built by the server (a path starting with one `/`, or an http(s)
         address); it is HTML-escaped here. Anything else (`javascript:`, `//host`, control
@@ -283,7 +291,8 @@ class Pages:
         """
         self._check_variant(variant)
         _check_continue_href(continue_href)
-        before, after, headers = self._warn[self._language(language), variant]
+        halves = self._warn_post if post else self._warn
+        before, after, headers = halves[self._language(language), variant]
         escaped = html.escape(continue_href, quote=True).encode("utf-8")
         return Page(before + escaped + after, headers)
 
@@ -474,6 +483,7 @@ def _build(
     languages = (default_language, *sorted(lang for lang in texts if lang != default_language))
     block: dict[tuple[str, str], Page] = {}
     warn: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
+    warn_post: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
     errors: dict[tuple[str, str], Page] = {}
     marker = CONTINUE_MARKER.encode("ascii")
 
@@ -504,14 +514,19 @@ def _build(
             block[language, variant] = Page(body, _headers(body, language))
 
             context.update(kind="warn", notice=text.page.notice.warn, continue_href=CONTINUE_MARKER)
-            warn_body = renderer.render(f"{language}/{variant} warn page", **context)
-            before, found, after = warn_body.partition(marker)
-            if not found or marker in after:
-                problem = Problem(
-                    renderer.template_name, 0, None, "warn page needs one continue link"
-                )
-                raise MessagesError([problem])
-            warn[language, variant] = (before, after, _headers(warn_body, language))
+            for post, halves in ((False, warn), (True, warn_post)):
+                context["continue_post"] = post
+                warn_body = renderer.render(f"{language}/{variant} warn page", **context)
+                before, found, after = warn_body.partition(marker)
+                if not found or marker in after:
+                    problem = Problem(
+                        renderer.template_name, 0, None, "warn page needs one continue link"
+                    )
+                    raise MessagesError([problem])
+                form_action = "'self'" if post else "'none'"
+                halves[language, variant] = (
+                    before, after, _headers(warn_body, language, form_action)
+                )  # fmt: skip
 
         for key in (*ERROR_STATUSES.values(), "other"):
             words_error: ErrorText = getattr(text.errors, key)
@@ -539,6 +554,7 @@ def _build(
         survey_url=survey_url,
         block=block,
         warn=warn,
+        warn_post=warn_post,
         errors=errors,
         links=links,
     )

@@ -178,7 +178,7 @@ def _intervene(
             sealed = engine.tokens.seal(route.name, target, text, form=form)
             href = f"{INTERNAL_PREFIX}continue/{sealed}"
             if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed: block
-                page = engine.pages.warn(language, variant, href)
+                page = engine.pages.warn(language, variant, href, post=form is not None)
                 return _respond(page, engine.config.block_status)
     return _respond(engine.pages.block(language, variant), engine.config.block_status)
 
@@ -202,6 +202,8 @@ async def _internal(engine: Engine, request: web.Request, path: str) -> web.Stre
         if continuation is None:
             return _error(engine, request, 400)
         if continuation.form is not None:  # a POST search, replayed as it was sent
+            if request.method != "POST":  # only the page's button replays it, never a link
+                return _error(engine, request, 405)
             content_type, body = continuation.form
             return await _forward(
                 engine, request, continuation.target, body, method="POST", content_type=content_type

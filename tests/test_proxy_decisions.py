@@ -160,9 +160,13 @@ async def test_warn_on_a_post_search_replays_it_when_continued(proxy: Proxy) -> 
     assert "X-Upstream" not in headers
     text = body.decode()
     assert "purple" not in text
-    links = re.findall(r'href="(/_intercept/continue/[^"]+)"', text)
-    assert len(links) == 1
-    status, headers, body = await fetch("GET", base + links[0])
+    assert "form-action 'self'" in headers["Content-Security-Policy"]
+    actions = re.findall(r'<form method="post" action="(/_intercept/continue/[^"]+)"', text)
+    assert len(actions) == 1
+    status, headers, _ = await fetch("GET", base + actions[0])
+    assert status == 405  # following a link (or a prefetcher) never replays a POST
+    assert "X-Upstream" not in headers
+    status, headers, body = await fetch("POST", base + actions[0])
     assert status == 200
     assert headers["X-Upstream"] == "results"
     assert headers["X-Method"] == "POST"
