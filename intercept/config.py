@@ -233,6 +233,17 @@ forwarded:                        # headers added towards the upstream
 """
 
 
+_PATTERN_MEANINGS = {
+    _HOST_PORT.pattern: "must be HOST:PORT, e.g. 127.0.0.1:8080",
+    r"^https?://[^/?#]+/?$": "must be an http:// or https:// address without a path",
+    r"^https?://": "must be an http:// or https:// address",
+    r"^[A-Z]{2}$": "must be a two-letter country code such as FI",
+    r"^[a-z]{2,3}$": "must be a language code such as en",
+    r"^/": "must start with /",
+    r"^[a-z0-9][a-z0-9_-]{0,31}$": "must be 1 to 32 lowercase letters, digits, '_' or '-'",
+}
+
+
 def _error_text(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for detail in error.errors():
@@ -240,6 +251,9 @@ def _error_text(error: ValidationError, source: str) -> str:
         value = detail.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
         message = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "string_pattern_mismatch":
+            pattern = str((detail.get("ctx") or {}).get("pattern", ""))
+            message = _PATTERN_MEANINGS.get(pattern, message)
         if detail["type"] == "extra_forbidden":
             message = "unknown key"
         lines.append(f"  {key}: {message}{shown}")

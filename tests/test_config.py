@@ -43,7 +43,8 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("listen: nowhere\n", "listen: String should match pattern"),
+        ("listen: nowhere\n", "listen: must be HOST:PORT, e.g. 127.0.0.1:8080 (got 'nowhere')"),
+        ("upstream: ftp://x\n", "upstream: must be an http:// or https:// address without a path"),
         ("timeouts: {connect: -1}\n", "timeouts.connect: Input should be greater than 0 (got -1)"),
         ("mode: sideways\n", "mode: Input should be 'proxy' or 'authz' (got 'sideways')"),
         ("colour: blue\n", "colour: unknown key (got 'blue')"),
