@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from intercept.ruleset import compile_rules
 from tests.conftest import spec
-from tests.upstream import RULES, Proxy, fetch, raw_exchange
+from tests.upstream import RULES, Proxy, fetch, raw_exchange, running_proxy
 
 CANARY = "blocked example"
 
@@ -310,3 +311,26 @@ async def test_own_answers_name_no_software_version(proxy: Proxy) -> None:
                    "/_intercept/go/survey?v=harm&l=en", "/_intercept/go/nope"):  # fmt: skip
         _, headers, _ = await fetch("GET", base + target)
         assert headers["Server"] == "intercept"
+
+
+async def test_custom_routes_path_group_and_json_pointer(upstream: TestServer) -> None:
+    routes = [
+        {"name": "path", "path_regex": r"^/s/(?P<q>[^/]+)$"},
+        {"name": "api", "path": "/echo-api", "json_pointers": ["/query", "/filters/0/text"]},
+        {"name": "suggest", "path": "/suggest", "params": ["q"], "kind": "autocomplete"},
+    ]
+    async with running_proxy(f"http://127.0.0.1:{upstream.port}", routes=routes) as (base, _):
+        status, headers, _ = await fetch("GET", base + "/s/bl0cked%20ex4mple")
+        assert "X-Upstream" not in headers
+        assert status == 200
+        status, headers, _ = await fetch("GET", base + "/s/kites")
+        assert status == 404  # forwarded: the upstream has no such page
+        assert headers["Content-Type"].startswith("text/plain")  # its answer, not ours
+        body = {"query": "kites", "filters": [{"text": "blocked example"}]}
+        _, headers, _ = await fetch("POST", base + "/echo-api", json=body)
+        assert "X-Upstream" not in headers
+        _, headers, _ = await fetch("POST", base + "/echo-api", json={"query": "kites"})
+        assert headers["X-Upstream"] == "yes"
+        status, headers, answer = await fetch("GET", base + "/suggest?q=blocked+example")
+        assert json.loads(answer) == ["", []]  # OpenSearch shape, the query never echoed
+        assert headers["Content-Type"].startswith("application/x-suggestions+json")
