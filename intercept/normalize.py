@@ -319,7 +319,8 @@ def _stages(
     if shortcut and all(len(word) > 1 and word.isalpha() for word in words):
         # Nothing to join, no leetspeak, no punctuation: the common case, done in C.
         return folded, folded, folded, () if edges else (_pad(" ".join(words)),), False
-    syntax = _MARKED if not folded.isascii() and _KEPT_MARK.search(folded) else _PLAIN
+    marked = not folded.isascii() and max(folded) >= "\u0300" and _KEPT_MARK.search(folded)
+    syntax = _MARKED if marked else _PLAIN
     spelled_forms: list[str] = []
     long_runs = False
     for variant in _symbol_readings(folded, not rule, syntax):
