@@ -1,0 +1,249 @@
+"""The decision core every front door shares: from a request's parts to an answer or a pass.
+
+A front door (the reverse proxy today; the decision service and middlewares later) asks the
+`Engine` three things, in order, with framework-neutral values:
+
+1. `precheck(target, header_bytes)`: limits and internal paths before anything is read;
+2. `body_plan(method, target, headers)`: whether to read the body (and up to how much) to find
+   the query, or an answer refusing it;
+3. `decide(method, target, headers, body)`: an `Answer` to send instead of results (a
+   deterrence page, an empty suggestion list, an error), or `Pass` to let the request through
+   (with the continue token stripped from its target).
+
+`internal(method, target, headers)` serves `/_intercept/` (click-through and continue links).
+Counting happens here, so every front door counts the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from intercept.config import Config
+from intercept.counting import Counts
+from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, strip_param
+from intercept.extract import (
+    CompiledRoute,
+    UnreadableBody,
+    compile_routes,
+    find_route,
+    texts_from_body,
+    texts_from_target,
+)
+from intercept.pages import Page, Pages
+from intercept.ruleset import Match, RuleSet
+from intercept.rulespec import Action
+from intercept.variants import VariantChooser
+
+__all__ = ["INTERNAL_PREFIX", "Answer", "Engine", "Pass"]
+
+INTERNAL_PREFIX = "/_intercept/"
+_MAX_CONTINUE_LINK = 4096
+_MAX_SEALED_BODY = 4096
+_OWN = (("Server", "intercept"),)  # our own answers name no software version
+_NO_STORE = (("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"))
+
+Headers = Mapping[str, str]  # case-insensitive in practice (aiohttp's, or a CIMultiDict)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response Intercept sends itself."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """Let the request through to `target`; a replayed POST search carries its own `body`,
+    `method` and `content_type`."""
+
+    target: str
+    body: bytes | None = None
+    method: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
+class Engine:
+    """What requests share: configuration, the current rule set (swapped whole on reload),
+    pages, routes, tokens and counters. Front doors hold one and may attach their own state
+    (the proxy's upstream client) in `extras`."""
+
+    config: Config
+    rules: RuleSet
+    pages: Pages
+    counts: Counts = field(default_factory=Counts)
+    routes: tuple[CompiledRoute, ...] = ()
+    tokens: ContinueTokens = field(init=False)
+    chooser: VariantChooser = field(init=False)
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.routes = compile_routes(self.config.routes)
+        warn = self.config.warn
+        secret = warn.secret
+        if secret is None and warn.secret_file is not None:
+            secret = warn.secret_file.read_text(encoding="utf-8").strip()
+        self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
+        variants = self.config.variants
+        self.chooser = VariantChooser(
+            {k: v for k, v in variants.weights.items() if k in self.pages.variants},
+            mode=variants.mode,
+        )
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def page_answer(self, page: Page, status: int) -> Answer:
+        return Answer(status, (*page.headers, *_OWN), page.body)
+
+    def error(self, status: int, headers: Headers | None = None) -> Answer:
+        """A short error page in the searcher's language; never echoes the request."""
+        accept = headers.get("Accept-Language") if headers is not None else None
+        language = self.pages.choose_language(None, accept)
+        return self.page_answer(self.pages.error_page(status, language), status)
+
+    # --- the three questions --------------------------------------------------------------------
+
+    def precheck(self, target: str, header_bytes: int) -> Answer | None:
+        """Limits on the request line and headers, and targets that are not a path."""
+        limits = self.config.limits
+        if len(target) > limits.request_target:
+            return self.error(414)
+        if header_bytes > limits.headers:
+            return self.error(431)
+        if not target.startswith("/"):
+            return self.error(400)  # absolute-form or asterisk targets: not for us
+        return None
+
+    def body_plan(self, method: str, target: str, headers: Headers) -> int | Answer | None:
+        """None: do not read the body. An int: read at most that many bytes, then call
+        `decide` with them (more is a 413). An `Answer`: refuse without reading."""
+        path = target.partition("?")[0]
+        if path.startswith(INTERNAL_PREFIX):
+            return None
+        found = find_route(self.routes, path)
+        if found is None or not found[0].reads_body_for(method):
+            return None
+        if headers.get("Content-Encoding", "identity").lower() != "identity":
+            return self.error(415, headers)  # a compressed search body could hide a query
+        limit = self.config.limits.body
+        declared = headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self.error(413, headers)
+        return limit
+
+    def decide(
+        self, method: str, target: str, headers: Headers, body: bytes | None
+    ) -> Answer | Pass:
+        """The decision for one request (see the module docstring)."""
+        rules = self.rules  # one rule set for the whole request, even across a reload
+        limits = self.config.limits
+        path, _, query_string = target.partition("?")
+        found = find_route(self.routes, path)
+        if found is None:
+            return Pass(target)
+        route, path_match = found
+        self.counts.search(route.name)
+        try:
+            texts = texts_from_target(route, path_match, query_string)
+        except UnreadableBody:
+            return self.error(400, headers)  # more query values than are searched
+        if any(len(t) > limits.query for t in texts):
+            return self.error(414, headers)
+        if body is not None:
+            try:
+                body_texts = texts_from_body(route, headers.get("Content-Type", ""), body)
+            except UnreadableBody:
+                return self.error(415, headers)
+            if any(len(t) > limits.query for t in body_texts):
+                return self.error(413, headers)
+            texts += body_texts
+        token = None
+        if TOKEN_PARAM in query_string:
+            target, token = strip_param(target, TOKEN_PARAM)
+        decided = decide(rules, texts)
+        if decided is None:
+            return Pass(target, body)
+        match, text = decided
+        if match.action is Action.SHADOW:
+            # counted, never shown: the searcher gets results as usual
+            self.counts.intervention(match.category, match.action.value, match.language, "none")
+            return Pass(target, body)
+        # a token lifts a warn only when it was issued for every warned text here
+        if (
+            match.action is Action.WARN
+            and token is not None
+            and all(
+                self.tokens.verify(token, route.name, [t])
+                for t in texts
+                if (m := rules.match(t)) is not None and m.action is Action.WARN
+            )
+        ):
+            return Pass(target, body)  # counted when the warning was shown
+        return self._intervene(method, headers, route, match, target, text, body)
+
+    def _intervene(
+        self,
+        method: str,
+        headers: Headers,
+        route: CompiledRoute,
+        match: Match,
+        target: str,
+        text: str,
+        body: bytes | None,
+    ) -> Answer:
+        language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
+        variant = self.chooser.choose()
+        self.counts.intervention(match.category, match.action.value, language, variant)
+        status = self.config.block_status
+        if route.route.kind == "autocomplete":
+            return _suggestions(route)
+        if match.action is Action.WARN:
+            form = None if body is None else (headers.get("Content-Type", ""), body)
+            if method in ("GET", "HEAD") or (form is not None and len(form[1]) <= _MAX_SEALED_BODY):
+                sealed = self.tokens.seal(route.name, target, text, form=form)
+                href = f"{INTERNAL_PREFIX}continue/{sealed}"
+                if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed
+                    page = self.pages.warn(language, variant, href, post=form is not None)
+                    return self.page_answer(page, status)
+        return self.page_answer(self.pages.block(language, variant), status)
+
+    def internal(self, method: str, target: str, headers: Headers) -> Answer | Pass:
+        """`/_intercept/go/<link-id>` (count the click, 303 to its address) and
+        `/_intercept/continue/<sealed>` (on to the results of a warned search)."""
+        path, _, query_string = target.partition("?")
+        kind, _, arg = path[len(INTERNAL_PREFIX) :].partition("/")
+        if kind == "go" and arg:
+            query = parse_qs(query_string)
+            variant = query.get("v", [""])[0]
+            language = query.get("l", [None])[0]
+            address = self.pages.link_target(arg, language=language, variant=variant)
+            if address is None:
+                return self.error(404, headers)
+            known = variant if variant in self.pages.variants else "unknown"
+            self.counts.clicks.labels(arg, known).inc()
+            return Answer(303, (("Location", address), *_NO_STORE, *_OWN))
+        if kind == "continue" and arg:
+            continuation = self.tokens.open(arg)
+            if continuation is None:
+                return self.error(400, headers)
+            if continuation.form is not None:  # a POST search, replayed as it was sent
+                if method != "POST":  # only the page's button replays it, never a link
+                    return self.error(405, headers)
+                content_type, body = continuation.form
+                return Pass(continuation.target, body, "POST", content_type)
+            return Answer(303, (("Location", continuation.target), *_NO_STORE, *_OWN))
+        return self.error(404, headers)
+
+
+def _suggestions(route: CompiledRoute) -> Answer:
+    # The query is never echoed, not even as OpenSearch's first element.
+    opensearch = route.route.suggest_format == "opensearch"
+    body = json.dumps(["", []] if opensearch else []).encode()
+    kind = "application/x-suggestions+json" if opensearch else "application/json"
+    return Answer(200, (("Content-Type", kind), *_NO_STORE, *_OWN), body)

@@ -1,0 +1,80 @@
+"""The decision core on its own, with plain values: what every front door relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from multidict import CIMultiDict
+
+from intercept.config import load_config
+from intercept.core import Answer, Engine, Pass
+from intercept.pages import load_pages
+from tests.upstream import RULES
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture
+def engine() -> Engine:
+    config = load_config(None, environ={}, overrides={"messages": str(ROOT / "messages")})
+    return Engine(config, RULES, load_pages(config.messages, survey_url=config.survey_url))
+
+
+def headers(**pairs: str) -> CIMultiDict[str]:
+    return CIMultiDict((k.replace("_", "-"), v) for k, v in pairs.items())
+
+
+def test_precheck(engine: Engine) -> None:
+    assert engine.precheck("/search?q=x", 100) is None
+    refused = engine.precheck("/search?" + "a" * 9000, 100)
+    assert refused is not None
+    assert refused.status == 414
+    refused = engine.precheck("/x", 10**6)
+    assert refused is not None
+    assert refused.status == 431
+    refused = engine.precheck("http://elsewhere/x", 100)
+    assert refused is not None
+    assert refused.status == 400
+
+
+def test_body_plan(engine: Engine) -> None:
+    assert engine.body_plan("PUT", "/search?q=x", headers()) is None  # not a body method
+    assert engine.body_plan("POST", "/other", headers()) is None
+    assert engine.body_plan("POST", "/search", headers()) == engine.config.limits.body
+    big = engine.body_plan("POST", "/search", headers(Content_Length="99999999"))
+    assert isinstance(big, Answer)
+    assert big.status == 413
+    packed = engine.body_plan("POST", "/search", headers(Content_Encoding="gzip"))
+    assert isinstance(packed, Answer)
+    assert packed.status == 415
+
+
+def test_decide_outcomes(engine: Engine) -> None:
+    assert engine.decide("GET", "/other?q=blocked+example", headers(), None) == Pass(
+        "/other?q=blocked+example"
+    )
+    assert engine.decide("GET", "/search?q=kites", headers(), None) == Pass("/search?q=kites")
+    blocked = engine.decide("GET", "/search?q=bl0cked+ex4mple", headers(), None)
+    assert isinstance(blocked, Answer)
+    assert blocked.status == 200
+    assert b"<h1>" in blocked.body
+    assert b"bl0cked" not in blocked.body
+    form = b"q=blocked+example"
+    posted = engine.decide(
+        "POST", "/search", headers(Content_Type="application/x-www-form-urlencoded"), form
+    )
+    assert isinstance(posted, Answer)
+    shadow = engine.decide("GET", "/search?q=velvet+moth", headers(), None)
+    assert shadow == Pass("/search?q=velvet+moth")
+    assert engine.counts.value("searches", route="search") == 4
+
+
+def test_internal_links(engine: Engine) -> None:
+    go = engine.internal("GET", "/_intercept/go/survey?v=harm&l=en", headers())
+    assert isinstance(go, Answer)
+    assert go.status == 303
+    assert dict(go.headers)["Location"].startswith(engine.config.survey_url)
+    missing = engine.internal("GET", "/_intercept/go/nope", headers())
+    assert isinstance(missing, Answer)
+    assert missing.status == 404
