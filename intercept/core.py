@@ -26,6 +26,7 @@ from intercept.counting import Counts
 from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, strip_param
 from intercept.extract import (
     CompiledRoute,
+    RouteTable,
     UnreadableBody,
     compile_routes,
     find_route,
@@ -78,7 +79,7 @@ class Engine:
     rules: RuleSet
     pages: Pages
     counts: Counts = field(default_factory=Counts)
-    routes: tuple[CompiledRoute, ...] = ()
+    routes: RouteTable = field(init=False)
     tokens: ContinueTokens = field(init=False)
     chooser: VariantChooser = field(init=False)
     extras: dict[str, object] = field(default_factory=dict)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import codecs
 import email.parser
 import email.policy
-import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -23,6 +22,7 @@ from intercept.config import Route
 __all__ = [
     "MAX_TEXTS",
     "CompiledRoute",
+    "RouteTable",
     "UnreadableBody",
     "compile_routes",
     "decode",
@@ -41,6 +41,7 @@ _MAX_DECODES = 3
 class CompiledRoute:
     route: Route
     path_regex: re.Pattern[str] | None
+    path: str | None = None  # the exact path, lowercased (compared with normalized paths)
 
     @property
     def name(self) -> str:
@@ -59,13 +60,29 @@ class CompiledRoute:
         read query-string parameters whatever the method (`PUT /search?q=` must not pass)."""
         if self.path_regex is not None:
             return self.path_regex.search(path) or False
-        return self.route.path is not None and path == self.route.path.lower()
+        return path == self.path
 
 
-def compile_routes(routes: Iterable[Route]) -> tuple[CompiledRoute, ...]:
-    return tuple(
-        CompiledRoute(r, re.compile(r.path_regex) if r.path_regex else None) for r in routes
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Compiled routes in configuration order, with what `find_route` checks first."""
+
+    routes: tuple[CompiledRoute, ...]
+    exact_paths: frozenset[str]
+    has_regex: bool
+
+
+def compile_routes(routes: Iterable[Route]) -> RouteTable:
+    compiled = tuple(
+        CompiledRoute(
+            r,
+            re.compile(r.path_regex) if r.path_regex else None,
+            r.path.lower() if r.path is not None else None,
+        )
+        for r in routes
     )
+    exact = frozenset(r.path for r in compiled if r.path is not None)
+    return RouteTable(compiled, exact, any(r.path_regex is not None for r in compiled))
 
 
 def normalize_path(raw_path: str) -> str:
@@ -87,7 +104,7 @@ def normalize_path(raw_path: str) -> str:
 
 
 def find_route(
-    routes: Sequence[CompiledRoute], raw_path: str
+    table: RouteTable, raw_path: str
 ) -> tuple[CompiledRoute, re.Match[str] | None] | None:
     """The first route for this path (the raw path without its query string), compared after
     `normalize_path`, so `/%73earch`, `//search/` and `/Search;x` are `/search` too."""
@@ -97,24 +114,13 @@ def find_route(
         path = normalize_path(raw_path)
     elif len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
-    routes = tuple(routes)
-    if path not in _exact_paths(routes) and not _has_regex(routes):
+    if path not in table.exact_paths and not table.has_regex:
         return None  # the common case: not a search path
-    for route in routes:
+    for route in table.routes:
         found = route.matches(path)
         if found:
             return route, found if isinstance(found, re.Match) else None
     return None
-
-
-@functools.cache
-def _exact_paths(routes: tuple[CompiledRoute, ...]) -> frozenset[str]:
-    return frozenset(r.route.path.lower() for r in routes if r.route.path is not None)
-
-
-@functools.cache
-def _has_regex(routes: tuple[CompiledRoute, ...]) -> bool:
-    return any(r.path_regex is not None for r in routes)
 
 
 def decode(value: str) -> list[str]:

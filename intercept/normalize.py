@@ -36,6 +36,7 @@ __all__ = [
     "Normalized",
     "alternatives",
     "collapse",
+    "doubled_runs",
     "edge_alternatives",
     "normalize",
     "readings_for_matching",
@@ -385,6 +386,17 @@ def collapse(text: str) -> str:
 
 
 _first_group = operator.methodcaller("group", 1)
+
+
+def doubled_runs(text: str) -> dict[int, int]:
+    """Runs longer than one in `text`, by their index in `collapse(text)`: {index: length}."""
+    out: dict[int, int] = {}
+    removed = 0
+    for m in _REPEAT.finditer(text):
+        size = m.end() - m.start()
+        out[m.start() - removed] = size
+        removed += size - 1
+    return out
 
 
 def runs(text: str) -> list[tuple[str, int]]:

@@ -31,6 +31,7 @@ from intercept.normalize import (
     Normalized,
     alternatives,
     collapse,
+    doubled_runs,
     edge_alternatives,
     normalize,
     readings_for_matching,
@@ -41,7 +42,6 @@ from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 __all__ = ["Explanation", "Hit", "Match", "RuleSet", "compile_rules"]
 
 _MAX_JOINED_WORDS = 6
-_REPEATS = re.compile(r"(.)\1+", re.DOTALL)
 _DIGIT = re.compile(r"[0-9]")
 
 
@@ -172,17 +172,6 @@ def _word_doubled(doubles: dict[int, int], text: str, index: int, memo: dict[int
     return memo[lo]
 
 
-def _doubles(reading: str) -> dict[int, int]:
-    """Runs longer than one in `reading`, by their index in the collapsed reading."""
-    out: dict[int, int] = {}
-    removed = 0
-    for m in _REPEATS.finditer(reading):
-        size = m.end() - m.start()
-        out[m.start() - removed] = size
-        removed += size - 1
-    return out
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class RuleSet:
     """An immutable, compiled rule set. Build it with `intercept.load_rules`."""
@@ -217,7 +206,7 @@ class RuleSet:
         groups: dict[int, set[int]] = {}
         for reading_index, reading in enumerate(readings, first_index):
             collapsed = collapse(reading)
-            doubles = _doubles(reading) if collapsed != reading else {}
+            doubles = doubled_runs(reading) if collapsed != reading else {}
             positions = list(doubles)  # increasing
             doubled_words: dict[int, bool] = {}
             offsets: list[int] | None = None
