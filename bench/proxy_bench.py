@@ -48,10 +48,15 @@ def _upstream(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def _bare_proxy(port: int, upstream: int) -> None:
+def _bare_proxy(port: int, upstream: int, settle: bool = False) -> None:
     """The baseline: a minimal correct pass-through with aiohttp's pooled client: request and
     response headers passed on less the fixed hop-by-hop set, bodies streamed; no matching, no
-    limits, no forwarded headers, no timeouts of its own."""
+    limits, no forwarded headers, no timeouts of its own. With `settle`, the same garbage
+    collector settings as `intercept serve` (a second, stricter baseline)."""
+    if settle:
+        from intercept.serve import settle_heap
+
+        settle_heap()
     hop = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
            "proxy-authorization", "proxy-authenticate", "host"}  # fmt: skip
 
@@ -152,12 +157,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    ports = {name: _free_port() for name in ("upstream", "bare", "intercept", "trivial")}
+    names = ("upstream", "bare", "settled", "intercept", "trivial")
+    ports = {name: _free_port() for name in names}
     with tempfile.TemporaryDirectory() as folder:
         rules_file = _write_rules(args.rules, Path(folder))
         procs = [
             multiprocessing.Process(target=_upstream, args=(ports["upstream"],)),
             multiprocessing.Process(target=_bare_proxy, args=(ports["bare"], ports["upstream"])),
+            multiprocessing.Process(
+                target=_bare_proxy, args=(ports["settled"], ports["upstream"], True)
+            ),
             multiprocessing.Process(
                 target=_intercept, args=(ports["intercept"], ports["upstream"], rules_file)
             ),
@@ -169,9 +178,13 @@ def main() -> int:
             for port in ports.values():
                 _wait(port)
             benign = "/search?q=cheap+flights+to+helsinki+in+march"
-            wrk = lambda url: _wrk(url, args.seconds, args.connections)  # noqa: E731
+
+            def wrk(url: str) -> float:
+                return _wrk(url, args.seconds, args.connections)
+
             bare = wrk(f"http://127.0.0.1:{ports['bare']}{benign}")
             through = wrk(f"http://127.0.0.1:{ports['intercept']}{benign}")
+            settled = wrk(f"http://127.0.0.1:{ports['settled']}{benign}")
             trivial = wrk(f"http://127.0.0.1:{ports['trivial']}/")
             from intercept.bench import make_rules
             from intercept.rulespec import Action
@@ -192,6 +205,8 @@ def main() -> int:
     print(f"benign searches, bare aiohttp pass-through: {bare:,.0f} req/s")
     print(f"benign searches, Intercept proxy:           {through:,.0f} req/s "
           f"(ratio {through / bare:.2f}, target >= 0.90)")  # fmt: skip
+    print(f"bare pass-through, Intercept's GC settings: {settled:,.0f} req/s "
+          f"(Intercept's ratio to it {through / settled:.2f})")  # fmt: skip
     print(f"trivial aiohttp handler:                    {trivial:,.0f} req/s")
     print(f"deterrence page from Intercept:             {pages:,.0f} req/s "
           f"(ratio {pages / trivial:.2f}, target >= 0.80)")  # fmt: skip

@@ -8,12 +8,14 @@ redirect) is sent as it is; a `Pass` is relayed transparently to the upstream by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.deadlines import Deadlines
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 
@@ -21,7 +23,7 @@ __all__ = ["ENGINE", "Engine", "build_app", "handle"]
 
 ENGINE = web.AppKey("engine", Engine)
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
-_TIMEOUT = web.AppKey("timeout", aiohttp.ClientTimeout)
+_DEADLINES = web.AppKey("deadlines", Deadlines)
 _CHUNK = 64 * 1024
 
 
@@ -70,7 +72,7 @@ async def _pass(request: web.Request, engine: Engine, outcome: Pass) -> web.Stre
     return await forward(
         request.app[_SESSION],
         engine.config,
-        request.app[_TIMEOUT],
+        request.app[_DEADLINES],
         request,
         outcome.target,
         outcome.body,
@@ -82,10 +84,11 @@ async def _pass(request: web.Request, engine: Engine, outcome: Pass) -> web.Stre
 
 async def _start_session(app: web.Application) -> AsyncIterator[None]:
     timeouts = app[ENGINE].config.timeouts
-    app[_TIMEOUT] = aiohttp.ClientTimeout(
-        total=None, sock_connect=timeouts.connect, sock_read=timeouts.read_idle
-    )
+    deadlines = app[_DEADLINES] = Deadlines()
+    sweeper = asyncio.create_task(deadlines.run())
     app[_SESSION] = aiohttp.ClientSession(
+        # the header and idle-read timeouts are deadlines (intercept.deadlines), not timers
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
         connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),  # never share one searcher's cookies with another
@@ -94,6 +97,8 @@ async def _start_session(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await app[_SESSION].close()
+    sweeper.cancel()
+    await sweeper
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
 
-__all__ = ["build_engine", "run", "runner_options", "start"]
+__all__ = ["build_engine", "run", "runner_options", "settle_heap", "start"]
 
 
 def build_engine(config: Config) -> Engine:
@@ -54,6 +55,16 @@ def runner_options(config: Config) -> dict[str, Any]:
     }
 
 
+def settle_heap() -> None:
+    """Take what is loaded (rules, pages: millions of objects with 50,000 rules) out of the
+    garbage collector's reach, and collect young objects less often. Without this the
+    collector keeps re-walking the rule set: measured 20-25 us of CPU per relayed request
+    with 50,000 rules (bench/proxy_bench.py), a fifth of the request's cost."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
     """Start the public listener; the caller cleans the runner up."""
     engine = engine or build_engine(config)
@@ -66,6 +77,7 @@ async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
 
 async def _serve(config: Config, ready: Callable[[web.AppRunner], None] | None) -> None:
     runner = await start(config)
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

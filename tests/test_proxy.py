@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import resource
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,6 +145,19 @@ async def test_upstream_too_slow_is_504(upstream: TestServer) -> None:
     async with running_proxy(url, timeouts={"header": 0.5}) as (base, _):
         status, _, _ = await fetch("GET", base + "/slow-head")
     assert status == 504
+
+
+async def test_upstream_stalling_mid_body_closes_the_client_connection(
+    upstream: TestServer,
+) -> None:
+    url = f"http://127.0.0.1:{upstream.port}"
+    async with running_proxy(url, timeouts={"read_idle": 0.5}) as (base, _):
+        started = time.monotonic()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await fetch("GET", base + "/stall")
+        assert time.monotonic() - started < 4  # the idle timeout, not the upstream, ended it
+        status, _, _ = await fetch("GET", base + "/echo")  # the proxy itself carries on
+    assert status == 200
 
 
 async def test_reset_mid_body_closes_the_client_connection(proxy: Proxy) -> None:

@@ -93,6 +93,14 @@ async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _stall_mid_body(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": "100000"})
+    await response.prepare(request)
+    await response.write(b"s" * 1000)
+    await asyncio.sleep(5)
+    return response
+
+
 async def _results(request: web.Request) -> web.Response:
     body = await request.read()
     return web.Response(
@@ -112,6 +120,7 @@ def upstream_app() -> web.Application:
     app.router.add_get("/big", _big)
     app.router.add_get("/slow-head", _slow_head)
     app.router.add_get("/reset", _reset_mid_body)
+    app.router.add_get("/stall", _stall_mid_body)
     app.router.add_route("*", "/search", _results)
     app.router.add_route("*", "/autocomplete", _results)
     return app
