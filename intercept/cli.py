@@ -196,12 +196,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "mode": args.mode,
         },
     )
-    if config.mode != "proxy":
-        print("intercept serve: --mode authz is not built yet", file=sys.stderr)
-        return 2
 
     def ready(_: object) -> None:
-        print(f"intercept: serving on http://{config.listen}/ -> {config.upstream}", flush=True)
+        if config.mode == "authz":
+            print(f"intercept: decision service on http://{config.listen}/", flush=True)
+        else:
+            print(f"intercept: serving on http://{config.listen}/ -> {config.upstream}", flush=True)
 
     run(config, ready)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -141,6 +143,17 @@ class Variants(_Model):
         return value
 
 
+class Authz(_Model):
+    """The decision service (`mode: authz`): who may describe requests to it."""
+
+    # X-Original-* and X-Forwarded-* are read only from these addresses (the front proxies);
+    # anyone else could forge them to have a search decided as another.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = (
+        IPv4Network("127.0.0.0/8"),
+        IPv6Network("::1/128"),
+    )
+
+
 class Warn(_Model):
     """The signed "continue to results" token of warn interstitials."""
 
@@ -169,6 +182,7 @@ class Config(_Model):
     forwarded: Forwarded = Forwarded()
     variants: Variants = Variants()
     warn: Warn = Warn()
+    authz: Authz = Authz()
 
     @property
     def upstream_base(self) -> str:
@@ -211,6 +225,9 @@ limits:
   headers: 32768                  # all header lines together; more: 431
   query: 2048                     # characters of one query value; more: 414 (GET), 413 (body)
   body: 65536                     # bytes of a search body that is read to find the query: 413
+
+authz:                            # mode: authz (decision service)
+  trusted_proxies: [127.0.0.0/8, "::1/128"]   # front proxies whose X-Forwarded-* are read
 
 forwarded:                        # headers added towards the upstream
   x_forwarded_for: true

@@ -83,6 +83,7 @@ class Engine:
     tokens: ContinueTokens = field(init=False)
     chooser: VariantChooser = field(init=False)
     extras: dict[str, object] = field(default_factory=dict)
+    replays_posts: bool = True  # False where a continued POST search cannot be resent
 
     def __post_init__(self) -> None:
         self.routes = compile_routes(self.config.routes)
@@ -139,9 +140,17 @@ class Engine:
         return limit
 
     def decide(
-        self, method: str, target: str, headers: Headers, body: bytes | None
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes | None,
+        *,
+        count_search: bool = True,
+        count_intervention: bool = True,
     ) -> Answer | Pass:
-        """The decision for one request (see the module docstring)."""
+        """The decision for one request (see the module docstring). A flow that asks twice
+        about one search (nginx: the decision, then the page) counts each part once."""
         rules = self.rules  # one rule set for the whole request, even across a reload
         limits = self.config.limits
         path, _, query_string = target.partition("?")
@@ -149,7 +158,8 @@ class Engine:
         if found is None:
             return Pass(target)
         route, path_match = found
-        self.counts.search(route.name)
+        if count_search:
+            self.counts.search(route.name)
         try:
             texts = texts_from_target(route, path_match, query_string)
         except UnreadableBody:
@@ -173,7 +183,8 @@ class Engine:
         match, text = decided
         if match.action is Action.SHADOW:
             # counted, never shown: the searcher gets results as usual
-            self.counts.intervention(match.category, match.action.value, match.language, "none")
+            if count_search:  # with the search: a shadow hit never asks for a page
+                self.counts.intervention(match.category, match.action.value, match.language, "none")
             return Pass(target, body)
         # a token lifts a warn only when it was issued for every warned text here
         if (
@@ -186,7 +197,9 @@ class Engine:
             )
         ):
             return Pass(target, body)  # counted when the warning was shown
-        return self._intervene(method, headers, route, match, target, text, body)
+        return self._intervene(
+            method, headers, route, match, target, text, body, count=count_intervention
+        )
 
     def _intervene(
         self,
@@ -197,15 +210,21 @@ class Engine:
         target: str,
         text: str,
         body: bytes | None,
+        *,
+        count: bool,
     ) -> Answer:
         language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
         variant = self.chooser.choose()
-        self.counts.intervention(match.category, match.action.value, language, variant)
+        if count:
+            self.counts.intervention(match.category, match.action.value, language, variant)
         status = self.config.block_status
         if route.route.kind == "autocomplete":
             return _suggestions(route)
         if match.action is Action.WARN:
             form = None if body is None else (headers.get("Content-Type", ""), body)
+            if form is not None and not self.replays_posts:
+                # this front door cannot resend the search body: no continue link
+                return self.page_answer(self.pages.block(language, variant), status)
             if method in ("GET", "HEAD") or (form is not None and len(form[1]) <= _MAX_SEALED_BODY):
                 sealed = self.tokens.seal(route.name, target, text, form=form)
                 href = f"{INTERNAL_PREFIX}continue/{sealed}"

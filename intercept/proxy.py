@@ -19,7 +19,7 @@ from intercept.deadlines import Deadlines
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 
-__all__ = ["ENGINE", "Engine", "build_app", "handle"]
+__all__ = ["ENGINE", "Engine", "build_app", "handle", "read_bounded"]
 
 ENGINE = web.AppKey("engine", Engine)
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -31,7 +31,7 @@ def _send(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
     """The whole body, or None when it is larger than `limit`."""
     chunks: list[bytes] = []
     size = 0
@@ -59,7 +59,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if isinstance(plan, Answer):
             return _send(plan)
         if plan is not None and request.body_exists:
-            body = await _read_bounded(request, plan)
+            body = await read_bounded(request, plan)
             if body is None:
                 return _send(engine.error(413, request.headers))
         outcome = engine.decide(request.method, target, request.headers, body)

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from intercept.authz import build_authz_app
 from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
@@ -66,9 +67,11 @@ def settle_heap() -> None:
 
 
 async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
-    """Start the public listener; the caller cleans the runner up."""
+    """Start the public listener (reverse proxy or decision service, by `config.mode`);
+    the caller cleans the runner up."""
     engine = engine or build_engine(config)
-    runner = web.AppRunner(build_app(engine), handle_signals=False, **runner_options(config))
+    app = build_authz_app(engine) if config.mode == "authz" else build_app(engine)
+    runner = web.AppRunner(app, handle_signals=False, **runner_options(config))
     await runner.setup()
     host, port = _host_port(config.listen)
     await web.TCPSite(runner, host, port, reuse_address=True).start()

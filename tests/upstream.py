@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from intercept.authz import build_authz_app
 from intercept.config import load_config
 from intercept.counting import Counts
 from intercept.pages import load_pages
@@ -159,6 +160,14 @@ class running_proxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.server.close()
+
+
+class running_authz(running_proxy):
+    """Intercept's decision service (`mode: authz`) on a free loopback port."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__("http://127.0.0.1:9", mode="authz", **settings)
+        self.server = TestServer(build_authz_app(self.engine), host="127.0.0.1")
 
 
 Fetch = Callable[..., Awaitable[tuple[int, Any, bytes]]]

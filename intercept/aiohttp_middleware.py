@@ -1,0 +1,99 @@
+"""Intercept inside an aiohttp application: a middleware over `intercept.core.Engine`.
+
+    from intercept.aiohttp_middleware import setup
+    setup(app, config)              # or: app.middlewares.append(intercept_middleware(engine=e))
+
+Every request is decided as the reverse proxy would decide it: on a match the handler never
+runs and the deterrence page (or interstitial, or empty suggestion list) is the answer; a
+benign request reaches the handler unchanged, less a valid continue token in its query. A
+warned POST search gets the page without a continue button (see `intercept_middleware`).
+`/_intercept/` paths (click-through and continue links) are answered by the middleware.
+
+aiohttp's default access log writes the request line, which holds the query: pass
+`access_log=None` to `web.run_app` (or `AppRunner`), or a format without `%r`, `%U` and
+`%{Referer}i`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
+
+from intercept.config import Config
+from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.proxy import read_bounded
+
+__all__ = ["intercept_middleware", "setup"]
+
+
+def _send(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+def intercept_middleware(*, engine: Engine) -> Middleware:
+    """The middleware deciding every request of the application with `engine`."""
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be an intercept Engine, not {type(engine).__name__}")
+    # aiohttp routes a request before its middlewares run: a continued POST search could only
+    # reach its handler around the application's other middlewares. So a warned POST search
+    # gets no continue button here (GET searches continue as everywhere).
+    engine.replays_posts = False
+
+    @web.middleware
+    async def intercept(request: web.Request, handler: Handler) -> web.StreamResponse:
+        target = request.raw_path
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        refused = engine.precheck(target, header_bytes)
+        if refused is not None:
+            return _send(refused)
+        if target.startswith(INTERNAL_PREFIX):
+            outcome = engine.internal(request.method, target, request.headers)
+            if isinstance(outcome, Pass):  # a POST continue link from another front door
+                return _send(engine.error(405, request.headers))
+            return _send(outcome)
+        body: bytes | None = None
+        plan = engine.body_plan(request.method, target, request.headers)
+        if isinstance(plan, Answer):
+            return _send(plan)
+        if plan is not None and request.body_exists:
+            body = await read_bounded(request, plan)
+            if body is None:
+                return _send(engine.error(413, request.headers))
+        decided = engine.decide(request.method, target, request.headers, body)
+        if isinstance(decided, Answer):
+            return _send(decided)
+        if body is not None:
+            return await handler(_with_body(request, body, decided.target))
+        if decided.target != target:  # the continue token, stripped
+            return await handler(request.clone(rel_url=URL(decided.target, encoded=True)))
+        return await handler(request)
+
+    return intercept
+
+
+def _with_body(request: web.Request, body: bytes, target: str) -> web.Request:
+    """The request as the handler expects it after Intercept read its body."""
+    clone = request.clone(rel_url=URL(target, encoded=True))
+    clone._read_bytes = body  # aiohttp's cache of a read body; the stream is spent
+    return clone
+
+
+async def _internal(request: web.Request) -> web.StreamResponse:
+    # Reached only if the middleware was left out: `setup` installs both.
+    raise web.HTTPNotFound()
+
+
+def setup(app: web.Application, config: Config, *, engine: Engine | None = None) -> Engine:
+    """Install Intercept in `app`: the middleware first in line, and the `/_intercept/` route
+    so its paths resolve. Loads rules and pages now (an error is raised here, not at the
+    first request). Returns the engine (its `counts` hold the aggregate counters)."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be an intercept Config, not {type(config).__name__}")
+    if engine is None:
+        from intercept.serve import build_engine
+
+        engine = build_engine(config)
+    app.middlewares.insert(0, intercept_middleware(engine=engine))
+    app.router.add_route("*", INTERNAL_PREFIX + "{tail:.*}", _internal)
+    return engine
