@@ -54,15 +54,29 @@ def _send(answer: Answer, status: int | None = None) -> web.Response:
     )
 
 
-def _trusted(request: web.Request, engine: Engine) -> bool:
-    remote = request.remote
-    if not remote:
-        return True  # a Unix socket: only local processes can connect
-    try:
-        address = ipaddress.ip_address(remote)
-    except ValueError:
-        return False
-    return any(address in network for network in engine.config.authz.trusted_proxies)
+class _Trust:
+    """Whether a peer address is one of the trusted proxies; remembered per address (the
+    peers are a handful of proxies, so the memory is bounded by `_MAX_PEERS`)."""
+
+    _MAX_PEERS = 1024
+
+    def __init__(self, engine: Engine) -> None:
+        self._networks = engine.config.authz.trusted_proxies
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, remote: str | None) -> bool:
+        if not remote:
+            return True  # a Unix socket: only local processes can connect
+        known = self._known.get(remote)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(remote)
+            except ValueError:
+                return False
+            known = any(address in network for network in self._networks)
+            if len(self._known) < self._MAX_PEERS:
+                self._known[remote] = known
+        return known
 
 
 def _original(request: web.Request, kind: str) -> tuple[str, str, Mapping[str, str]] | str:
@@ -97,6 +111,9 @@ def _kind(raw_path: str) -> str | None:
     return None
 
 
+_TRUST = web.AppKey("authz trust", _Trust)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every request to the decision service."""
     engine = request.app[ENGINE]
@@ -109,7 +126,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 return _send(engine.error(405, request.headers))
             return _send(outcome)
         return _send(engine.error(404, request.headers))
-    if not _trusted(request, engine):
+    if not request.app[_TRUST](request.remote):
         _LOG.warning("decision request from an address not in authz.trusted_proxies: refused")
         return _send(engine.error(403, request.headers), 403)
     described = _original(request, kind)
@@ -157,5 +174,6 @@ def build_authz_app(engine: Engine) -> web.Application:
     engine.replays_posts = False
     app = web.Application(client_max_size=engine.config.limits.body)
     app[ENGINE] = engine
+    app[_TRUST] = _Trust(engine)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
