@@ -1,0 +1,71 @@
+"""`intercept serve` as an operator runs it: a real process, both modes, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _status(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("mode", ["authz", "proxy"])
+def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str) -> None:
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "intercept", "serve", "--mode", mode,
+        "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
+        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
+    ]  # fmt: skip
+    env = {**os.environ, "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length"}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()  # printed once the listener is up
+        assert f"127.0.0.1:{port}" in ready, proc.stderr.read() if proc.stderr else ""
+        base = f"http://127.0.0.1:{port}"
+        if mode == "authz":
+            deny = _status(base + "/_intercept/authz/search?q=blocked+example", {})
+            allow = _status(base + "/_intercept/authz/search?q=garden+chairs", {})
+            assert (deny, allow) == (403, 200)
+        else:
+            assert _status(base + "/search?q=blocked+example", {}) == 200  # the page
+            assert _status(base + "/search?q=garden+chairs", {}) == 502  # nothing upstream
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
