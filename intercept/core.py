@@ -17,8 +17,10 @@ Counting happens here, so every front door counts the same way.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from urllib.parse import parse_qs
 
 from intercept.config import Config
@@ -87,6 +89,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.routes = compile_routes(self.config.routes)
+        self.counts.rules(len(self.rules), self.rules.version)
         warn = self.config.warn
         secret = warn.secret
         if secret is None and warn.secret_file is not None:
@@ -150,13 +153,32 @@ class Engine:
         count_intervention: bool = True,
     ) -> Answer | Pass:
         """The decision for one request (see the module docstring). A flow that asks twice
-        about one search (nginx: the decision, then the page) counts each part once."""
-        rules = self.rules  # one rule set for the whole request, even across a reload
-        limits = self.config.limits
-        path, _, query_string = target.partition("?")
-        found = find_route(self.routes, path)
+        about one search (nginx: the decision, then the page) counts each part once.
+        Decisions on search routes are timed (`intercept_decision_seconds`)."""
+        found = find_route(self.routes, target.partition("?")[0])
         if found is None:
             return Pass(target)
+        started = perf_counter()
+        try:
+            return self._decide(
+                found, method, target, headers, body, count_search, count_intervention
+            )
+        finally:
+            self.counts.decision_seconds.observe(perf_counter() - started)
+
+    def _decide(
+        self,
+        found: tuple[CompiledRoute, re.Match[str] | None],
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes | None,
+        count_search: bool,
+        count_intervention: bool,
+    ) -> Answer | Pass:
+        rules = self.rules  # one rule set for the whole request, even across a reload
+        limits = self.config.limits
+        query_string = target.partition("?")[2]
         route, path_match = found
         if count_search:
             self.counts.search(route.name)
@@ -185,6 +207,7 @@ class Engine:
             # counted, never shown: the searcher gets results as usual
             if count_search:  # with the search: a shadow hit never asks for a page
                 self.counts.intervention(match.category, match.action.value, match.language, "none")
+                self.counts.shadow(match.rule_id)
             return Pass(target, body)
         # a token lifts a warn only when it was issued for every warned text here
         if (
@@ -246,7 +269,7 @@ class Engine:
             if address is None:
                 return self.error(404, headers)
             known = variant if variant in self.pages.variants else "unknown"
-            self.counts.clicks.labels(arg, known).inc()
+            self.counts.click(arg, known)
             return Answer(303, (("Location", address), *_NO_STORE, *_OWN))
         if kind == "continue" and arg:
             continuation = self.tokens.open(arg)

@@ -1,44 +1,123 @@
 """Aggregate counts: how many searches, interventions and clicks, never which ones.
 
 Labels come only from configuration (route names, rule categories and languages, message
-variants, link ids), so the number of series is bounded. Nothing about a request other than
-those labels is recorded.
+variants, link ids), so the number of series is bounded; per-rule counts (shadow hits) go only
+to the research ledger, never to Prometheus. Nothing about a request other than those labels is
+recorded.
+
+With several worker processes, `PROMETHEUS_MULTIPROC_DIR` names a folder that every worker
+writes its values to (prometheus-client's multiprocess mode); `exposition()` then sums them, so
+any worker's `/metrics` answers for all.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["Counts"]
+if TYPE_CHECKING:
+    from intercept.ledger import Ledger
+
+__all__ = ["CONTENT_TYPE_LATEST", "Counts"]
+
+_DECISION_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05,
+)  # fmt: skip
+_UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Counts:
-    """The product's counters, registered in `registry` (a fresh one per test)."""
+    """The product's metrics, registered in `registry` (a fresh one per test), and the
+    research ledger that the same events feed, when one is attached."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, ledger: Ledger | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.ledger = ledger
+        r = self.registry
         self.searches = Counter(
             "intercept_searches",
             "Searches seen on configured routes (the denominator).",
             ["route"],
-            registry=self.registry,
+            registry=r,
         )
         self.interventions = Counter(
             "intercept_interventions",
             "Interventions shown or recorded, by the matched rule's category and action.",
             ["category", "action", "language", "variant"],
-            registry=self.registry,
+            registry=r,
         )
         self.clicks = Counter(
             "intercept_clicks",
             "Clicks on the page's links, by link id and message variant.",
             ["link", "variant"],
-            registry=self.registry,
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "intercept_decision_seconds",
+            "Time to decide a search: extraction, normalization and matching.",
+            buckets=_DECISION_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "intercept_upstream_seconds",
+            "Time from sending a request upstream to its response head (proxy mode).",
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "intercept_upstream_errors",
+            "Requests the upstream did not answer: refused or reset (502), timeout (504).",
+            ["kind"],
+            registry=r,
+        )
+        self.rules_loaded = Gauge(
+            "intercept_rules_loaded",
+            "Rules in the rule set being served.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.rules_info = Gauge(
+            "intercept_rules_info",
+            "1 for the version (content hash) of the rule set being served.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.rules_loaded_at = Gauge(
+            "intercept_rules_load_timestamp_seconds",
+            "When the rule set being served was loaded (Unix time).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.rule_load_failures = Counter(
+            "intercept_rule_load_failures",
+            "Rule sets refused on load or reload (the previous set kept serving).",
+            registry=r,
+        )
+        self.ledger_failures = Counter(
+            "intercept_ledger_flush_failures",
+            "Flushes of the research ledger that failed (counts kept and retried).",
+            registry=r,
         )
         self._interventions: dict[tuple[str, str, str, str], Any] = {}
         self._searches: dict[str, Any] = {}
+        self._clicks: dict[tuple[str, str], Any] = {}
+        self._version: str | None = None
+        for kind in ("refused", "timeout", "reset"):
+            self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
 
     def intervention(self, category: str, action: str, language: str, variant: str) -> None:
         """Count one intervention (label children are cached: this runs per request)."""
@@ -47,6 +126,8 @@ class Counts:
         if child is None:
             child = self._interventions[key] = self.interventions.labels(*key)
         child.inc()
+        if self.ledger is not None:
+            self.ledger.add_intervention(category, action, language, variant)
 
     def search(self, route: str) -> None:
         """Count one search on `route`."""
@@ -54,8 +135,43 @@ class Counts:
         if child is None:
             child = self._searches[route] = self.searches.labels(route)
         child.inc()
+        if self.ledger is not None:
+            self.ledger.add_search(route)
+
+    def click(self, link: str, variant: str) -> None:
+        """Count one click on link `link` of a page in `variant`."""
+        key = (link, variant)
+        child = self._clicks.get(key)
+        if child is None:
+            child = self._clicks[key] = self.clicks.labels(*key)
+        child.inc()
+        if self.ledger is not None:
+            self.ledger.add_click(link, variant)
+
+    def shadow(self, rule_id: str) -> None:
+        """A shadow rule's hit: per rule id, so only in the ledger (bounded by nothing here)."""
+        if self.ledger is not None:
+            self.ledger.add_shadow(rule_id)
+
+    def rules(self, count: int, version: str, loaded_at: float | None = None) -> None:
+        """The rule set now being served."""
+        if self._version is not None and self._version != version:
+            self.rules_info.labels(self._version).set(0)
+        self._version = version
+        self.rules_info.labels(version).set(1)
+        self.rules_loaded.set(count)
+        self.rules_loaded_at.set(time.time() if loaded_at is None else loaded_at)
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of a counter sample (for tests and status pages)."""
         sample = self.registry.get_sample_value(f"intercept_{name}_total", labels)
         return 0.0 if sample is None else sample
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric; summed over all workers in
+        multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -73,6 +73,7 @@ async def _pass(request: web.Request, engine: Engine, outcome: Pass) -> web.Stre
         request.app[_SESSION],
         engine.config,
         request.app[_DEADLINES],
+        engine.counts,
         request,
         outcome.target,
         outcome.body,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from time import perf_counter
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from intercept.config import Config
+from intercept.counting import Counts
 from intercept.deadlines import Deadlines
 
 __all__ = ["HOP_BY_HOP", "forward"]
@@ -104,6 +106,7 @@ async def forward(
     session: aiohttp.ClientSession,
     config: Config,
     deadlines: Deadlines,
+    counts: Counts,
     request: web.Request,
     target: str,
     body: bytes | None,
@@ -132,15 +135,19 @@ async def forward(
         deadlines.set(task, timeouts.header)
     response: _Relay | None = None
     upstream: aiohttp.ClientResponse | None = None
+    started = perf_counter()
     try:
         try:
             upstream = await session.request(
                 method or request.method, url, headers=headers, data=data, allow_redirects=False
             )
         except TimeoutError:  # connecting took longer than the connect timeout
+            counts.upstream_errors.labels("timeout").inc()
             return error(504)
         except (aiohttp.ClientError, OSError):
+            counts.upstream_errors.labels("refused").inc()
             return error(502)
+        counts.upstream_seconds.observe(perf_counter() - started)
         deadlines.hold(task)
         absent = frozenset(h for h in _ADDED_BY_AIOHTTP if h not in upstream.headers)
         response = _Relay(status=upstream.status, reason=upstream.reason, absent=absent)
@@ -163,11 +170,13 @@ async def forward(
         if not deadlines.clear(task):
             raise  # not ours: the server is stopping or the client went away
         task.uncancel()
+        counts.upstream_errors.labels("timeout").inc()
         if response is None or not response.prepared:
             return error(504)
         _cut(request)  # the upstream stalled mid-body
         return response
     except (aiohttp.ClientError, TimeoutError, OSError):
+        counts.upstream_errors.labels("reset").inc()
         if response is None or not response.prepared:
             return error(502)
         _cut(request)  # the upstream cut the body short, or the client went away

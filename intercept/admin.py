@@ -1,0 +1,91 @@
+"""The admin listener (`admin_listen`, default 127.0.0.1:9090; never the public address).
+
+- `GET /metrics`: Prometheus text format (summed over workers in multiprocess mode).
+- `GET /healthz`: 200 while the process serves.
+- `GET /readyz`: 200 when a rule set is loaded, else 503; the JSON body also reports the
+  research ledger. A failing ledger does not fail requests, so by default it does not make the
+  instance unready either (a load balancer would take every replica out at once when the
+  database is down); `/readyz?ledger=required` answers 503 while the ledger is failing.
+- `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time),
+  ledger status, uptime. No request-derived data exists to show.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from intercept.core import Engine
+from intercept.counting import CONTENT_TYPE_LATEST
+from intercept.logscrub import scrub_aiohttp_logs
+
+__all__ = ["build_admin_app", "status"]
+
+_ENGINE = web.AppKey("admin engine", Engine)
+_STARTED = time.time()
+
+
+def status(engine: Engine) -> dict[str, Any]:
+    """What `/admin/status` shows."""
+    rules = engine.rules
+    ledger = engine.counts.ledger
+    return {
+        "mode": engine.config.mode,
+        "pid": os.getpid(),
+        "uptime_seconds": round(time.time() - _STARTED, 1),
+        "rules": {
+            "version": rules.version,
+            "count": len(rules),
+            "lists": [info.name for info in rules.lists],
+            "loaded_at": engine.extras.get("rules_loaded_at"),
+            "last_error": engine.extras.get("rules_error"),
+        },
+        "ledger": asdict(ledger.status) if ledger is not None else None,
+    }
+
+
+def _ledger_failing(engine: Engine) -> bool:
+    ledger = engine.counts.ledger
+    return ledger is not None and ledger.status.last_error is not None
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[_ENGINE].counts.exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    engine = request.app[_ENGINE]
+    problems = []
+    if len(engine.rules) == 0:
+        problems.append("no rules loaded")
+    if _ledger_failing(engine) and request.query.get("ledger") == "required":
+        problems.append("ledger failing")
+    body = {"ready": not problems, "problems": problems, "ledger_failing": _ledger_failing(engine)}
+    return web.json_response(body, status=503 if problems else 200)
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(status(request.app[_ENGINE]))
+
+
+def build_admin_app(engine: Engine) -> web.Application:
+    """The admin application over `engine` (its counts, rules and ledger)."""
+    scrub_aiohttp_logs()
+    app = web.Application()
+    app[_ENGINE] = engine
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/admin/status", _status)
+    return app

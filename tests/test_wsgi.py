@@ -1,0 +1,524 @@
+"""The WSGI middleware over real sockets: a Flask app wrapped by it, served on loopback by
+waitress and werkzeug (which set `REQUEST_URI`, werkzeug also `RAW_URI`) and by wsgiref (which
+sets neither: the target is rebuilt from `PATH_INFO`), with the same behaviours as the reverse
+proxy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import werkzeug.serving
+from flask import Flask, Response, jsonify, request
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer, create_server
+from waitress.trigger import trigger
+
+from intercept.config import load_config
+from intercept.core import Engine
+from intercept.wsgi import InterceptWSGI, wsgi_middleware
+from tests.middleware_helpers import (
+    CANARY,
+    CANARY_HEADERS,
+    FORM,
+    ROOT,
+    SERVER_TIMEOUT,
+    assert_not_shown,
+    call,
+    form_actions,
+    interventions,
+    links,
+    logged,
+    make_engine,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+Site = tuple[str, Engine, str]  # base URL, engine, server name
+
+
+# --- the application: Flask, reporting what it received ----------------------------------------
+
+
+def flask_app() -> Flask:
+    """A search site that answers every request with what it saw of it."""
+    app = Flask("echo")
+
+    @app.route("/search", methods=["GET", "POST", "PUT"])
+    @app.route("/autocomplete")
+    @app.route("/echo", methods=["GET", "POST"])
+    def echo() -> Response:
+        body = request.get_data(cache=True)  # the form below is parsed from the cached bytes
+        response = jsonify(
+            method=request.method,
+            path=request.path,
+            query=request.query_string.decode("latin-1"),
+            uri=[request.environ.get(key) for key in ("REQUEST_URI", "RAW_URI")],
+            content_type=request.content_type,
+            body=body.decode("latin-1"),
+            form=request.form.to_dict(flat=False),
+            environ={k: v for k, v in request.environ.items() if isinstance(v, str)},
+        )
+        response.headers["X-App"] = "flask"
+        return response
+
+    return app
+
+
+# --- the servers: waitress, werkzeug and wsgiref, each in a thread on a free loopback port -----
+
+
+@contextmanager
+def waitress_serving(app: Any) -> Iterator[str]:
+    sockets: dict[int, Any] = {}
+    server = create_server(app, map=sockets, host="127.0.0.1", port=0, threads=2)
+    assert isinstance(server, BaseWSGIServer)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        # everything is closed on the server's own thread, whose loop then ends
+        cast(trigger, server.trigger).pull_trigger(lambda *_: wasyncore.close_all(sockets))
+        thread.join(SERVER_TIMEOUT)
+        server.task_dispatcher.shutdown(timeout=SERVER_TIMEOUT)
+        assert not thread.is_alive()
+
+
+class _NoAccessLog(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """wsgiref's access log (to stderr) would record the request line: off."""
+
+
+@contextmanager
+def wsgiref_serving(app: Any) -> Iterator[str]:
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_NoAccessLog)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgiref", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(SERVER_TIMEOUT)
+        assert not thread.is_alive()
+
+
+class _NoWerkzeugAccessLog(werkzeug.serving.WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """werkzeug's access log would record the request line: off."""
+
+
+@contextmanager
+def werkzeug_serving(app: Any) -> Iterator[str]:
+    server = werkzeug.serving.make_server(
+        "127.0.0.1", 0, app, threaded=True, request_handler=_NoWerkzeugAccessLog
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="werkzeug", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(SERVER_TIMEOUT)
+        assert not thread.is_alive()
+
+
+SERVERS = {"waitress": waitress_serving, "werkzeug": werkzeug_serving, "wsgiref": wsgiref_serving}
+"""waitress sets REQUEST_URI, werkzeug REQUEST_URI and RAW_URI, wsgiref neither."""
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    """Flask behind the middleware, on a free loopback port: (base URL, engine, server)."""
+    engine = make_engine()
+    with SERVERS[request.param](InterceptWSGI(flask_app(), engine)) as base:
+        yield base, engine, request.param
+
+
+@pytest.fixture
+def waitress_site() -> Iterator[Site]:
+    """Like `site`, on waitress only (it reads chunked bodies; wsgiref cannot)."""
+    engine = make_engine()
+    with waitress_serving(InterceptWSGI(flask_app(), engine)) as base:
+        yield base, engine, "waitress"
+
+
+def seen(body: bytes) -> dict[str, Any]:
+    report = json.loads(body)
+    assert isinstance(report, dict)
+    return report
+
+
+# --- transparency ------------------------------------------------------------------------------
+
+
+async def test_benign_get_search_reaches_the_app_untouched(site: Site) -> None:
+    base, engine, _ = site
+    status, headers, body = await call("GET", base + "/search?q=teapot+museum&page=2")
+    assert status == 200
+    assert headers["X-App"] == "flask"
+    app = seen(body)
+    assert (app["method"], app["path"], app["query"]) == (
+        "GET",
+        "/search",
+        "q=teapot+museum&page=2",
+    )
+    assert engine.counts.value("searches", route="search") == 1
+    assert interventions(engine) == 0
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+async def test_benign_searches_see_the_same_environ_as_without_intercept(server: str) -> None:
+    per_connection = ("REMOTE_PORT", "SERVER_PORT", "HTTP_HOST")
+
+    def varying(environ: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in environ.items() if k not in per_connection}
+
+    async def environs(base: str) -> list[dict[str, str]]:
+        requests = [
+            ("GET", "/search?q=teapot+museum&page=2", {}),
+            ("POST", "/search?x=1", {"data": {"q": "kites", "page": "2"}}),
+            ("GET", "/echo?q=blocked+example", {}),
+        ]
+        seen_environs = []
+        for method, target, options in requests:
+            _, headers, body = await call(method, base + target, **options)
+            assert headers["X-App"] == "flask"
+            seen_environs.append(varying(seen(body)["environ"]))
+        return seen_environs
+
+    serving = SERVERS[server]
+    with serving(flask_app()) as bare_base:
+        bare = await environs(bare_base)
+    with serving(InterceptWSGI(flask_app(), make_engine())) as base:
+        wrapped = await environs(base)
+    assert wrapped == bare
+    assert bare[1]["CONTENT_LENGTH"] == str(len("q=kites&page=2"))
+
+
+async def test_a_rewritten_environ_is_decided_as_the_app_reads_it(site: Site) -> None:
+    """An outer middleware that rewrites PATH_INFO or QUERY_STRING leaves REQUEST_URI as the
+    client sent it; the decision follows what the application will read."""
+    _, engine, server = site
+
+    def rewrite(app: WSGIApplication) -> WSGIApplication:
+        def outer(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            if environ["PATH_INFO"] == "/find":
+                environ["PATH_INFO"] = "/search"
+            environ["QUERY_STRING"] = environ["QUERY_STRING"].replace("term=", "q=")
+            return app(environ, start_response)
+
+        return outer
+
+    with SERVERS[server](rewrite(InterceptWSGI(flask_app(), engine))) as base:
+        _, headers, _ = await call("GET", base + "/find?q=blocked+example")
+        assert "X-App" not in headers
+        _, headers, _ = await call("GET", base + "/search?term=blocked+example")
+        assert "X-App" not in headers
+        _, headers, body = await call("GET", base + "/find?term=kites")
+        assert headers["X-App"] == "flask"
+        assert seen(body)["path"] == "/search"
+    assert interventions(engine) == 2
+
+
+async def test_other_paths_are_not_searches(site: Site) -> None:
+    base, engine, _ = site
+    _, headers, body = await call("GET", base + "/echo?q=blocked+example")
+    assert headers["X-App"] == "flask"
+    assert seen(body)["query"] == "q=blocked+example"
+    assert engine.counts.value("searches", route="search") == 0
+
+
+async def test_a_quoted_path_is_the_same_route(site: Site) -> None:
+    base, engine, _ = site
+    _, headers, _ = await call("GET", base + "/%73earch?q=blocked+example")
+    assert "X-App" not in headers
+    assert interventions(engine) == 1
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+async def test_matching_get_search_gets_the_page(site: Site) -> None:
+    base, engine, _ = site
+    status, headers, body = await call("GET", base + "/search?q=bl0cked-ex4mple&page=2")
+    assert status == engine.config.block_status == 200
+    assert "X-App" not in headers
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert int(headers["Content-Length"]) == len(body)
+    assert b"<html" in body
+    text = body.decode().lower()
+    for form in ("bl0cked", "ex4mple", "blocked example", "page=2"):
+        assert form not in text
+    assert engine.counts.value("searches", route="search") == 1
+    assert interventions(engine, "block") == interventions(engine) == 1
+
+
+@pytest.mark.parametrize("method", ["PUT", "HEAD", "DELETE"])
+async def test_every_method_is_decided(site: Site, method: str) -> None:
+    base, _, _ = site
+    status, headers, body = await call(method, base + "/search?q=blocked+example")
+    assert status == 200  # answered before the application routes (it has no DELETE here)
+    assert "X-App" not in headers
+    if method == "HEAD":
+        assert body == b""
+        assert int(headers["Content-Length"]) > 0
+    else:
+        assert b"<html" in body
+
+
+async def test_warn_continue_flow_reaches_the_app_without_the_token(site: Site) -> None:
+    base, engine, server = site
+    status, headers, body = await call("GET", base + "/search?q=purple+teapot")
+    assert status == 200
+    assert "X-App" not in headers
+    assert b"purple" not in body
+    continues = links(body, "/_intercept/continue/")
+    assert len(continues) == 1
+    status, headers, _ = await call("GET", base + continues[0])
+    assert status == 303
+    location = headers["Location"]
+    assert location.startswith("/search?q=purple+teapot&_intercept_continue=")
+    status, headers, body = await call("GET", base + location)
+    assert status == 200
+    assert headers["X-App"] == "flask"
+    app = seen(body)
+    assert app["query"] == "q=purple+teapot"
+    continued = "/search?q=purple+teapot"
+    assert (
+        app["uri"]
+        == {
+            "waitress": [continued, None],
+            "werkzeug": [continued, continued],
+            "wsgiref": [None, None],
+        }[server]
+    )
+    assert interventions(engine, "warn") == interventions(engine) == 1  # shown once
+    assert engine.counts.value("searches", route="search") == 2
+
+
+async def test_shadow_reaches_the_app_and_is_counted(site: Site) -> None:
+    base, engine, _ = site
+    _, headers, body = await call("GET", base + "/search?q=velvet+moth")
+    assert headers["X-App"] == "flask"
+    assert seen(body)["query"] == "q=velvet+moth"
+    assert interventions(engine, "shadow") == interventions(engine) == 1
+
+
+async def test_post_form_searches(site: Site) -> None:
+    base, engine, _ = site
+    status, headers, body = await call("POST", base + "/search", data={"q": "blocked example"})
+    assert status == 200
+    assert "X-App" not in headers
+    assert b"blocked" not in body
+    status, headers, body = await call("POST", base + "/search", data={"q": "kites", "page": "2"})
+    assert status == 200
+    assert headers["X-App"] == "flask"
+    app = seen(body)
+    assert app["method"] == "POST"
+    assert app["body"] == "q=kites&page=2"  # the body the middleware read, handed on intact
+    assert app["form"] == {"q": ["kites"], "page": ["2"]}
+    assert engine.counts.value("searches", route="search") == 2
+    assert interventions(engine) == 1
+
+
+async def test_warned_post_search_is_replayed_by_the_continue_button(site: Site) -> None:
+    base, engine, _ = site
+    status, headers, body = await call(
+        "POST", base + "/search", data={"q": "purple teapot", "page": "2"}
+    )
+    assert status == 200
+    assert "X-App" not in headers
+    assert "form-action 'self'" in headers["Content-Security-Policy"]
+    actions = form_actions(body)
+    assert len(actions) == 1
+    assert actions[0].startswith("/_intercept/continue/")
+    status, headers, _ = await call("GET", base + actions[0])
+    assert status == 405  # following it as a link never replays a POST
+    assert "X-App" not in headers
+    status, headers, body = await call("POST", base + actions[0])
+    assert status == 200
+    assert headers["X-App"] == "flask"
+    app = seen(body)
+    assert (app["method"], app["path"], app["query"]) == ("POST", "/search", "")
+    assert app["content_type"] == FORM
+    assert app["body"] == "q=purple+teapot&page=2"
+    assert app["form"] == {"q": ["purple teapot"], "page": ["2"]}
+    assert interventions(engine) == 1
+
+
+async def test_click_through_counts_and_redirects(site: Site) -> None:
+    base, engine, _ = site
+    _, _, body = await call("GET", base + "/search?q=blocked+example")
+    survey = links(body, "/_intercept/go/survey")
+    assert survey
+    status, headers, _ = await call("GET", base + survey[0])
+    assert status == 303
+    assert headers["Location"].startswith(engine.config.survey_url)
+    assert headers["Referrer-Policy"] == "no-referrer"
+    variant = survey[0].split("v=")[1].split("&")[0]
+    assert engine.counts.value("clicks", link="survey", variant=variant) == 1
+    status, headers, _ = await call("GET", base + "/_intercept/go/no-such-link?v=harm&l=en")
+    assert status == 404
+    assert "X-App" not in headers
+
+
+async def test_autocomplete_answers_an_empty_list(site: Site) -> None:
+    base, engine, _ = site
+    status, headers, body = await call("GET", base + "/autocomplete?q=blocked+example")
+    assert status == 200
+    assert "X-App" not in headers
+    assert json.loads(body) == []
+    _, headers, _ = await call("GET", base + "/autocomplete?q=kit")
+    assert headers["X-App"] == "flask"
+    assert engine.counts.value("searches", route="autocomplete") == 2
+
+
+async def test_oversized_search_body_is_413(site: Site) -> None:
+    base, engine, _ = site
+    big = b"q=kites&pad=" + b"x" * engine.config.limits.body
+    status, headers, _ = await call(
+        "POST", base + "/search", data=big, headers={"Content-Type": FORM}
+    )
+    assert status == 413
+    assert "X-App" not in headers
+
+
+async def test_oversized_chunked_search_body_is_413(waitress_site: Site) -> None:
+    base, engine, _ = waitress_site
+    limit = engine.config.limits.body
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"q=kites&pad="
+        yield b"x" * limit
+
+    status, headers, _ = await call(
+        "POST", base + "/search", data=chunks(), headers={"Content-Type": FORM}
+    )
+    assert status == 413
+    assert "X-App" not in headers
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b"q=blocked"
+        yield b"+example"
+
+    _, headers, _ = await call(
+        "POST", base + "/search", data=small(), headers={"Content-Type": FORM}
+    )
+    assert "X-App" not in headers  # a chunked body is read to its end and decided
+
+
+async def test_compressed_search_body_is_refused(site: Site) -> None:
+    base, _, _ = site
+    status, headers, _ = await call(
+        "POST",
+        base + "/search",
+        data=b"\x1f\x8b not really gzip",
+        headers={"Content-Type": FORM, "Content-Encoding": "gzip"},
+    )
+    assert status == 415
+    assert "X-App" not in headers
+
+
+# --- failures and privacy ------------------------------------------------------------------------
+
+
+async def test_a_failed_decision_is_a_500_that_logs_no_request_details(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _, _ = site
+
+    def broken(self: Engine, *args: object) -> None:
+        raise RuntimeError(f"{CANARY} broke while deciding")
+
+    monkeypatch.setattr(Engine, "decide", broken)
+    caplog.set_level(logging.DEBUG)
+    response = await call("GET", base + f"/search?q={CANARY}+kites", headers=CANARY_HEADERS)
+    status, headers, body = response
+    assert status == 500
+    assert "X-App" not in headers
+    assert b"<html" in body  # Intercept's own error page
+    assert_not_shown(response, CANARY)
+    failures = [r for r in caplog.records if r.name == "intercept.wsgi"]
+    assert [r.getMessage() for r in failures] == ["intercept: decision failed (RuntimeError)"]
+    assert CANARY not in logged(caplog.records)
+
+
+async def test_no_query_or_header_in_logs_answers_or_pages(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, engine, _ = site
+    caplog.set_level(logging.DEBUG)
+    query = f"{CANARY}+blocked+example"
+    shown = [
+        await call("GET", base + f"/search?q={query}", headers=CANARY_HEADERS),
+        await call(
+            "POST",
+            base + "/search",
+            data={"q": f"{CANARY} blocked example"},
+            headers=CANARY_HEADERS,
+        ),
+        await call("GET", base + f"/search?q={CANARY}+purple+teapot", headers=CANARY_HEADERS),
+        await call("GET", base + f"/autocomplete?q={query}", headers=CANARY_HEADERS),
+        await call("GET", base + f"/search?q={query}&pad={'x' * 9000}", headers=CANARY_HEADERS),
+        await call(
+            "POST",
+            base + f"/search?q={CANARY}",
+            data=b"x" * (engine.config.limits.body + 1),
+            headers={**CANARY_HEADERS, "Content-Type": FORM},
+        ),
+        await call("GET", base + f"/_intercept/go/{CANARY}?v=harm&l=en", headers=CANARY_HEADERS),
+    ]
+    assert [status for status, _, _ in shown] == [200, 200, 200, 200, 414, 413, 404]
+    for response in shown:
+        assert "X-App" not in response[1]
+        assert_not_shown(response, CANARY, "blocked example", "purple teapot")
+    assert CANARY not in logged(caplog.records)
+    assert interventions(engine) == 4
+
+
+# --- building it ---------------------------------------------------------------------------------
+
+
+def test_factory_builds_the_engine_from_a_config() -> None:
+    config = load_config(
+        None,
+        environ={},
+        overrides={"rules": str(ROOT / "rules"), "messages": str(ROOT / "messages")},
+    )
+    middleware = wsgi_middleware(flask_app(), config=config)
+    assert middleware.engine.config is config
+    assert middleware.engine.rules.rules
+    engine = make_engine()
+    assert wsgi_middleware(flask_app(), engine=engine).engine is engine
+
+
+def test_factory_and_class_refuse_wrong_dependencies() -> None:
+    app = flask_app()
+    engine = make_engine()
+    with pytest.raises(TypeError, match="missing config="):
+        wsgi_middleware(app)
+    with pytest.raises(ValueError, match="not both"):
+        wsgi_middleware(app, config=engine.config, engine=engine)
+    with pytest.raises(TypeError, match=r"engine must be an intercept\.core\.Engine, got str"):
+        wsgi_middleware(app, engine=cast(Engine, "engine"))
+    with pytest.raises(TypeError, match=r"config must be an intercept\.config\.Config, got dict"):
+        wsgi_middleware(app, config=cast(Any, {"rules": "rules"}))
+    with pytest.raises(TypeError, match="app must be a WSGI application"):
+        InterceptWSGI(cast(Any, None), engine)
+    with pytest.raises(TypeError, match="engine must be"):
+        InterceptWSGI(app, cast(Engine, None))
