@@ -1,0 +1,193 @@
+"""deploy/haproxy/haproxy.cfg and intercept.lua, as shipped, with a real HAProxy (Debian's
+`haproxy` package, 2.6, built with Lua).
+
+HAProxy runs in the foreground (`haproxy -f FILE -db`); only the three addresses in the
+global section and the path of `lua-load` are rewritten. The upstream (tests/upstream.py) and
+Intercept's decision service run in-process on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_helpers import (
+    BLOCKED,
+    DEPLOY,
+    INTERCEPT,
+    SEARCH_FRONTEND,
+    Deployment,
+    free_port,
+    render,
+    require_binary,
+    running_process,
+    services,
+)
+from tests.upstream import fetch, raw_exchange
+
+SHIPPED = DEPLOY / "haproxy" / "haproxy.cfg"
+LUA = DEPLOY / "haproxy" / "intercept.lua"
+
+
+@contextlib.asynccontextmanager
+async def deployed(
+    tmp: Path, *, intercept_down: bool = False, fail_open: bool = False
+) -> AsyncIterator[Deployment]:
+    """HAProxy with the shipped configuration in front of the upstream, asking Intercept
+    (`intercept_down`: at an address where nothing listens; `fail_open`: with the documented
+    `setenv INTERCEPT_FAIL_OPEN 1` added)."""
+    haproxy = require_binary("haproxy", "haproxy")
+    async with services() as (upstream_port, authz_port, engine, upstream, authz):
+        port = free_port()
+        intercept = free_port() if intercept_down else authz_port
+        shutil.copy(LUA, tmp / "intercept.lua")
+        config = render(
+            SHIPPED.read_text(),
+            {
+                f"SEARCH_FRONTEND {SEARCH_FRONTEND}": f"SEARCH_FRONTEND 127.0.0.1:{upstream_port}",
+                f"INTERCEPT_ADDR {INTERCEPT}": f"INTERCEPT_ADDR 127.0.0.1:{intercept}",
+                "PUBLIC_BIND :8090": f"PUBLIC_BIND 127.0.0.1:{port}",
+                "lua-load /etc/haproxy/intercept.lua": (
+                    ("setenv INTERCEPT_FAIL_OPEN 1\n    " if fail_open else "")
+                    + f"lua-load {tmp}/intercept.lua"
+                ),
+            },
+        )
+        (tmp / "haproxy.cfg").write_text(config)
+        argv = [haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"]
+        async with running_process(argv, port, tmp) as process:
+            yield Deployment(
+                base=f"http://127.0.0.1:{port}",
+                engine=engine,
+                upstream=upstream,
+                authz=authz,
+                process=process,
+                deny_status=403,  # intercept.lua returns the decision service's answer as it is
+            )
+
+
+@pytest.fixture
+async def haproxy(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with deployed(tmp_path) as deployment:
+        yield deployment
+
+
+async def test_shipped_configuration_is_valid(tmp_path: Path) -> None:
+    """HAProxy starts with the shipped file without a warning or an alert."""
+    async with deployed(tmp_path) as haproxy:
+        assert "WARNING" not in haproxy.process.stderr()
+        assert "ALERT" not in haproxy.process.stderr()
+
+
+async def test_benign_search_reaches_the_upstream_untouched(haproxy: Deployment) -> None:
+    await haproxy.check_benign_search()
+    assert haproxy.authz.targets == ["/_intercept/authz"]
+
+
+async def test_blocked_search_gets_the_page_and_is_counted_once(haproxy: Deployment) -> None:
+    await haproxy.check_blocked_search()
+    assert haproxy.authz.targets == ["/_intercept/authz"]
+
+
+async def test_warn_interstitial_then_continue_then_results(haproxy: Deployment) -> None:
+    await haproxy.check_warn_continue()
+
+
+async def test_click_through_is_counted_and_redirected(haproxy: Deployment) -> None:
+    await haproxy.check_click_through()
+
+
+async def test_autocomplete_gets_an_empty_suggestion_list(haproxy: Deployment) -> None:
+    await haproxy.check_autocomplete()
+
+
+async def test_static_and_other_paths_never_reach_the_decision_service(
+    haproxy: Deployment,
+) -> None:
+    await haproxy.check_other_paths_never_asked()
+
+
+async def test_decision_endpoints_are_not_reachable_by_clients(haproxy: Deployment) -> None:
+    await haproxy.check_private_endpoints()
+
+
+async def test_forged_forwarded_headers_change_nothing(haproxy: Deployment) -> None:
+    await haproxy.check_forged_descriptions_ignored()
+
+
+async def test_other_spellings_of_the_search_path_are_decided(haproxy: Deployment) -> None:
+    await haproxy.check_path_variants(
+        [
+            "/%73earch?q=blocked+example",
+            "//search?q=blocked+example",
+            "/SEARCH?q=blocked+example",
+            "/x/../search?q=blocked+example",
+            "/search/?q=blocked+example",
+            "/search;jsessionid=1?q=blocked+example",
+            "/complete//search?q=blocked+example",
+        ]
+    )
+
+
+async def test_post_search_bodies_are_decided(haproxy: Deployment) -> None:
+    """POST searches are buffered and their body is sent to the decision service."""
+    status, headers, body = await fetch(
+        "POST",
+        haproxy.base + "/search",
+        data={"q": "blocked example"},
+        headers={"Accept-Language": "fi"},
+    )
+    assert status == 403, haproxy.explain()
+    assert "X-Upstream" not in headers
+    assert b"<html" in body
+    assert b"blocked" not in body
+    assert haproxy.upstream.requests == []
+    assert haproxy.interventions() == 1
+    status, headers, body = await fetch(
+        "POST", haproxy.base + "/search", data={"q": "kites", "page": "2"}
+    )
+    assert status == 200, haproxy.explain()
+    assert headers["X-Upstream"] == "results"
+    assert headers["X-Body"] == "q=kites&page=2"  # the upstream got the body as sent
+    assert haproxy.upstream.targets == ["/search"]
+
+
+async def test_post_search_body_larger_than_the_buffer_is_refused(haproxy: Deployment) -> None:
+    form = {"q": "kites", "pad": "x" * 40_000}
+    status, _, _ = await fetch("POST", haproxy.base + "/search", data=form)
+    assert status == 413, haproxy.explain()
+    assert haproxy.upstream.requests == []
+
+
+async def test_post_search_without_a_length_is_refused(haproxy: Deployment) -> None:
+    request = (
+        b"POST /search HTTP/1.1\r\nHost: search.example\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"11\r\nq=blocked+example\r\n0\r\n\r\n"
+    )
+    answer = await raw_exchange(haproxy.base, request, 200)
+    assert answer.startswith(b"HTTP/1.1 411 "), (answer, haproxy.explain())
+    assert haproxy.upstream.requests == []
+
+
+async def test_intercept_down_fails_closed(tmp_path: Path) -> None:
+    async with deployed(tmp_path, intercept_down=True) as haproxy:
+        status, headers, _ = await haproxy.get(BLOCKED)
+        assert status == 503, haproxy.explain()
+        assert headers["Retry-After"] == "10"
+        assert haproxy.upstream.requests == []
+        status, headers, _ = await haproxy.get("/echo")  # other paths are unaffected
+        assert status == 200
+        assert "blocked" not in haproxy.process.stderr()
+
+
+async def test_intercept_down_with_fail_open_lets_searches_through(tmp_path: Path) -> None:
+    async with deployed(tmp_path, intercept_down=True, fail_open=True) as haproxy:
+        status, headers, _ = await haproxy.get(BLOCKED)
+        assert status == 200, haproxy.explain()
+        assert headers["X-Upstream"] == "results"

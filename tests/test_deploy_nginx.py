@@ -1,0 +1,196 @@
+"""deploy/nginx/intercept.conf, as shipped, with a real nginx (Debian's `nginx` package).
+
+nginx runs in the foreground with the shipped server block included in a minimal `http { }`;
+only the addresses and ports are rewritten. The upstream (tests/upstream.py) and Intercept's
+decision service run in-process on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_helpers import (
+    BENIGN,
+    BLOCKED,
+    DEPLOY,
+    INTERCEPT,
+    INTERCEPT_PROXY,
+    SEARCH_FRONTEND,
+    Deployment,
+    free_port,
+    intercept_proxy,
+    render,
+    require_binary,
+    running_process,
+    services,
+)
+
+SHIPPED = DEPLOY / "nginx" / "intercept.conf"
+
+# The test's own nginx.conf: what /etc/nginx/nginx.conf provides on a real host, with every
+# path in the temporary directory.
+WRAPPER = """\
+{user}worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    access_log {tmp}/access.log;
+    include {tmp}/intercept.conf;
+}}
+"""
+
+
+@contextlib.asynccontextmanager
+async def deployed(
+    tmp: Path,
+    *,
+    post_via_proxy: bool = False,
+    intercept_down: bool = False,
+    fail_open: bool = False,
+) -> AsyncIterator[Deployment]:
+    """nginx with the shipped configuration in front of the upstream, asking Intercept.
+    `post_via_proxy`: with the shipped "#post" lines enabled, and Intercept's reverse proxy
+    running for them; `intercept_down`: Intercept's address is one where nothing listens;
+    `fail_open`: with the shipped "#failopen" lines enabled."""
+    nginx = require_binary("nginx", "nginx")
+    async with contextlib.AsyncExitStack() as stack:
+        upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
+            services()
+        )
+        port = free_port()
+        replacements = {
+            f"{SEARCH_FRONTEND};": f"127.0.0.1:{upstream_port};",
+            f"{INTERCEPT};": f"127.0.0.1:{free_port() if intercept_down else authz_port};",
+            "listen 8090;": f"listen 127.0.0.1:{port};",
+        }
+        if fail_open:
+            replacements["#failopen "] = ""
+        if post_via_proxy:
+            proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
+            replacements["#post "] = ""
+            replacements[f"{INTERCEPT_PROXY};"] = f"127.0.0.1:{proxy_port};"
+        (tmp / "intercept.conf").write_text(render(SHIPPED.read_text(), replacements))
+        # as root, nginx's workers would otherwise run as nobody, who cannot enter `tmp`
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (tmp / "nginx.conf").write_text(WRAPPER.format(user=user, tmp=tmp))
+        argv = [
+            nginx,
+            "-e",
+            "stderr",
+            "-p",
+            str(tmp),
+            "-c",
+            str(tmp / "nginx.conf"),
+            "-g",
+            f"daemon off; pid {tmp}/nginx.pid; error_log stderr;",
+        ]
+        process = await stack.enter_async_context(running_process(argv, port, tmp))
+        yield Deployment(
+            base=f"http://127.0.0.1:{port}",
+            engine=engine,
+            upstream=upstream,
+            authz=authz,
+            process=process,
+            deny_status=200,  # the page's own status (block_status), as error_page = passes it
+        )
+
+
+@pytest.fixture
+async def nginx(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with deployed(tmp_path) as deployment:
+        yield deployment
+
+
+async def test_benign_search_reaches_the_upstream_untouched(nginx: Deployment) -> None:
+    await nginx.check_benign_search()
+    assert nginx.authz.targets == ["/_intercept/auth-request"]
+
+
+async def test_blocked_search_gets_the_page_and_is_counted_once(nginx: Deployment) -> None:
+    await nginx.check_blocked_search()
+    # the decision, then the page: two requests, one search, one intervention
+    assert nginx.authz.targets == ["/_intercept/auth-request", "/_intercept/page"]
+
+
+async def test_warn_interstitial_then_continue_then_results(nginx: Deployment) -> None:
+    await nginx.check_warn_continue()
+
+
+async def test_click_through_is_counted_and_redirected(nginx: Deployment) -> None:
+    await nginx.check_click_through()
+
+
+async def test_autocomplete_gets_an_empty_suggestion_list(nginx: Deployment) -> None:
+    await nginx.check_autocomplete()
+
+
+async def test_static_and_other_paths_never_reach_the_decision_service(
+    nginx: Deployment,
+) -> None:
+    await nginx.check_other_paths_never_asked()
+
+
+async def test_decision_endpoints_are_not_reachable_by_clients(nginx: Deployment) -> None:
+    await nginx.check_private_endpoints()
+
+
+async def test_forged_original_headers_change_nothing(nginx: Deployment) -> None:
+    await nginx.check_forged_descriptions_ignored()
+
+
+async def test_other_spellings_of_the_search_path_are_decided(nginx: Deployment) -> None:
+    await nginx.check_path_variants(
+        [
+            "/%73earch?q=blocked+example",
+            "//search?q=blocked+example",
+            "/SEARCH?q=blocked+example",
+            "/x/../search?q=blocked+example",
+            "/search/?q=blocked+example",
+            "/search;jsessionid=1?q=blocked+example",
+            "/complete//search?q=blocked+example",
+        ]
+    )
+
+
+async def test_access_log_records_no_search(nginx: Deployment, tmp_path: Path) -> None:
+    await nginx.get(BENIGN)
+    await nginx.get(BLOCKED)
+    await nginx.get("/echo?q=kites")  # not a search location: logged as usual
+    log = (tmp_path / "access.log").read_text()
+    assert "/echo?q=kites" in log  # the log works ...
+    assert "/search" not in log  # ... and holds no search
+    assert "/_intercept/" not in log
+
+
+async def test_post_search_routes_through_intercept_proxy_mode(tmp_path: Path) -> None:
+    """The shipped "#post" lines enabled: POST searches (and a warned one's continue button) go
+    through `intercept serve --mode proxy`, which reads the body; GET searches still ask the
+    decision service."""
+    async with deployed(tmp_path, post_via_proxy=True) as nginx:
+        await nginx.check_post_through_proxy_mode()
+        await nginx.check_blocked_search()
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+async def test_intercept_down_fails_closed_unless_configured_open(
+    tmp_path: Path, fail_open: bool
+) -> None:
+    async with deployed(tmp_path, intercept_down=True, fail_open=fail_open) as nginx:
+        status, headers, _ = await nginx.get(BLOCKED)
+        if fail_open:  # the shipped "#failopen" lines: results, unchecked
+            assert status == 200, nginx.explain()
+            assert headers["X-Upstream"] == "results"
+        else:
+            assert status == 500, nginx.explain()
+            assert nginx.upstream.requests == []
+        status, _, _ = await nginx.get("/echo")
+        assert status == 200  # other paths never depended on Intercept

@@ -1,0 +1,73 @@
+"""The shipped alert rules and dashboard: valid, tested with promtool, and naming only metrics
+that Intercept exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from intercept.counting import Counts
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool missing (Debian package prometheus; .ci/run installs it)"
+)
+
+
+def _exported() -> set[str]:
+    """Every sample name Intercept's metrics produce."""
+    counts = Counts()
+    counts.rules(1, "v1")
+    counts.search("search")
+    counts.intervention("demo", "block", "en", "harm")
+    counts.click("survey", "harm")
+    counts.decision_seconds.observe(0.001)
+    counts.upstream_seconds.observe(0.01)
+    names: set[str] = set()
+    for metric in counts.registry.collect():
+        names.update(sample.name for sample in metric.samples)
+        names.add(metric.name)
+    return names
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(intercept_[a-z_]+)", expr))
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
+    assert PROMTOOL is not None
+    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run(
+            [PROMTOOL, *command], cwd=DEPLOY / "prometheus", capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alert_rules_name_only_exported_metrics() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exported = _exported()
+    used = {
+        name for group in rules["groups"] for rule in group["rules"]
+        for name in _metric_names(rule["expr"])
+    }  # fmt: skip
+    assert used
+    assert used <= exported, used - exported
+
+
+def test_dashboard_names_only_exported_metrics() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "intercept-dashboard.json").read_text())
+    exported = _exported()
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set().union(*(_metric_names(e) for e in exprs))
+    assert len(used) >= 8
+    assert used <= exported, used - exported
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
