@@ -16,6 +16,11 @@ aiohttp's default access log writes the request line, which holds the query: pas
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
@@ -23,6 +28,9 @@ from yarl import URL
 from intercept.config import Config
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
 from intercept.proxy import read_bounded
+
+if TYPE_CHECKING:
+    from intercept.ledger import Ledger
 
 __all__ = ["intercept_middleware", "setup"]
 
@@ -84,16 +92,34 @@ async def _internal(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+def _flushing(ledger: Ledger, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Flush the ledger while the application runs, and once more when it stops."""
+
+    async def flushing(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(ledger.run(interval))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ledger.aclose()
+
+    return flushing
+
+
 def setup(app: web.Application, config: Config, *, engine: Engine | None = None) -> Engine:
     """Install Intercept in `app`: the middleware first in line, and the `/_intercept/` route
     so its paths resolve. Loads rules and pages now (an error is raised here, not at the
-    first request). Returns the engine (its `counts` hold the aggregate counters)."""
+    first request), and, built from `config`, feeds the configured research ledger while the
+    application runs. Returns the engine (its `counts` hold the aggregate counters)."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be an intercept Config, not {type(config).__name__}")
     if engine is None:
-        from intercept.serve import build_engine
+        from intercept.serve import attach_ledger, build_engine
 
         engine = build_engine(config)
+        ledger = attach_ledger(config, engine)
+        if ledger is not None:
+            app.cleanup_ctx.append(_flushing(ledger, config.ledger.flush_seconds))
     app.middlewares.insert(0, intercept_middleware(engine=engine))
     app.router.add_route("*", INTERNAL_PREFIX + "{tail:.*}", _internal)
     return engine

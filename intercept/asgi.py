@@ -170,9 +170,11 @@ def _engine(config: Config | None, engine: Engine | None, factory: str) -> Engin
     if not isinstance(config, Config):
         raise TypeError(f"{factory}(): config must be an intercept.config.Config, "
                         f"got {_kind(config)}")  # fmt: skip
-    from intercept.serve import build_engine
+    from intercept.serve import build_engine, start_ledger_thread
 
-    return build_engine(config)
+    engine = build_engine(config)
+    start_ledger_thread(config, engine)  # counts reach the research ledger too
+    return engine
 
 
 def _kind(value: object) -> str:

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
 from intercept.logscrub import scrub_aiohttp_logs
+from intercept.proxy import ENGINE as PROXY_ENGINE
 from intercept.proxy import read_bounded
 
 __all__ = ["AUTHZ", "AUTH_REQUEST", "ENGINE", "PAGE", "build_authz_app"]
@@ -42,7 +43,7 @@ __all__ = ["AUTHZ", "AUTH_REQUEST", "ENGINE", "PAGE", "build_authz_app"]
 AUTH_REQUEST = INTERNAL_PREFIX + "auth-request"
 PAGE = INTERNAL_PREFIX + "page"
 AUTHZ = INTERNAL_PREFIX + "authz"
-ENGINE = web.AppKey("authz engine", Engine)
+ENGINE = PROXY_ENGINE  # one key: the access log finds the engine of either front door
 _LOG = logging.getLogger("intercept.authz")
 
 

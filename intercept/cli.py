@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -183,7 +184,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from intercept.config import load_config
-    from intercept.serve import run
 
     config = load_config(
         args.config,
@@ -194,8 +194,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "messages": args.messages,
             "admin_listen": args.admin_listen,
             "mode": args.mode,
+            "workers": args.workers,
         },
     )
+    if config.workers > 1:
+        _multiprocess_metrics()
+    from intercept.serve import run  # after: it imports the metrics library
 
     def ready(_: object) -> None:
         if config.mode == "authz":
@@ -205,6 +209,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     run(config, ready)
     return 0
+
+
+def _multiprocess_metrics() -> None:
+    """Workers sum their metrics through files in `PROMETHEUS_MULTIPROC_DIR`: a fresh folder
+    unless the operator named one (whose old files are removed: they would be summed too).
+    This must happen before the metrics library is first imported."""
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None:
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="intercept-")
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -222,6 +239,86 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.config)
     print(json.dumps(config.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _report_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _report_dimensions(text: str) -> tuple[str, ...]:
+    from intercept.report import DIMENSIONS
+
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if names == ("none",):
+        return ()
+    for name in names:
+        if name not in DIMENSIONS:
+            raise argparse.ArgumentTypeError(
+                f"unknown dimension {name!r}: choose from {', '.join(DIMENSIONS)} (or none)"
+            )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a dimension is named twice in {text!r}")
+    return names
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Research report (or, with --shadow, hits per shadow rule) from the ledger."""
+    from intercept.ledger import LedgerReader
+    from intercept.report import build_report, build_shadow_report, load_data, render, render_shadow
+
+    url = args.ledger
+    if url is None:
+        from intercept.config import load_config
+
+        url = load_config(args.config).ledger.url
+        if url is None:
+            print("intercept report: the ledger is off (ledger.url: null)", file=sys.stderr)
+            return 2
+    today = datetime.now(UTC).date()
+    if args.shadow:
+        options = {
+            "--from": args.date_from,
+            "--to": args.date_to,
+            "--by": args.by,
+            "--dimensions": args.dimensions,
+        }
+        given = [flag for flag, value in options.items() if value is not None]
+        if given:
+            print(f"intercept report: --shadow takes --days, not {given[0]}", file=sys.stderr)
+            return 2
+        days = args.days if args.days is not None else 14
+        start = today - timedelta(days=days - 1)
+        with LedgerReader(url) as reader:
+            data = load_data(reader, start, today, shadow=True)
+        text = render_shadow(build_shadow_report(data, end=today, days=days, k=args.k), args.format)
+    else:
+        if args.days is not None:
+            print("intercept report: --days goes with --shadow (use --from)", file=sys.stderr)
+            return 2
+        end = args.date_to or today
+        start = args.date_from or end - timedelta(days=29)
+        if start > end:
+            print(f"intercept report: --from {start} is after --to {end}", file=sys.stderr)
+            return 2
+        with LedgerReader(url) as reader:
+            data = load_data(reader, start, end)
+        report = build_report(
+            data,
+            start=start,
+            end=end,
+            by=args.by or "week",
+            dimensions=("category",) if args.dimensions is None else args.dimensions,
+            k=args.k,
+        )
+        text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
     return 0
 
 
@@ -304,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", metavar="PATH", help="messages folder")
     p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener")
     p.add_argument("--mode", choices=("proxy", "authz"))
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="a demo search site with Intercept in front, on loopback")
@@ -317,6 +415,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of rule files")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser(
+        "report", help="research report from the ledger (counts, rates, click-through)"
+    )
+    p.add_argument("--ledger", metavar="URL", help="ledger URL (default: ledger.url of --config)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        type=_report_date,
+        metavar="YYYY-MM-DD",
+        help="first day, UTC (default: 29 days before --to)",
+    )
+    p.add_argument(
+        "--to",
+        dest="date_to",
+        type=_report_date,
+        metavar="YYYY-MM-DD",
+        help="last day, UTC, included (default: today)",
+    )
+    p.add_argument("--by", choices=("day", "week", "month"), help="period (default: week)")
+    p.add_argument(
+        "--dimensions",
+        type=_report_dimensions,
+        metavar="LIST",
+        help="comma-separated: category,action,language,variant, or none (default: category)",
+    )
+    p.add_argument("--format", choices=("csv", "json", "html"), default="csv")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument(
+        "--k", type=_positive, default=10, metavar="K", help="suppress counts below K (default 10)"
+    )
+    p.add_argument("--shadow", action="store_true", help="hits per shadow rule id instead")
+    p.add_argument(
+        "--days",
+        type=_positive,
+        metavar="N",
+        help="with --shadow: the last N days, today included (default 14)",
+    )
+    p.set_defaults(func=cmd_report)
     return parser
 
 

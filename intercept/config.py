@@ -154,6 +154,18 @@ class Authz(_Model):
     )
 
 
+class LedgerSettings(_Model):
+    """The research ledger: hourly aggregate counts in SQLite or PostgreSQL."""
+
+    # sqlite:PATH (relative to the working directory), sqlite:///ABSOLUTE/PATH,
+    # postgresql://user:password@host:port/database; null turns the ledger off
+    url: str | None = Field(
+        default="sqlite:intercept-ledger.db", pattern=r"^(sqlite:|postgres(ql)?://)"
+    )
+    flush_seconds: float = Field(default=5.0, gt=0, le=300)
+    retention_days: int = Field(default=400, ge=1)
+
+
 class Warn(_Model):
     """The signed "continue to results" token of warn interstitials."""
 
@@ -183,6 +195,8 @@ class Config(_Model):
     variants: Variants = Variants()
     warn: Warn = Warn()
     authz: Authz = Authz()
+    ledger: LedgerSettings = LedgerSettings()
+    workers: int = Field(default=1, ge=1, le=64)
 
     @property
     def upstream_base(self) -> str:
@@ -204,7 +218,7 @@ survey_url: https://survey.example/intercept   # gets only ?lang=..&variant=.. a
 country: null                     # ISO 3166 code: adds that country's help resources
 default_language: en              # page language when neither rule nor browser decides
 block_status: 200                 # HTTP status of the deterrence page
-access_log: false                 # no access log: it would record queries
+access_log: false                 # true: method, route name, status, duration; never more
 
 variants:
   mode: weights                   # weights (random per request) | daily (rotate by date)
@@ -225,6 +239,13 @@ limits:
   headers: 32768                  # all header lines together; more: 431
   query: 2048                     # characters of one query value; more: 414 (GET), 413 (body)
   body: 65536                     # bytes of a search body that is read to find the query: 413
+
+workers: 1                        # processes sharing the listeners (SO_REUSEPORT)
+
+ledger:                           # research ledger: hourly aggregate counts only
+  url: "sqlite:intercept-ledger.db"   # or postgresql://user:pass@host/db; null: off
+  flush_seconds: 5                # a crash loses at most this much counting
+  retention_days: 400
 
 authz:                            # mode: authz (decision service)
   trusted_proxies: [127.0.0.0/8, "::1/128"]   # front proxies whose X-Forwarded-* are read

@@ -138,7 +138,12 @@ class Engine:
             return self.error(415, headers)  # a compressed search body could hide a query
         limit = self.config.limits.body
         declared = headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             return self.error(413, headers)
         return limit
 
@@ -244,7 +249,7 @@ class Engine:
         if route.route.kind == "autocomplete":
             return _suggestions(route)
         if match.action is Action.WARN:
-            form = None if body is None else (headers.get("Content-Type", ""), body)
+            form = (headers.get("Content-Type", ""), body) if body else None
             if form is not None and not self.replays_posts:
                 # this front door cannot resend the search body: no continue link
                 return self.page_answer(self.pages.block(language, variant), status)

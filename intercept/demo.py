@@ -114,19 +114,23 @@ def demo_config(listen: str, upstream_port: int, root: Path) -> Config:
             "messages": str(root / "messages"),
             "survey_url": f"http://127.0.0.1:{upstream_port}/survey",
             "warn": {"secret": secrets.token_hex(16)},  # one process: a fresh key will do
+            "admin_listen": f"127.0.0.1:{_free_port()}",
+            "ledger": {"url": None},  # the demo keeps no files
         },
     )
 
 
 async def _run(listen: str, root: Path) -> None:
-    from intercept.serve import start
+    from intercept.serve import build_engine, start, start_admin
 
     upstream_port = _free_port()
     site_runner = web.AppRunner(demo_site(), access_log=None)
     await site_runner.setup()
     await web.TCPSite(site_runner, "127.0.0.1", upstream_port).start()
     config = demo_config(listen, upstream_port, root)
-    proxy_runner = await start(config)
+    engine = build_engine(config)
+    proxy_runner = await start(config, engine)
+    admin_runner = await start_admin(config, engine)
     base = f"http://{listen}"
     print(f"Demo search site behind Intercept: {base}/")
     print(f"  benign:    {base}/search?q=teapot+museum")
@@ -134,6 +138,7 @@ async def _run(listen: str, root: Path) -> None:
     print(f"  disguised: {base}/search?q=bl0cked-ex4mple")
     print(f"  warned:    {base}/search?q=purple+teapot")
     print(f"  autocomplete: {base}/autocomplete?q=zebra+quilt")
+    print(f"Aggregate counts (Prometheus): http://{config.admin_listen}/metrics")
     print("Press Ctrl-C to stop.", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,6 +149,7 @@ async def _run(listen: str, root: Path) -> None:
         await stop.wait()
     finally:
         await proxy_runner.cleanup()
+        await admin_runner.cleanup()
         await site_runner.cleanup()
         print("Stopped.")
 

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from intercept.admin import build_admin_app
 from intercept.authz import build_authz_app
 from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
 
-__all__ = ["build_engine", "run", "runner_options", "settle_heap", "start"]
+if TYPE_CHECKING:
+    from intercept.ledger import Ledger
+
+__all__ = [
+    "attach_ledger", "build_engine", "run", "runner_options", "settle_heap", "start",
+    "start_admin", "start_ledger_thread",
+]  # fmt: skip
 
 
 def build_engine(config: Config) -> Engine:
@@ -45,10 +56,20 @@ def _host_port(listen: str) -> tuple[str, int]:
 
 
 def runner_options(config: Config) -> dict[str, Any]:
-    """Server settings: no access log, and parser limits above the configured ones, so that
-    those are answered by Intercept with 414 and 431 rather than by the parser with 400."""
+    """Server settings: the access log off, or the privacy-safe one (`intercept.accesslog`);
+    parser limits above the configured ones, so that those are answered by Intercept with
+    414 and 431 rather than by the parser with 400."""
+    if config.access_log:
+        from intercept.accesslog import ACCESS_LOGGER, SafeAccessLogger
+
+        access: dict[str, Any] = {
+            "access_log": ACCESS_LOGGER,
+            "access_log_class": SafeAccessLogger,
+        }
+    else:
+        access = {"access_log": None}  # off by default; aiohttp's own would record queries
     return {
-        "access_log": None,  # an access log would record queries; see the privacy notes
+        **access,
         "max_line_size": config.limits.request_target + 1024,
         "max_field_size": config.limits.headers + 1024,
         "max_headers": 1024,
@@ -66,7 +87,9 @@ def settle_heap() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
+async def start(
+    config: Config, engine: Engine | None = None, *, reuse_port: bool = False
+) -> web.AppRunner:
     """Start the public listener (reverse proxy or decision service, by `config.mode`);
     the caller cleans the runner up."""
     engine = engine or build_engine(config)
@@ -74,12 +97,65 @@ async def start(config: Config, engine: Engine | None = None) -> web.AppRunner:
     runner = web.AppRunner(app, handle_signals=False, **runner_options(config))
     await runner.setup()
     host, port = _host_port(config.listen)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
     return runner
 
 
-async def _serve(config: Config, ready: Callable[[web.AppRunner], None] | None) -> None:
-    runner = await start(config)
+async def start_admin(config: Config, engine: Engine, *, reuse_port: bool = False) -> web.AppRunner:
+    """Start the admin listener (metrics, health, status); the caller cleans it up."""
+    runner = web.AppRunner(build_admin_app(engine), handle_signals=False, access_log=None)
+    await runner.setup()
+    host, port = _host_port(config.admin_listen)
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
+    return runner
+
+
+def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
+    """Open the configured research ledger and feed it `engine`'s counts."""
+    if config.ledger.url is None:
+        return None
+    from intercept.ledger import Ledger
+
+    ledger = Ledger.from_url(config.ledger.url, on_failure=engine.counts.ledger_failures.inc)
+    engine.counts.ledger = ledger
+    return ledger
+
+
+def start_ledger_thread(config: Config, engine: Engine) -> Ledger | None:
+    """For front doors without an event loop of Intercept's own (WSGI and ASGI middleware):
+    attach the configured ledger, flush it from a daemon thread every `flush_seconds`, and
+    once more when the interpreter exits normally. A process killed without running exit
+    handlers loses at most one interval of counts."""
+    ledger = attach_ledger(config, engine)
+    if ledger is None:
+        return None
+    interval = config.ledger.flush_seconds
+
+    def flush_forever() -> None:
+        while True:
+            time.sleep(interval)
+            ledger.flush_now()
+
+    threading.Thread(target=flush_forever, name="intercept-ledger", daemon=True).start()
+    atexit.register(ledger.flush_now)
+    return ledger
+
+
+async def _serve(
+    config: Config,
+    ready: Callable[[web.AppRunner], None] | None,
+    engine: Engine | None = None,
+    *,
+    reuse_port: bool = False,
+) -> None:
+    engine = engine or build_engine(config)
+    ledger = attach_ledger(config, engine)
+    runner = await start(config, engine, reuse_port=reuse_port)
+    admin = await start_admin(config, engine, reuse_port=reuse_port)
+    tasks = []
+    if ledger is not None:
+        tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
+        tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
     settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,9 +167,72 @@ async def _serve(config: Config, ready: Callable[[web.AppRunner], None] | None) 
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # requests in flight finish first, and are counted
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if ledger is not None:
+            await ledger.aclose()  # the last counts: a graceful stop loses nothing
+        await admin.cleanup()
+
+
+async def _prune_daily(ledger: Ledger, days: int) -> None:
+    """Delete ledger buckets older than the retention, at start and then once a day."""
+    while True:
+        try:
+            await asyncio.to_thread(ledger.prune, days)
+        except Exception as error:  # the database may be down: retried tomorrow
+            logging.getLogger("intercept").warning(
+                "ledger retention: pruning failed (%s)", type(error).__name__
+            )
+        await asyncio.sleep(86_400)
 
 
 def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; requests in flight finish first."""
-    asyncio.run(_serve(config, ready))
+    """Serve until SIGINT or SIGTERM; requests in flight finish first. With `workers` > 1,
+    the rules are loaded once and that many forked processes share the listeners
+    (SO_REUSEPORT); the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which
+    must be set before the metrics library is imported: `intercept serve` does so)."""
+    if config.workers == 1:
+        asyncio.run(_serve(config, ready))
+        return
+    engine = build_engine(config)  # once, shared copy-on-write by the workers
+    settle_heap()
+    children: list[int] = []
+    for index in range(config.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve until told to stop, then leave without cleanup
+            code = 0
+            try:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+                asyncio.run(_serve(config, ready if index == 0 else None, engine, reuse_port=True))
+            except BaseException:
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    _supervise(children)
+
+
+def _supervise(children: list[int]) -> None:
+    """Pass SIGINT and SIGTERM on to the workers and wait for all of them."""
+
+    def forward(sig: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    failed = False
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        failed = failed or os.waitstatus_to_exitcode(status) != 0
+    if failed:
+        raise SystemExit(1)

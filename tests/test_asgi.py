@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs
 
@@ -466,15 +467,24 @@ async def test_no_query_or_header_in_logs_answers_or_pages(
 # --- building it ---------------------------------------------------------------------------------
 
 
-def test_factory_builds_the_engine_from_a_config() -> None:
+def test_factory_builds_the_engine_from_a_config(tmp_path: Path) -> None:
     config = load_config(
         None,
         environ={},
-        overrides={"rules": str(ROOT / "rules"), "messages": str(ROOT / "messages")},
+        overrides={
+            "rules": str(ROOT / "rules"),
+            "messages": str(ROOT / "messages"),
+            "ledger": {"url": f"sqlite:{tmp_path / 'ledger.db'}"},
+        },
     )
     middleware = asgi_middleware(starlette_app(), config=config)
     assert middleware.engine.config is config
     assert middleware.engine.rules.rules
+    ledger = middleware.engine.counts.ledger
+    assert ledger is not None  # the configured ledger is fed and flushed
+    middleware.engine.counts.search("search")
+    assert ledger.flush_now()
+    assert (tmp_path / "ledger.db").exists()
     engine = make_engine()
     assert asgi_middleware(starlette_app(), engine=engine).engine is engine
 

@@ -35,14 +35,19 @@ def _status(url: str, headers: dict[str, str]) -> int:
 
 
 @pytest.mark.parametrize("mode", ["authz", "proxy"])
-def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str) -> None:
+def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -> None:
     port = _free_port()
     command = [
         sys.executable, "-m", "intercept", "serve", "--mode", mode,
         "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
         "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
     ]  # fmt: skip
-    env = {**os.environ, "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length"}
+    env = {
+        **os.environ,
+        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
+        "INTERCEPT_LEDGER__URL": f"sqlite:{tmp_path / 'ledger.db'}",
+        "INTERCEPT_ADMIN_LISTEN": f"127.0.0.1:{_free_port()}",
+    }
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -494,15 +495,24 @@ async def test_no_query_or_header_in_logs_answers_or_pages(
 # --- building it ---------------------------------------------------------------------------------
 
 
-def test_factory_builds_the_engine_from_a_config() -> None:
+def test_factory_builds_the_engine_from_a_config(tmp_path: Path) -> None:
     config = load_config(
         None,
         environ={},
-        overrides={"rules": str(ROOT / "rules"), "messages": str(ROOT / "messages")},
+        overrides={
+            "rules": str(ROOT / "rules"),
+            "messages": str(ROOT / "messages"),
+            "ledger": {"url": f"sqlite:{tmp_path / 'ledger.db'}"},
+        },
     )
     middleware = wsgi_middleware(flask_app(), config=config)
     assert middleware.engine.config is config
     assert middleware.engine.rules.rules
+    ledger = middleware.engine.counts.ledger
+    assert ledger is not None  # the configured ledger is fed and flushed
+    middleware.engine.counts.search("search")
+    assert ledger.flush_now()
+    assert (tmp_path / "ledger.db").exists()
     engine = make_engine()
     assert wsgi_middleware(flask_app(), engine=engine).engine is engine
 

@@ -1,0 +1,140 @@
+"""The admin listener: metrics, health and status, apart from the public listener; and the
+metrics summed over two worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from intercept.admin import build_admin_app
+from intercept.core import Engine
+from tests.test_serve_process import _free_port
+from tests.upstream import Proxy, fetch, running_proxy
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture
+async def admin(proxy: Proxy) -> AsyncIterator[tuple[str, str, Engine]]:
+    base, engine = proxy
+    server = TestServer(build_admin_app(engine), host="127.0.0.1")
+    await server.start_server()
+    yield base, f"http://127.0.0.1:{server.port}", engine
+    await server.close()
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    for line in metrics.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', head))
+        if head.split("{")[0] == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_searches_interventions_and_decisions(
+    admin: tuple[str, str, Engine],
+) -> None:
+    public, admin_base, _ = admin
+    for query in ("garden+chairs", "blocked+example", "velvet+moth"):
+        await fetch("GET", public + "/search?q=" + query)
+    status, headers, body = await fetch("GET", admin_base + "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    assert _sample(text, "intercept_searches_total", route="search") == 3
+    assert _sample(text, "intercept_decision_seconds_count") == 3
+    assert _sample(text, "intercept_interventions_total", action="shadow") == 1
+    shown = sum(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("intercept_interventions_total{") and 'action="block"' in line
+    )
+    assert shown == 1
+    assert _sample(text, "intercept_upstream_seconds_count") == 2  # the two results fetched
+    assert _sample(text, "intercept_rules_loaded") == 4
+    assert _sample(text, "intercept_upstream_errors_total", kind="refused") == 0
+
+
+async def test_upstream_errors_are_counted() -> None:
+    async with running_proxy("http://127.0.0.1:9") as (base, engine):
+        status, _, _ = await fetch("GET", base + "/search?q=garden+chairs")
+    assert status == 502
+    assert engine.counts.value("upstream_errors", kind="refused") == 1
+
+
+async def test_health_readiness_and_status(admin: tuple[str, str, Engine]) -> None:
+    _, admin_base, engine = admin
+    assert (await fetch("GET", admin_base + "/healthz"))[0] == 200
+    status, _, body = await fetch("GET", admin_base + "/readyz")
+    assert status == 200
+    assert json.loads(body)["ready"] is True
+    status, _, body = await fetch("GET", admin_base + "/admin/status")
+    report = json.loads(body)
+    assert report["rules"]["version"] == engine.rules.version
+    assert report["rules"]["count"] == 4
+    assert report["mode"] == "proxy"
+
+
+async def test_the_public_listener_has_no_admin_paths(admin: tuple[str, str, Engine]) -> None:
+    public, _, _ = admin
+    for path in ("/metrics", "/admin/status", "/readyz"):
+        _, _, body = await fetch("GET", public + path)  # forwarded to the upstream
+        assert b"intercept_searches_total" not in body
+        assert b"uptime_seconds" not in body
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -> None:
+    public, admin_port = _free_port(), _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
+        "INTERCEPT_LEDGER__URL": f"sqlite:{tmp_path / 'ledger.db'}",
+    }
+    command = [
+        sys.executable, "-m", "intercept", "serve", "--mode", "authz", "--workers", "2",
+        "--listen", f"127.0.0.1:{public}", "--admin-listen", f"127.0.0.1:{admin_port}",
+        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        assert b"decision service" in proc.stdout.readline()
+        searches = 40
+        for _ in range(searches):  # a new connection each: the kernel spreads them
+            _get(f"http://127.0.0.1:{public}/_intercept/authz/search?q=garden+chairs")
+        pids = {
+            json.loads(_get(f"http://127.0.0.1:{admin_port}/admin/status"))["pid"]
+            for _ in range(20)
+        }
+        assert len(pids) == 2
+        for _ in range(3):  # whichever worker answers, the sum is the same
+            metrics = _get(f"http://127.0.0.1:{admin_port}/metrics")
+            assert _sample(metrics, "intercept_searches_total", route="search") == searches
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

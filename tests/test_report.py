@@ -1,0 +1,484 @@
+"""`intercept report`: numbers, suppression, Wilson intervals and every format, run through the
+command line over a real SQLite ledger with known counts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intercept.cli import main
+from intercept.ledger import DAY, Ledger, LedgerReader
+from intercept.report import build_report, build_shadow_report, load_data, render, wilson
+
+W45 = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
+W46 = date(2026, 11, 9)
+OUTSIDE = date(2026, 11, 20)
+
+
+def at(day: date, hour: int = 12) -> float:
+    return (day - date(1970, 1, 1)).days * DAY + hour * 3600 + 30
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def add(ledger: Ledger, method: str, times: int, *labels: str) -> None:
+    for _ in range(times):
+        getattr(ledger, method)(*labels)
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path) -> str:
+    """A ledger with known counts; several are below k = 10."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    clock.now = at(W45, 1)
+    add(ledger, "add_search", 400, "search")
+    clock.now = at(W45, 23)  # same day, another hour
+    add(ledger, "add_search", 100, "autocomplete")
+    add(ledger, "add_intervention", 60, "demo", "block", "en", "harm")
+    add(ledger, "add_intervention", 40, "demo", "block", "en", "help")
+    add(ledger, "add_intervention", 5, "trial", "warn", "fi", "harm")  # below k
+    add(ledger, "add_intervention", 30, "demo", "shadow", "en", "none")  # never shown
+    add(ledger, "add_click", 20, "survey", "harm")
+    add(ledger, "add_click", 4, "survey", "help")  # below k
+    add(ledger, "add_click", 12, "helpline", "harm")
+    clock.now = at(W46 + timedelta(days=3))
+    add(ledger, "add_search", 300, "search")
+    add(ledger, "add_intervention", 40, "demo", "block", "en", "harm")
+    add(ledger, "add_intervention", 15, "trial", "warn", "fi", "harm")
+    add(ledger, "add_click", 10, "survey", "harm")
+    clock.now = at(OUTSIDE)  # outside the range asked for
+    add(ledger, "add_search", 1000, "search")
+    add(ledger, "add_intervention", 999, "demo", "block", "en", "harm")
+    add(ledger, "add_click", 500, "survey", "harm")
+    assert ledger.flush_now()
+    ledger.close()
+    return url
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report_json(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> dict[str, Any]:
+    code, out, err = run(
+        capsys, "report", "--ledger", url, "--from", "2026-11-02", "--to", "2026-11-15",
+        "--format", "json", *extra,
+    )  # fmt: skip
+    assert code == 0, err
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def pick(rows: list[dict[str, Any]], **labels: str) -> dict[str, Any]:
+    found = [r for r in rows if all(r.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (labels, found)
+    return found[0]
+
+
+# --- Wilson ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [  # solved by hand from (p - x/n)^2 = z^2 p (1 - p) / n with z = 1.959964
+        (20, 100, 0.133367, 0.288829),
+        (30, 120, 0.181098, 0.334411),
+        (12, 120, 0.058134, 0.166682),
+        (20, 65, 0.208870, 0.427976),
+        (10, 55, 0.101877, 0.303305),
+        (0, 10, 0.0, 0.277533),
+        (10, 10, 0.722467, 1.0),
+    ],
+)
+def test_wilson_interval(successes: int, trials: int, low: float, high: float) -> None:
+    got = wilson(successes, trials)
+    assert got == pytest.approx((low, high), abs=1e-6)
+
+
+def test_wilson_refuses_impossible_counts() -> None:
+    for successes, trials in ((1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError, match="successes"):
+            wilson(successes, trials)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def test_json_by_week_and_category(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = report_json(capsys, ledger_url, "--by", "week", "--dimensions", "category")
+    assert (doc["from"], doc["to"], doc["by"], doc["k"]) == ("2026-11-02", "2026-11-15", "week", 10)
+    assert doc["dimensions"] == ["category"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["generated_at"])
+    assert any("Aggregate counts only" in note for note in doc["notes"])
+
+    w45, w46 = doc["periods"]
+    assert (w45["period"], w45["start"], w45["end"]) == ("2026-W45", "2026-11-02", "2026-11-08")
+    # shadow interventions are not pages shown: 60 + 40 + 5
+    assert (w45["searches"], w45["interventions"], w45["clicks"]) == (500, 105, 36)
+    assert w45["intervention_rate"] == 0.21
+    assert w45["suppressed"] is False
+    assert (w46["searches"], w46["interventions"], w46["clicks"]) == (300, 55, 10)
+    assert w46["intervention_rate"] == pytest.approx(55 / 300, abs=1e-6)
+
+    rows = doc["interventions"]
+    assert len(rows) == 4  # every category in every period
+    demo45 = pick(rows, period="2026-W45", category="demo")
+    assert (demo45["interventions"], demo45["searches"], demo45["intervention_rate"]) == (
+        100,
+        500,
+        0.2,
+    )
+    trial45 = pick(rows, period="2026-W45", category="trial")  # 5 < k
+    assert trial45["interventions"] is None
+    assert trial45["intervention_rate"] is None
+    assert trial45["suppressed"] is True
+    assert trial45["suppressed_fields"] == ["intervention_rate", "interventions"]
+    assert trial45["searches"] == 500
+    trial46 = pick(rows, period="2026-W46", category="trial")
+    assert (trial46["interventions"], trial46["intervention_rate"]) == (15, 0.05)
+
+
+def test_click_through_with_wilson_intervals(
+    ledger_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = report_json(capsys, ledger_url)
+    overall = doc["click_through_overall"]
+    assert {(r["variant"], r["link"]) for r in overall} == {
+        ("harm", "helpline"),
+        ("harm", "survey"),
+        ("help", "helpline"),
+        ("help", "survey"),
+    }
+    harm_survey = pick(overall, variant="harm", link="survey")
+    assert (harm_survey["interventions"], harm_survey["clicks"]) == (120, 30)
+    assert harm_survey["ctr"] == 0.25
+    assert (harm_survey["ctr_low"], harm_survey["ctr_high"]) == pytest.approx(
+        (0.181098, 0.334411), abs=1e-6
+    )
+    harm_help = pick(overall, variant="harm", link="helpline")
+    assert (harm_help["clicks"], harm_help["ctr"]) == (12, 0.1)
+    assert (harm_help["ctr_low"], harm_help["ctr_high"]) == pytest.approx(
+        (0.058134, 0.166682), abs=1e-6
+    )
+    help_survey = pick(overall, variant="help", link="survey")  # 4 clicks < k
+    assert help_survey["interventions"] == 40
+    assert help_survey["clicks"] is None
+    assert help_survey["ctr"] is help_survey["ctr_low"] is help_survey["ctr_high"] is None
+    assert help_survey["suppressed_fields"] == ["clicks", "ctr", "ctr_high", "ctr_low"]
+
+    per_period = doc["click_through"]
+    w45 = pick(per_period, period="2026-W45", variant="harm", link="survey")
+    assert (w45["interventions"], w45["clicks"]) == (65, 20)
+    assert (w45["ctr_low"], w45["ctr_high"]) == pytest.approx((0.208870, 0.427976), abs=1e-6)
+    w46 = pick(per_period, period="2026-W46", variant="harm", link="survey")
+    assert (w46["interventions"], w46["clicks"]) == (55, 10)
+    assert (w46["ctr_low"], w46["ctr_high"]) == pytest.approx((0.101877, 0.303305), abs=1e-6)
+    empty = pick(per_period, period="2026-W46", variant="help", link="survey")  # 0 pages
+    assert empty["interventions"] is None
+    assert empty["ctr"] is None
+    assert empty["suppressed"] is True
+
+
+def test_dimensions_and_groupings(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = report_json(
+        capsys, ledger_url, "--by", "month", "--dimensions", "category,action,language,variant"
+    )
+    (month,) = doc["periods"]
+    assert (month["period"], month["start"], month["end"]) == (
+        "2026-11",
+        "2026-11-02",
+        "2026-11-15",
+    )
+    assert (month["searches"], month["interventions"], month["clicks"]) == (800, 160, 46)
+    rows = doc["interventions"]
+    assert {(r["category"], r["action"], r["language"], r["variant"]) for r in rows} == {
+        ("demo", "block", "en", "harm"),
+        ("demo", "block", "en", "help"),
+        ("trial", "warn", "fi", "harm"),
+    }
+    assert pick(rows, variant="help")["interventions"] == 40
+    assert pick(rows, category="trial")["interventions"] == 20
+
+    doc = report_json(capsys, ledger_url, "--by", "day", "--dimensions", "none")
+    assert len(doc["periods"]) == 14
+    assert "interventions" not in doc
+    quiet = doc["periods"][1]  # 2026-11-03: nothing counted
+    assert (quiet["period"], quiet["searches"], quiet["suppressed"]) == ("2026-11-03", None, True)
+    assert doc["periods"][10]["searches"] == 300  # 2026-11-12
+
+
+def test_k_is_configurable(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = report_json(capsys, ledger_url, "--k", "4")
+    assert doc["k"] == 4
+    trial45 = pick(doc["interventions"], period="2026-W45", category="trial")
+    assert (trial45["interventions"], trial45["intervention_rate"]) == (5, 0.01)
+    help_survey = pick(doc["click_through_overall"], variant="help", link="survey")
+    assert (help_survey["clicks"], help_survey["ctr"]) == (4, 0.1)
+    assert "Counts below 4 are suppressed (k = 4)" in doc["notes"][1]
+
+
+def test_csv(ledger_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_file = tmp_path / "report.csv"
+    code, out, _ = run(
+        capsys, "report", "--ledger", ledger_url, "--from", "2026-11-02", "--to", "2026-11-15",
+        "--by", "week", "-o", str(out_file),
+    )  # fmt: skip
+    assert code == 0
+    assert out == ""
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text(encoding="utf-8"))))
+    assert {r["table"] for r in rows} == {
+        "periods",
+        "interventions",
+        "click_through",
+        "click_through_overall",
+    }
+    w45 = next(r for r in rows if r["table"] == "periods" and r["period"] == "2026-W45")
+    assert (w45["searches"], w45["interventions"], w45["intervention_rate"]) == (
+        "500",
+        "105",
+        "0.210000",
+    )
+    trial = next(
+        r for r in rows if r["table"] == "interventions" and r["category"] == "trial" and
+        r["period"] == "2026-W45"
+    )  # fmt: skip
+    assert (trial["interventions"], trial["intervention_rate"]) == ("<10", "<10")
+    survey = next(
+        r for r in rows if r["table"] == "click_through_overall" and r["variant"] == "harm" and
+        r["link"] == "survey"
+    )  # fmt: skip
+    assert (survey["ctr"], survey["ctr_low"], survey["ctr_high"]) == (
+        "0.250000",
+        "0.181098",
+        "0.334411",
+    )
+    # nothing of the day outside the range: the big counts never appear
+    assert not any(
+        v in {"999", "1000", "500"} for r in rows for k, v in r.items() if k != "searches"
+    )
+
+
+HTML_ARGS = ("--from", "2026-11-02", "--to", "2026-11-15", "--by", "week", "--format", "html")
+
+
+def test_html_is_self_contained(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, page, _ = run(capsys, "report", "--ledger", ledger_url, *HTML_ARGS)
+    assert code == 0
+    assert page.startswith("<!DOCTYPE html>")
+    lowered = page.lower()
+    assert "<script" not in lowered
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", lowered)  # no event handlers
+    assert not re.search(r"(src|href|xlink:href|action)\s*=", lowered)  # loads nothing at all
+    assert "http://" not in lowered
+    assert "https://" not in lowered
+    assert "url(" not in lowered
+    assert "@import" not in lowered
+    assert lowered.count("<svg") >= 2
+    assert "Content-Security-Policy" in page
+    # states k, the range, the generation time and the privacy note
+    assert "k = 10" in page
+    assert "2026-11-02 to 2026-11-15" in page
+    assert re.search(r"Generated</dt><dd>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page)
+    assert "Aggregate counts only" in page
+    # numbers and suppression in the tables
+    assert "<td>105</td>" in page
+    assert '<td class="s">&lt;10</td>' in page
+    assert "25.0% (18.1–33.4%)" in page  # the harm · survey point with its interval
+    assert "<polyline" in page  # the demo line over two weeks
+
+
+def test_html_escapes_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    clock.now = at(W45)
+    ledger = Ledger.from_url(url, clock=clock)
+    evil = '<script>alert("x")</script>&<img src=x>'
+    add(ledger, "add_search", 50, "search")
+    add(ledger, "add_intervention", 20, evil, "block", "en", evil)
+    add(ledger, "add_click", 10, evil, evil)
+    assert ledger.flush_now()
+    ledger.close()
+    code, page, _ = run(
+        capsys, "report", "--ledger", url, *HTML_ARGS, "--dimensions", "category,variant"
+    )
+    assert code == 0
+    assert "<script" not in page
+    assert "<img" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&lt;img src=x&gt;" in page
+
+
+def test_html_without_data_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger.from_url(url)
+    ledger.add_search("search")
+    assert ledger.flush_now()
+    ledger.close()
+    code, page, _ = run(capsys, "report", "--ledger", url, *HTML_ARGS)
+    assert code == 0
+    assert "nothing to draw" in page
+    assert "No clicks recorded in this range." in page
+
+
+def test_report_model_never_holds_a_small_count(ledger_url: str) -> None:
+    with LedgerReader(ledger_url) as reader:
+        data = load_data(reader, W45, W46 + timedelta(days=6))
+    report = build_report(data, start=W45, end=W46 + timedelta(days=6), k=10)
+    for table in report.tables:
+        for row in table.rows:
+            for name, value in row.values.items():
+                if isinstance(value, int) and name not in ("period", "start", "end"):
+                    assert value >= 10, (table.name, name, value)
+    for series in report.category_series:
+        assert all(v is None or v >= 10 for v in series.values)
+    with pytest.raises(ValueError, match="unknown format"):
+        render(report, "xlsx")
+
+
+# --- shadow rules ---------------------------------------------------------------------------
+
+
+def test_shadow_lists_hits_per_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    now = time.time()
+    clock.now = now - 1 * DAY
+    add(ledger, "add_shadow", 25, "DEMO-009")
+    add(ledger, "add_shadow", 3, "DEMO-010")  # below k
+    clock.now = now - 3 * DAY
+    add(ledger, "add_shadow", 5, "DEMO-009")
+    add(ledger, "add_shadow", 11, "DEMO-011")
+    clock.now = now - 30 * DAY  # older than the window
+    add(ledger, "add_shadow", 100, "DEMO-012")
+    assert ledger.flush_now()
+    ledger.close()
+
+    code, out, _ = run(capsys, "report", "--ledger", url, "--shadow")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    today = datetime.now(UTC).date()
+    assert [r["rule_id"] for r in rows] == ["DEMO-009", "DEMO-011", "DEMO-010"]
+    assert rows[0] == {
+        "rule_id": "DEMO-009",
+        "hits": "30",
+        "days_with_hits": "2",
+        "first_seen": (today - timedelta(days=3)).isoformat(),
+        "last_seen": (today - timedelta(days=1)).isoformat(),
+    }
+    assert rows[2] == {
+        "rule_id": "DEMO-010",
+        "hits": "<10",
+        "days_with_hits": "<10",
+        "first_seen": "<10",
+        "last_seen": "<10",
+    }
+
+    code, out, _ = run(
+        capsys, "report", "--ledger", url, "--shadow", "--days", "60", "--format", "json"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["days"], doc["k"]) == (60, 10)
+    assert doc["to"] == today.isoformat()
+    assert [r["rule_id"] for r in doc["rules"]] == ["DEMO-012", "DEMO-009", "DEMO-011", "DEMO-010"]
+    assert doc["rules"][3]["hits"] is None
+    assert doc["rules"][3]["suppressed"] is True
+
+    code, page, _ = run(capsys, "report", "--ledger", url, "--shadow", "--format", "html")
+    assert code == 0
+    assert "<script" not in page
+    assert "DEMO-011" in page
+    assert "k = 10" in page
+
+
+def test_shadow_report_window() -> None:
+    report = build_shadow_report(
+        load_data_for_shadow(), end=date(2026, 11, 15), days=14, k=1,
+        now=datetime(2026, 11, 15, 12, tzinfo=UTC),
+    )  # fmt: skip
+    assert (report.start, report.end) == (date(2026, 11, 2), date(2026, 11, 15))
+    assert [r.values["rule_id"] for r in report.table.rows] == ["IN-RANGE"]
+
+
+def load_data_for_shadow() -> Any:
+    from intercept.ledger import DailyCount
+    from intercept.report import LedgerData
+
+    first = (date(2026, 11, 2) - date(1970, 1, 1)).days
+    return LedgerData(
+        shadow_hits=(
+            DailyCount(first - 1, ("TOO-OLD",), 5),
+            DailyCount(first, ("IN-RANGE",), 5),
+            DailyCount(first + 14, ("TOO-NEW",), 5),
+        )
+    )
+
+
+# --- misuse ---------------------------------------------------------------------------------
+
+
+def test_misuse_exits_2(
+    ledger_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "report", "--ledger", ledger_url, "--shadow", "--by", "day")
+    assert (code, err.strip()) == (2, "intercept report: --shadow takes --days, not --by")
+    code, _, err = run(capsys, "report", "--ledger", ledger_url, "--days", "3")
+    assert code == 2
+    code, _, err = run(
+        capsys, "report", "--ledger", ledger_url, "--from", "2026-11-15", "--to", "2026-11-02"
+    )
+    assert (code, err.strip()) == (
+        2,
+        "intercept report: --from 2026-11-15 is after --to 2026-11-02",
+    )
+    code, _, err = run(capsys, "report", "--ledger", f"sqlite:///{tmp_path}/nope.db")
+    assert code == 2
+    assert "no such ledger file" in err
+    assert not (tmp_path / "nope.db").exists()
+    code, _, err = run(capsys, "report", "--ledger", "mysql://u:hunter2@db/x")
+    assert code == 2
+    assert "hunter2" not in err
+    for bad in (
+        ["--dimensions", "category,query"],
+        ["--dimensions", "category,category"],
+        ["--from", "2026-13-01"],
+        ["--k", "0"],
+        ["--format", "xlsx"],
+    ):
+        with pytest.raises(SystemExit) as raised:
+            main(["report", "--ledger", ledger_url, *bad])
+        assert raised.value.code == 2
+    capsys.readouterr()
+
+
+def test_ledger_url_from_config(
+    ledger_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "intercept.yaml"
+    config.write_text(f'ledger: {{url: "{ledger_url}"}}\n', encoding="utf-8")
+    code, out, _ = run(
+        capsys, "report", "--config", str(config), "--from", "2026-11-02", "--to", "2026-11-08"
+    )
+    assert code == 0
+    assert "periods,2026-W45,2026-11-02,2026-11-08" in out
+    config.write_text("ledger: {url: null}\n", encoding="utf-8")
+    code, _, err = run(capsys, "report", "--config", str(config))
+    assert (code, err.strip()) == (2, "intercept report: the ledger is off (ledger.url: null)")
