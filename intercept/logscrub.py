@@ -1,10 +1,11 @@
 """Keep aiohttp's own log records and error answers free of request details.
 
 aiohttp logs a request it cannot parse or handle with the client's address and a traceback
-that quotes the request line, which holds the query; and its 400 answer to such a request
-repeats the offending bytes. Intercept's public listener installs `scrub_aiohttp_logs()`: such
-records keep their level and logger name but lose their arguments, traceback and stack, and
-error answers say only their status.
+that quotes the request line, which holds the query; its access records carry the request line
+and headers as extra attributes; and its 400 answer to such a request repeats the offending
+bytes. Intercept's listeners install `scrub_aiohttp_logs()`: such records keep their level and
+logger name but lose their arguments, extra attributes, traceback and stack, and error answers
+say only their status.
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ AIOHTTP_LOGGERS = (
 )  # fmt: skip
 
 
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
 class _Scrub(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         kind = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        record.msg = f"request failed ({kind})" if kind else "request failed"
+        if record.name == "aiohttp.access":
+            record.msg = "request served (details removed)"
+        else:
+            record.msg = f"request failed ({kind})" if kind else "request failed"
         record.args = None
         record.exc_info = None
         record.exc_text = None
         record.stack_info = None
+        # aiohttp also attaches the request line and headers as extra attributes, which a
+        # structured (JSON) formatter would write out
+        for name in [n for n in record.__dict__ if n not in _STANDARD]:
+            del record.__dict__[name]
         return True
 
 
