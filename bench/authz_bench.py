@@ -91,6 +91,8 @@ def _intercept(port: int, rules_file: str) -> None:
             "mode": "authz",
             "rules": rules_file,
             "messages": str(ROOT / "messages"),
+            "ledger": {"url": f"sqlite:{Path(rules_file).parent / 'ledger.db'}"},
+            "admin_listen": f"127.0.0.1:{_free_port()}",
             "warn": {"secret": "benchmark-secret-0123456789"},
         },
     )

@@ -108,6 +108,8 @@ def _intercept(port: int, upstream: int, rules_file: str) -> None:
             "upstream": f"http://127.0.0.1:{upstream}",
             "rules": rules_file,
             "messages": str(ROOT / "messages"),
+            "ledger": {"url": f"sqlite:{Path(rules_file).parent / 'ledger.db'}"},
+            "admin_listen": f"127.0.0.1:{_free_port()}",
         },
     )
     run(config)
