@@ -6,12 +6,16 @@
   research ledger. A failing ledger does not fail requests, so by default it does not make the
   instance unready either (a load balancer would take every replica out at once when the
   database is down); `/readyz?ledger=required` answers 503 while the ledger is failing.
-- `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time),
-  ledger status, uptime. No request-derived data exists to show.
+- `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time,
+  why the last reload was refused), ledger status, uptime. No request-derived data exists.
+- `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
+  messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
+  of a refused set (the old one keeps serving). No token configured: 404, the endpoint is off.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from dataclasses import asdict
@@ -22,10 +26,12 @@ from aiohttp import web
 from intercept.core import Engine
 from intercept.counting import CONTENT_TYPE_LATEST
 from intercept.logscrub import scrub_aiohttp_logs
+from intercept.reload import Reloader, notify_siblings
 
 __all__ = ["build_admin_app", "status"]
 
 _ENGINE = web.AppKey("admin engine", Engine)
+_RELOADER = web.AppKey("admin reloader", Reloader)
 _STARTED = time.time()
 
 
@@ -41,8 +47,8 @@ def status(engine: Engine) -> dict[str, Any]:
             "version": rules.version,
             "count": len(rules),
             "lists": [info.name for info in rules.lists],
-            "loaded_at": engine.extras.get("rules_loaded_at"),
-            "last_error": engine.extras.get("rules_error"),
+            "loaded_at": engine.rules_loaded_at,
+            "last_reload_refused": list(engine.reload_problems) or None,
         },
         "ledger": asdict(ledger.status) if ledger is not None else None,
     }
@@ -79,11 +85,30 @@ async def _status(request: web.Request) -> web.Response:
     return web.json_response(status(request.app[_ENGINE]))
 
 
-def build_admin_app(engine: Engine) -> web.Application:
-    """The admin application over `engine` (its counts, rules and ledger)."""
+async def _reload(request: web.Request) -> web.Response:
+    engine = request.app[_ENGINE]
+    token = engine.config.admin.token()
+    reloader = request.app.get(_RELOADER)
+    if token is None or reloader is None:
+        raise web.HTTPNotFound()
+    offered = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+        return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
+    result = await reloader.reload("POST /admin/reload", force=True)
+    if result.ok:
+        notify_siblings()  # the other workers load the same files
+    return web.json_response(result.as_dict(), status=200 if result.ok else 422)
+
+
+def build_admin_app(engine: Engine, reloader: Reloader | None = None) -> web.Application:
+    """The admin application over `engine` (its counts, rules and ledger), and `reloader`
+    for `POST /admin/reload`."""
     scrub_aiohttp_logs()
     app = web.Application()
     app[_ENGINE] = engine
+    if reloader is not None:
+        app[_RELOADER] = reloader
+    app.router.add_post("/admin/reload", _reload)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -211,6 +211,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask a running `intercept serve` to reload its rules and messages now."""
+    import urllib.error
+    import urllib.request
+
+    from intercept.config import load_config
+
+    config = load_config(args.config, overrides={"admin_listen": args.admin_listen})
+    token = config.admin.token()
+    if token is None:
+        print(
+            "intercept reload: no admin.reload_token or admin.reload_token_file is configured "
+            "(the server's POST /admin/reload is off without one)",
+            file=sys.stderr,
+        )
+        return 2
+    url = f"http://{config.admin_listen}/admin/reload"
+    request = urllib.request.Request(
+        url, method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code != 422:
+            print(f"intercept reload: {url} answered {error.code}", file=sys.stderr)
+            return 2
+        result = json.loads(error.read())
+    except (urllib.error.URLError, OSError) as error:
+        print(f"intercept reload: cannot reach {url}: {error}", file=sys.stderr)
+        return 2
+    if result.get("ok"):
+        print(f"reloaded: rule set {result['version']}, {result['rules']} rules")
+        return 0
+    print(f"refused; still serving rule set {result['version']}:", file=sys.stderr)
+    for problem in result.get("problems", []):
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
 def _multiprocess_metrics() -> None:
     """Workers sum their metrics through files in `PROMETHEUS_MULTIPROC_DIR`: a fresh folder
     unless the operator named one (whose old files are removed: they would be summed too).
@@ -403,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("proxy", "authz"))
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (1)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("reload", help="make a running server reload its rules and messages")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
+    p.add_argument("--admin-listen", metavar="HOST:PORT", help="the server's admin listener")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
+    p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("demo", help="a demo search site with Intercept in front, on loopback")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")

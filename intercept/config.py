@@ -166,6 +166,28 @@ class LedgerSettings(_Model):
     retention_days: int = Field(default=400, ge=1)
 
 
+class Reload(_Model):
+    """Live reload of rules and messages."""
+
+    watch: bool = True  # reload when files under `rules` or `messages` change
+    poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+
+
+class Admin(_Model):
+    """The admin listener's `POST /admin/reload`: a bearer token, or the endpoint is off."""
+
+    reload_token: str | None = Field(default=None, min_length=16)
+    reload_token_file: Path | None = None
+
+    def token(self) -> str | None:
+        """The configured token, read from its file when one is named."""
+        if self.reload_token is not None:
+            return self.reload_token
+        if self.reload_token_file is not None:
+            return self.reload_token_file.read_text(encoding="utf-8").strip() or None
+        return None
+
+
 class Warn(_Model):
     """The signed "continue to results" token of warn interstitials."""
 
@@ -196,6 +218,8 @@ class Config(_Model):
     warn: Warn = Warn()
     authz: Authz = Authz()
     ledger: LedgerSettings = LedgerSettings()
+    reload: Reload = Reload()
+    admin: Admin = Admin()
     workers: int = Field(default=1, ge=1, le=64)
 
     @property
@@ -246,6 +270,14 @@ ledger:                           # research ledger: hourly aggregate counts onl
   url: "sqlite:intercept-ledger.db"   # or postgresql://user:pass@host/db; null: off
   flush_seconds: 5                # a crash loses at most this much counting
   retention_days: 400
+
+reload:                           # live reload of rules and messages (also on SIGHUP)
+  watch: true                     # when files under rules/messages change
+  poll_seconds: 2
+
+admin:                            # POST /admin/reload and `intercept reload`
+  reload_token: null              # bearer token (>= 16 characters); unset: endpoint off
+  reload_token_file: null         #   or a file holding it
 
 authz:                            # mode: authz (decision service)
   trusted_proxies: [127.0.0.0/8, "::1/128"]   # front proxies whose X-Forwarded-* are read

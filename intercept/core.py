@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -86,10 +87,13 @@ class Engine:
     chooser: VariantChooser = field(init=False)
     extras: dict[str, object] = field(default_factory=dict)
     replays_posts: bool = True  # False where a continued POST search cannot be resent
+    rules_loaded_at: float = field(init=False)
+    reload_problems: tuple[str, ...] = ()  # why the last reload was refused, if it was
 
     def __post_init__(self) -> None:
         self.routes = compile_routes(self.config.routes)
-        self.counts.rules(len(self.rules), self.rules.version)
+        self.rules_loaded_at = time.time()
+        self.counts.rules(len(self.rules), self.rules.version, self.rules_loaded_at)
         warn = self.config.warn
         secret = warn.secret
         if secret is None and warn.secret_file is not None:
@@ -100,6 +104,18 @@ class Engine:
             {k: v for k, v in variants.weights.items() if k in self.pages.variants},
             mode=variants.mode,
         )
+
+    def use(self, rules: RuleSet, pages: Pages) -> None:
+        """Serve `rules` and `pages` from the next request on (a reload). Each is swapped as
+        one reference: a request in flight keeps the rule set it started with."""
+        chooser = VariantChooser(
+            {k: v for k, v in self.config.variants.weights.items() if k in pages.variants},
+            mode=self.config.variants.mode,
+        )
+        self.pages, self.chooser, self.rules = pages, chooser, rules
+        self.rules_loaded_at = time.time()
+        self.reload_problems = ()
+        self.counts.rules(len(rules), rules.version, self.rules_loaded_at)
 
     # --- answers ------------------------------------------------------------------------------
 

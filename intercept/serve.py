@@ -21,6 +21,7 @@ from intercept.authz import build_authz_app
 from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
+from intercept.reload import Reloader
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -101,9 +102,16 @@ async def start(
     return runner
 
 
-async def start_admin(config: Config, engine: Engine, *, reuse_port: bool = False) -> web.AppRunner:
-    """Start the admin listener (metrics, health, status); the caller cleans it up."""
-    runner = web.AppRunner(build_admin_app(engine), handle_signals=False, access_log=None)
+async def start_admin(
+    config: Config,
+    engine: Engine,
+    *,
+    reloader: Reloader | None = None,
+    reuse_port: bool = False,
+) -> web.AppRunner:
+    """Start the admin listener (metrics, health, status, reload); the caller cleans it up."""
+    app = build_admin_app(engine, reloader)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     host, port = _host_port(config.admin_listen)
     await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
@@ -150,9 +158,12 @@ async def _serve(
 ) -> None:
     engine = engine or build_engine(config)
     ledger = attach_ledger(config, engine)
+    reloader = Reloader(config, engine)
     runner = await start(config, engine, reuse_port=reuse_port)
-    admin = await start_admin(config, engine, reuse_port=reuse_port)
+    admin = await start_admin(config, engine, reloader=reloader, reuse_port=reuse_port)
     tasks = []
+    if config.reload.watch:
+        tasks.append(asyncio.create_task(reloader.watch(config.reload.poll_seconds)))
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
@@ -162,6 +173,15 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    hangups: set[asyncio.Task[object]] = set()
+
+    def hangup() -> None:
+        task: asyncio.Task[object] = asyncio.create_task(reloader.reload("SIGHUP"))
+        hangups.add(task)
+        task.add_done_callback(hangups.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     if ready is not None:
         ready(runner)
     try:
@@ -207,6 +227,8 @@ def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) ->
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop handles it
+                os.environ["INTERCEPT_WORKER"] = "1"  # see intercept.reload.notify_siblings
                 asyncio.run(_serve(config, ready if index == 0 else None, engine, reuse_port=True))
             except BaseException:
                 code = 1
@@ -216,15 +238,15 @@ def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) ->
 
 
 def _supervise(children: list[int]) -> None:
-    """Pass SIGINT and SIGTERM on to the workers and wait for all of them."""
+    """Pass SIGINT, SIGTERM and SIGHUP on to the workers and wait for all of them."""
 
     def forward(sig: int, _frame: object) -> None:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
     failed = False
     for pid in children:
         while True:

@@ -1,0 +1,203 @@
+"""Live reload of rules and messages, with nothing dropped and nothing half-loaded.
+
+A reload reads, validates (schema, then every rule's examples) and compiles the configured
+rules, and loads the message pages, in a worker thread; then the engine swaps to them by
+assigning references, so a request in flight finishes with the set it started with and the
+next one sees the whole new set. A set that fails is refused: the old one keeps serving, the
+failure is counted (`intercept_rule_load_failures_total`) and kept for `/admin/status` with
+file, line and rule id (never a phrase or example text: lists are confidential).
+
+Triggers: SIGHUP, a change of the files under `rules` and `messages` (polled every
+`reload.poll_seconds`), `POST /admin/reload` and `intercept reload` (which posts there).
+A reload whose files have not changed since the last successful one is skipped unless forced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from intercept.config import Config
+from intercept.core import Engine
+from intercept.errors import InterceptError, Problem, RuleError
+from intercept.pages import Pages, load_pages
+from intercept.ruleset import RuleSet
+
+__all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked"]
+
+_LOG = logging.getLogger("intercept.reload")
+Signature = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: `ok`, the version now serving, and the refusal's problems."""
+
+    ok: bool
+    changed: bool
+    version: str
+    rules: int
+    problems: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "changed": self.changed,
+            "version": self.version,
+            "rules": self.rules,
+            "problems": list(self.problems),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+    elif root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                yield path
+
+
+def files_signature(*roots: Path) -> Signature:
+    """Path, modification time and size of every file under `roots`: what a change changes."""
+    entries = []
+    for root in roots:
+        for path in _files(root):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # removed while listing: the next poll sees the result
+            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+def _example_problems(rules: RuleSet) -> list[Problem]:
+    """Every rule example that does not do what it says; named by rule and position only."""
+    problems = []
+    for spec in rules.rules:
+        for number, query in enumerate(spec.examples_match, 1):
+            if spec.id not in {m.rule_id for m in rules.match_all(query)}:
+                message = f"examples.match #{number} does not match"
+                problems.append(Problem(spec.file, spec.line, spec.id, message))
+        for number, query in enumerate(spec.examples_no_match, 1):
+            if spec.id in {m.rule_id for m in rules.match_all(query)}:
+                message = f"examples.no_match #{number} matches"
+                problems.append(Problem(spec.file, spec.line, spec.id, message))
+    return problems
+
+
+def load_checked(config: Config) -> tuple[RuleSet, Pages]:
+    """The configured rules, validated and compiled with every example passing, and the
+    pages. Raises `RuleError` (rules, examples) or another `InterceptError` (pages)."""
+    from intercept import load_rules
+
+    rules = load_rules(config.rules)
+    problems = _example_problems(rules)
+    if problems:
+        raise RuleError(problems)
+    pages = load_pages(
+        config.messages,
+        survey_url=config.survey_url,
+        country=config.country,
+        default_language=config.default_language,
+    )
+    return rules, pages
+
+
+def _describe(error: Exception) -> tuple[str, ...]:
+    if isinstance(error, RuleError):
+        return tuple(str(problem) for problem in error.problems)
+    if isinstance(error, InterceptError):
+        return (str(error),)
+    return (f"unexpected {type(error).__name__} while loading",)
+
+
+class Reloader:
+    """Reloads `engine` from `config`; one reload at a time."""
+
+    def __init__(self, config: Config, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self._lock = asyncio.Lock()
+        self._loaded = files_signature(config.rules, config.messages)
+        self._refused: Signature | None = None  # files of the last refused set
+        self.last: ReloadResult | None = None
+
+    def _changed(self) -> bool:
+        return files_signature(self.config.rules, self.config.messages) != self._loaded
+
+    async def reload(self, reason: str, *, force: bool = False) -> ReloadResult:
+        """Load, validate and swap in the configured rules and messages (see the module
+        docstring). Never raises for a bad set: the result says what was wrong."""
+        async with self._lock:
+            engine = self.engine
+            signature = files_signature(self.config.rules, self.config.messages)
+            if not force and signature == self._loaded:
+                return ReloadResult(True, False, engine.rules.version, len(engine.rules))
+            started = time.monotonic()
+            try:
+                rules, pages = await asyncio.to_thread(load_checked, self.config)
+            except Exception as error:  # every failure is reported, none stops the server
+                problems = _describe(error)
+                engine.counts.rule_load_failures.inc()
+                engine.reload_problems = problems
+                self._refused = signature
+                _LOG.warning(
+                    "reload (%s) refused, still serving rule set %s: %s",
+                    reason, engine.rules.version, "; ".join(problems[:5]),
+                )  # fmt: skip
+                self.last = ReloadResult(
+                    False, False, engine.rules.version, len(engine.rules), problems,
+                    time.monotonic() - started,
+                )  # fmt: skip
+                return self.last
+            old = engine.rules.version
+            engine.use(rules, pages)
+            self._loaded = signature
+            self._refused = None
+            _refreeze()
+            seconds = time.monotonic() - started
+            _LOG.info(
+                "reload (%s): rule set %s -> %s, %d rules, %.2fs",
+                reason, old, rules.version, len(rules), seconds,
+            )  # fmt: skip
+            self.last = ReloadResult(True, True, rules.version, len(rules), (), seconds)
+            return self.last
+
+    async def watch(self, interval: float) -> None:
+        """Reload whenever the files change; a refused set is retried once its files change
+        again."""
+        while True:
+            await asyncio.sleep(interval)
+            signature = files_signature(self.config.rules, self.config.messages)
+            if signature in (self._loaded, self._refused):
+                continue
+            await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
+            await self.reload("files changed")
+
+
+def _refreeze() -> None:
+    """Let the collector free the previous rule set (frozen at start) and freeze the new one;
+    see `intercept.serve.settle_heap`. Nothing to do where nothing was frozen."""
+    if gc.get_freeze_count() == 0:
+        return
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def notify_siblings() -> None:
+    """In a worker of `--workers N`, ask the supervising parent to pass a SIGHUP on to every
+    worker, so all of them end on the same version."""
+    if os.environ.get("INTERCEPT_WORKER") == "1":
+        import signal
+
+        os.kill(os.getppid(), signal.SIGHUP)
