@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from intercept.errors import Problem, RuleError
@@ -108,4 +109,11 @@ def check_rules(paths: Sequence[str | Path] | Iterable[str | Path]) -> CheckRepo
         return CheckReport(errors=error.problems)
     count, errors = _example_errors(rules)
     files = len({spec.file for spec in specs})
-    return CheckReport(len(specs), files, count, tuple(errors), tuple(_warnings(rules)))
+    today = datetime.now(UTC).date().isoformat()
+    expired = [
+        _problem(spec, f"expired on {spec.expires}: no longer matched; remove it or move the date")
+        for spec in specs
+        if spec.status == "active" and spec.expires is not None and spec.expires <= today
+    ]
+    warnings = (*expired, *_warnings(rules))
+    return CheckReport(len(specs), files, count, tuple(errors), warnings)

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from intercept.config import Config
@@ -173,15 +174,25 @@ class Reloader:
             return self.last
 
     async def watch(self, interval: float) -> None:
-        """Reload whenever the files change; a refused set is retried once its files change
-        again."""
+        """Reload whenever the files change (a refused set is retried once its files change
+        again), and when a new UTC day starts, so rules whose `expires` day has come stop
+        matching."""
+        day = _today()
         while True:
             await asyncio.sleep(interval)
+            if _today() != day:
+                day = _today()
+                await self.reload("a new day: expiry dates", force=True)
+                continue
             signature = files_signature(self.config.rules, self.config.messages)
             if signature in (self._loaded, self._refused):
                 continue
             await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
             await self.reload("files changed")
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
 
 
 def _refreeze() -> None:

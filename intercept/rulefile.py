@@ -218,6 +218,8 @@ def _rule_spec(
         file=name,
         line=line,
         list_name=list_name,
+        status=rule.status,
+        expires=rule.expires,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date
-from typing import Annotated, Any, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -170,6 +170,14 @@ class RuleModel(BaseModel):
         description="word, prefix or substring; default from `defaults`, else word.",
     )
     examples: ExamplesModel = ExamplesModel()
+    status: Literal["active", "disabled"] = Field(
+        default="active",
+        description="disabled: validated but never matched (kept in the file, off for now).",
+    )
+    expires: UpdatedDate | None = Field(
+        default=None,
+        description="YYYY-MM-DD: from this day on (UTC) the rule is no longer matched.",
+    )
 
     _reject_null = field_validator("category", "action", "language", "match", mode="before")(
         _not_null

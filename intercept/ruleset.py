@@ -23,6 +23,7 @@ import re
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import ahocorasick
 
@@ -328,14 +329,19 @@ def _version(rules: Sequence[RuleSpec]) -> str:
     return digest.hexdigest()[:16]
 
 
-def compile_rules(rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = ()) -> RuleSet:
-    """Compile validated specs into a `RuleSet`.
+def compile_rules(
+    rules: Sequence[RuleSpec], lists: Sequence[ListInfo] = (), *, today: str | None = None
+) -> RuleSet:
+    """Compile validated specs into a `RuleSet`. Rules with `status: disabled`, or whose
+    `expires` day has come (`today`, UTC, by default the current day), are left out.
 
     Phrases that normalize to nothing are skipped (`intercept check` warns about them).
     Raises `RuleError` for the limits of the packed lookup table: a phrase over 4,095
     characters once normalized, over 4,096 phrases or 254 `all_of` groups in one rule. The
     message never quotes the phrase: keyword lists are confidential.
     """
+    day = today or datetime.now(UTC).date().isoformat()
+    rules = [spec for spec in rules if spec.active_on(day)]
     # The automaton stores 32-bit ints: an index into `single`, or -1-N for `shared[N]`.
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
     single = array("q")

@@ -67,6 +67,12 @@ class RuleSpec:
     file: str = "<memory>"
     line: int = 0
     list_name: str = ""
+    status: str = "active"  # or "disabled": validated, never matched
+    expires: str | None = None  # YYYY-MM-DD (UTC): not matched from that day on
+
+    def active_on(self, day: str) -> bool:
+        """Whether the rule is matched on `day` (YYYY-MM-DD)."""
+        return self.status == "active" and (self.expires is None or day < self.expires)
 
     @property
     def where(self) -> str:
