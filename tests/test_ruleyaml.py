@@ -168,3 +168,23 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 
 def test_an_empty_text_is_none() -> None:
     assert parse_yaml("# only a comment\n", file="x.yaml").data is None
+
+
+def test_the_libyaml_loader_reads_exactly_what_the_python_one_reads() -> None:
+    from intercept import ruleyaml
+
+    if ruleyaml._FastLoader is None:
+        pytest.skip("PyYAML was built without libyaml: only the pure-Python loader exists")
+    text = (Path(__file__).parent.parent / "rules" / "demo.yaml").read_text(encoding="utf-8")
+    text += "rules: []\n"  # a duplicate key, recorded by both
+    fast = ruleyaml._FastLoader(text)
+    slow = ruleyaml._StrictLoader(text)
+    try:
+        fast_data, slow_data = fast.get_single_data(), slow.get_single_data()
+    finally:
+        fast.dispose()
+        slow.dispose()
+    assert fast_data == slow_data
+    assert fast_data.key_lines == slow_data.key_lines
+    assert fast_data["list"].key_lines == slow_data["list"].key_lines
+    assert [d.line for d in fast.duplicate_keys] == [d.line for d in slow.duplicate_keys] != []
