@@ -300,9 +300,34 @@ class Engine:
                 if method != "POST":  # only the page's button replays it, never a link
                     return self.error(405, headers)
                 content_type, body = continuation.form
-                return Pass(continuation.target, body, "POST", content_type)
+                return self._replay(continuation.target, content_type, body, headers)
             return Answer(303, (("Location", continuation.target), *_NO_STORE, *_OWN))
         return self.error(404, headers)
+
+    def _replay(
+        self, target: str, content_type: str, body: bytes, headers: Headers
+    ) -> Answer | Pass:
+        """A warned POST search resent by the interstitial's button: counted as a search (as
+        a continued GET search is) and decided again on the rules now serving, so a warn
+        rule made a block rule since the page was shown blocks it; a warn still lets it on."""
+        found = find_route(self.routes, target.partition("?")[0])
+        if found is None:
+            return Pass(target, body, "POST", content_type)
+        route = found[0]
+        self.counts.search(route.name)
+        try:
+            texts = texts_from_body(route, content_type, body)
+        except UnreadableBody:
+            return self.error(415, headers)
+        decided = decide(self.rules, texts)
+        if decided is not None and decided[0].action is Action.BLOCK:
+            match = decided[0]
+            language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
+            variant = self.chooser.choose()
+            self.counts.intervention(match.category, match.action.value, language, variant)
+            page = self.pages.block(language, variant)
+            return self.page_answer(page, self.config.block_status)
+        return Pass(target, body, "POST", content_type)
 
 
 def _suggestions(route: CompiledRoute) -> Answer:

@@ -332,3 +332,18 @@ async def test_custom_routes_path_group_and_json_pointer(upstream: TestServer) -
         status, headers, answer = await fetch("GET", base + "/suggest?q=blocked+example")
         assert json.loads(answer) == ["", []]  # OpenSearch shape, the query never echoed
         assert headers["Content-Type"].startswith("application/x-suggestions+json")
+
+
+async def test_a_replayed_post_is_decided_again_on_the_rules_now_serving(proxy: Proxy) -> None:
+    base, engine = proxy
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    _, _, page = await fetch("POST", base + "/search", data=b"q=purple+teapot", headers=form)
+    action = re.search(rb'action="(/_intercept/continue/[^"]+)"', page)
+    assert action is not None
+    stricter = compile_rules([spec("WARN-1", "purple teapot", action="block")])
+    engine.use(stricter, engine.pages)  # a reload made the warn rule a block rule
+    status, headers, body = await fetch("POST", base + action.group(1).decode(), data=b"")
+    assert status == 200
+    assert "X-Upstream" not in headers  # never reached the search front-end
+    assert b"/_intercept/go/" in body
+    assert b"/_intercept/continue/" not in body
