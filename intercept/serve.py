@@ -27,8 +27,15 @@ if TYPE_CHECKING:
     from intercept.ledger import Ledger
 
 __all__ = [
-    "attach_ledger", "build_engine", "run", "runner_options", "settle_heap", "start",
-    "start_admin", "start_ledger_thread",
+    "attach_ledger",
+    "build_engine",
+    "engine_for",
+    "run",
+    "runner_options",
+    "settle_heap",
+    "start",
+    "start_admin",
+    "start_ledger_thread",
 ]  # fmt: skip
 
 
@@ -147,6 +154,26 @@ def start_ledger_thread(config: Config, engine: Engine) -> Ledger | None:
     threading.Thread(target=flush_forever, name="intercept-ledger", daemon=True).start()
     atexit.register(ledger.flush_now)
     return ledger
+
+
+def engine_for(config: Config | None, engine: Engine | None, factory: str) -> Engine:
+    """The engine a middleware factory (`factory`, named in errors) was given, or one built
+    from `config` with the configured ledger fed by a flushing thread."""
+    if config is not None and engine is not None:
+        raise ValueError(f"{factory}(): give config= or engine=, not both")
+    if engine is not None:
+        if not isinstance(engine, Engine):
+            raise TypeError(f"{factory}(): engine must be an intercept.core.Engine, "
+                            f"got {type(engine).__qualname__}")  # fmt: skip
+        return engine
+    if config is None:
+        raise TypeError(f"{factory}(): missing config= (an intercept.config.Config) or engine=")
+    if not isinstance(config, Config):
+        raise TypeError(f"{factory}(): config must be an intercept.config.Config, "
+                        f"got {type(config).__qualname__}")  # fmt: skip
+    engine = build_engine(config)
+    start_ledger_thread(config, engine)  # counts reach the research ledger too
+    return engine
 
 
 async def _serve(

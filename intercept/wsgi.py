@@ -42,6 +42,7 @@ from multidict import CIMultiDict
 from intercept.config import Config
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
 from intercept.extract import normalize_path
+from intercept.serve import engine_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -74,9 +75,13 @@ class InterceptWSGI:
 
     def __init__(self, app: WSGIApplication, engine: Engine) -> None:
         if not callable(app):
-            raise TypeError(f"app must be a WSGI application (a callable), got {_kind(app)}")
+            raise TypeError(
+                f"app must be a WSGI application (a callable), got {type(app).__qualname__}"
+            )
         if not isinstance(engine, Engine):
-            raise TypeError(f"engine must be an intercept.core.Engine, got {_kind(engine)}")
+            raise TypeError(
+                f"engine must be an intercept.core.Engine, got {type(engine).__qualname__}"
+            )
         self.app = app
         self.engine = engine
 
@@ -135,31 +140,7 @@ def wsgi_middleware(
     Raises `TypeError` for a wrong argument type or when neither is given, `ValueError` when
     both are, and `intercept.RuleError` / `ConfigError` for rules or pages that do not load.
     """
-    return InterceptWSGI(app, _engine(config, engine, "wsgi_middleware"))
-
-
-def _engine(config: Config | None, engine: Engine | None, factory: str) -> Engine:
-    if config is not None and engine is not None:
-        raise ValueError(f"{factory}(): give config= or engine=, not both")
-    if engine is not None:
-        if not isinstance(engine, Engine):
-            raise TypeError(f"{factory}(): engine must be an intercept.core.Engine, "
-                            f"got {_kind(engine)}")  # fmt: skip
-        return engine
-    if config is None:
-        raise TypeError(f"{factory}(): missing config= (an intercept.config.Config) or engine=")
-    if not isinstance(config, Config):
-        raise TypeError(f"{factory}(): config must be an intercept.config.Config, "
-                        f"got {_kind(config)}")  # fmt: skip
-    from intercept.serve import build_engine, start_ledger_thread
-
-    engine = build_engine(config)
-    start_ledger_thread(config, engine)  # counts reach the research ledger too
-    return engine
-
-
-def _kind(value: object) -> str:
-    return type(value).__qualname__
+    return InterceptWSGI(app, engine_for(config, engine, "wsgi_middleware"))
 
 
 def _request_target(environ: WSGIEnvironment) -> str:

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from intercept.admin import build_admin_app
 from intercept.core import Engine
-from tests.test_serve_process import _free_port
+from tests.processes import free_port, intercept_process
 from tests.upstream import Proxy, fetch, running_proxy
 
 ROOT = Path(__file__).parent.parent
@@ -103,21 +101,20 @@ def _get(url: str) -> str:
 
 
 def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -> None:
-    public, admin_port = _free_port(), _free_port()
+    public, admin_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
         "INTERCEPT_LEDGER__URL": f"sqlite:{tmp_path / 'ledger.db'}",
     }
     command = [
-        sys.executable, "-m", "intercept", "serve", "--mode", "authz", "--workers", "2",
+        "serve", "--mode", "authz", "--workers", "2",
         "--listen", f"127.0.0.1:{public}", "--admin-listen", f"127.0.0.1:{admin_port}",
         "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
     ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
+    with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
-        assert b"decision service" in proc.stdout.readline()
+        assert "decision service" in proc.stdout.readline()
         searches = 40
         for _ in range(searches):  # a new connection each: the kernel spreads them
             _get(f"http://127.0.0.1:{public}/_intercept/authz/search?q=garden+chairs")
@@ -131,10 +128,3 @@ def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -
             assert _sample(metrics, "intercept_searches_total", route="search") == searches
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()

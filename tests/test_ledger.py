@@ -30,6 +30,7 @@ from intercept.ledger import (
     scrub_error,
 )
 from tests.pg_helpers import PostgresServer, free_port, fresh_database, postgres_server
+from tests.processes import intercept_process
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY  # a UTC midnight (2026-09-21)
 
@@ -704,14 +705,11 @@ def test_stopping_intercept_serve(sig: str, tmp_path: Path) -> None:
         "INTERCEPT_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
     }
     command = [
-        sys.executable, "-m", "intercept", "serve", "--mode", "authz",
+        "serve", "--mode", "authz",
         "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
         "--rules", str(root / "rules"), "--messages", str(root / "messages"),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
+    with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
         ready = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in ready, proc.stderr.read() if proc.stderr else ""
@@ -735,13 +733,6 @@ def test_stopping_intercept_serve(sig: str, tmp_path: Path) -> None:
             assert stored(f"sqlite://{database}")["searches"] == {}  # not flushed yet
             proc.send_signal(getattr(signal, sig))
             assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
     rows = stored(f"sqlite://{database}")
     assert sum(rows["searches"].values()) == 7
     assert sum(rows["interventions"].values()) == 3

@@ -30,7 +30,7 @@ from intercept.core import Engine
 from intercept.pages import load_pages
 from intercept.reload import Reloader
 from intercept.serve import runner_options
-from tests.test_serve_process import _free_port
+from tests.processes import free_port, intercept_process
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "a-reload-token-of-enough-length"
@@ -238,7 +238,7 @@ def _wait_for(predicate: object, seconds: float = 20) -> None:
 def test_sighup_and_intercept_reload_on_a_running_server(
     tmp_path: Path, folder: Path, workers: int
 ) -> None:
-    public, admin = _free_port(), _free_port()
+    public, admin = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
@@ -247,16 +247,15 @@ def test_sighup_and_intercept_reload_on_a_running_server(
         "INTERCEPT_RELOAD__WATCH": "false",
     }
     command = [
-        sys.executable, "-m", "intercept", "serve", "--mode", "authz",
+        "serve", "--mode", "authz",
         "--workers", str(workers), "--listen", f"127.0.0.1:{public}",
         "--admin-listen", f"127.0.0.1:{admin}", "--rules", str(folder),
         "--messages", str(ROOT / "messages"),
     ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     address = f"127.0.0.1:{admin}"
-    try:
+    with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
-        assert b"decision service" in proc.stdout.readline()
+        assert "decision service" in proc.stdout.readline()
         first = _version(address)
         write(folder, rules_yaml("fi"))
         proc.send_signal(signal.SIGHUP)
@@ -284,10 +283,3 @@ def test_sighup_and_intercept_reload_on_a_running_server(
         assert _version(address) == third
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, intercept_process
+
 ROOT = Path(__file__).parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _status(url: str, headers: dict[str, str]) -> int:
@@ -36,9 +28,9 @@ def _status(url: str, headers: dict[str, str]) -> int:
 
 @pytest.mark.parametrize("mode", ["authz", "proxy"])
 def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     command = [
-        sys.executable, "-m", "intercept", "serve", "--mode", mode,
+        "serve", "--mode", mode,
         "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
         "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
     ]  # fmt: skip
@@ -46,12 +38,9 @@ def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -
         **os.environ,
         "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
         "INTERCEPT_LEDGER__URL": f"sqlite:{tmp_path / 'ledger.db'}",
-        "INTERCEPT_ADMIN_LISTEN": f"127.0.0.1:{_free_port()}",
+        "INTERCEPT_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
     }
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
+    with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
         ready = proc.stdout.readline()  # printed once the listener is up
         assert f"127.0.0.1:{port}" in ready, proc.stderr.read() if proc.stderr else ""
@@ -67,10 +56,3 @@ def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -
         started = time.monotonic()
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
