@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -26,6 +26,20 @@ def _rules_default() -> str:
     return os.environ.get("INTERCEPT_RULES", DEFAULT_RULES)
 
 
+KEY_FILE_ENV = "INTERCEPT_RULES_KEY_FILE"  # intercept.seal.KEY_ENV, without importing it
+
+
+def _key_file_option(parser: argparse.ArgumentParser) -> None:
+    """`--key-file K`: the key of a sealed bundle, by default `$INTERCEPT_RULES_KEY_FILE`."""
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=os.environ.get(KEY_FILE_ENV) or None,
+        metavar="K",
+        help=f"key file of a sealed bundle (default: ${KEY_FILE_ENV})",
+    )
+
+
 def _print_problems(title: str, problems: Sequence[object], out: TextIO) -> None:
     if problems:
         print(f"{title} ({len(problems)}):", file=out)
@@ -35,7 +49,11 @@ def _print_problems(title: str, problems: Sequence[object], out: TextIO) -> None
 
 def cmd_check(args: argparse.Namespace) -> int:
     from intercept.check import check_rules
+    from intercept.seal import is_sealed_bundle
 
+    bundles = [path for path in args.paths if is_sealed_bundle(path)]
+    if bundles:
+        return _check_with_bundles(args, bundles)
     report = check_rules(args.paths)
     _print_problems("errors", report.errors, sys.stdout)
     _print_problems("warnings", report.warnings, sys.stdout)
@@ -52,10 +70,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_with_bundles(args: argparse.Namespace, bundles: list[Path]) -> int:
+    """`check` when some paths are sealed bundles: each is loaded with `--key-file` (format,
+    key, MAC, structure; its examples were left out when sealing, so none run); the other
+    paths are checked as usual."""
+    from intercept.check import check_rules
+    from intercept.errors import Problem
+    from intercept.seal import check_bundle
+
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    done: list[str] = []
+    for path in bundles:
+        try:
+            sealed = check_bundle(path, args.key_file)
+        except RuleError as error:
+            errors.extend(error.problems)
+            continue
+        done.append(
+            f"OK: sealed bundle {path}: {len(sealed)} rules, version {sealed.version}, sealed "
+            "with this key (a bundle holds no examples: check the rules it was sealed from)"
+        )
+    others = [path for path in args.paths if path not in bundles]
+    if others:
+        report = check_rules(others)
+        errors.extend(report.errors)
+        warnings.extend(report.warnings)
+        done.append(
+            f"OK: {report.rules} rules in {report.files} file(s), {report.examples} examples "
+            f"pass, {len(report.warnings)} warning(s)"
+        )
+    _print_problems("errors", errors, sys.stdout)
+    _print_problems("warnings", warnings, sys.stdout)
+    if errors:
+        print(f"FAILED: {len(errors)} error(s)")
+        return 1
+    if args.strict and warnings:
+        print(f"FAILED: {len(warnings)} warning(s) with --strict")
+        return 1
+    for line in done:
+        print(line)
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from intercept import load_rules
 
-    rules = load_rules(args.rules)
+    rules = load_rules(args.rules, key_file=args.key_file)
     report = rules.explain(args.query)
     if args.json:
         print(
@@ -120,7 +181,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from intercept import load_rules
     from intercept.corpus import evaluate, read_corpus
 
-    rules = load_rules(args.rules)
+    rules = load_rules(args.rules, key_file=args.key_file)
     result = evaluate(rules, read_corpus(args.corpus), name=str(args.corpus))
     passed = (
         result.overall.precision >= args.min_precision and result.overall.recall >= args.min_recall
@@ -175,11 +236,151 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seal(args: argparse.Namespace) -> int:
+    """Write a sealed bundle, or with --new-key a key file. Exit 1 when rules cannot be
+    sealed (named on standard error), 2 for wrong usage or unreadable input."""
+    from intercept.seal import Unsealable, new_key_file, seal_files
+
+    if args.new_key is not None:
+        if args.paths or args.output is not None:
+            print("intercept seal: --new-key takes no PATH and no -o", file=sys.stderr)
+            return 2
+        fingerprint = new_key_file(args.new_key)
+        print(f"wrote key file {args.new_key} (mode 0600), fingerprint {fingerprint}")
+        print("keep it apart from the bundles it seals: with both, a guessed phrase is confirmed")
+        return 0
+    needed = (("PATH", args.paths), ("--key-file", args.key_file), ("-o", args.output))
+    missing = [name for name, value in needed if not value]
+    if missing:
+        print(
+            f"intercept seal: needs {', '.join(missing)} (or --new-key FILE to make a key)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = seal_files(
+            args.paths, args.key_file, args.output, skip_unsealable=args.skip_unsealable
+        )
+    except Unsealable as error:
+        _print_problems("cannot seal", error.problems, sys.stderr)
+        print(
+            "nothing written; --skip-unsealable leaves them out (then they match nowhere the "
+            "bundle is deployed)",
+            file=sys.stderr,
+        )
+        return 1
+    if Path(args.key_file).stat().st_mode & 0o004:
+        print(f"warning: key file {args.key_file} is readable by every user", file=sys.stderr)
+    result = report.result
+    print(
+        f"sealed {len(result.rules)} rules from {report.files} file(s) into {report.output}: "
+        f"{result.keys} keys, {result.prefixes} prefixes, key fingerprint {result.fingerprint}"
+    )
+    left_out = [f"{s.where}: rule {s.id}: {why}" for s, why in result.unsealable]
+    left_out += [
+        f"{s.where}: rule {s.id}: " + ("disabled" if s.status != "active" else "expired")
+        for s in result.inactive
+    ]
+    _print_problems("left out", left_out, sys.stdout)
+    print(f"verified: the bundle decides like the rules on {report.compared} example queries")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from intercept.ruleschema import rules_json_schema
 
     print(json.dumps(rules_json_schema(), indent=2, ensure_ascii=False))
     return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Rules added, removed and changed from OLD to NEW; with --corpus, every query whose
+    decision changes. Exit 1 when --fail-on finds what it names, 2 for unusable input."""
+    from intercept import load_rules
+    from intercept.diff import (
+        diff_rules,
+        diff_to_dict,
+        failed,
+        read_queries,
+        render_text,
+        with_corpus,
+    )
+
+    if args.fail_on is not None and args.corpus is None:
+        print("intercept diff: --fail-on needs --corpus", file=sys.stderr)
+        return 2
+    sides = []
+    for side, path in (("OLD", args.old), ("NEW", args.new)):
+        try:
+            sides.append(load_rules(path))
+        except RuleError as error:
+            print(f"intercept diff: {side} ({path}): {error}", file=sys.stderr)
+            return 2
+    diff = diff_rules(*sides, old_path=str(args.old), new_path=str(args.new))
+    if args.corpus is not None:
+        diff = with_corpus(diff, str(args.corpus), read_queries(args.corpus))
+    if args.json:
+        report = diff_to_dict(diff, show_terms=args.show_terms, fail_on=args.fail_on)
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(render_text(diff, show_terms=args.show_terms, fail_on=args.fail_on))
+    return 1 if failed(diff, args.fail_on) else 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Write a rules YAML from a list of terms; the report goes to standard error."""
+    from intercept.importer import DEFAULT_WORDLIST, import_terms
+    from intercept.rulespec import Action, MatchMode
+
+    if args.output is not None and args.output.resolve() == args.file.resolve():
+        print("intercept import: -o would overwrite the input file", file=sys.stderr)
+        return 2
+    wordlist = args.wordlist
+    if wordlist is None and DEFAULT_WORDLIST.is_file():
+        wordlist = DEFAULT_WORDLIST
+    result = import_terms(
+        args.file,
+        category=args.category,
+        language=args.language,
+        id_prefix=args.id_prefix,
+        fmt=args.format,
+        column=args.column,
+        action=Action(args.action),
+        match=MatchMode(args.match),
+        wordlist=wordlist,
+        max_dictionary_hits=args.max_dictionary_hits,
+    )
+    for line in result.report_lines():
+        print(line, file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(result.yaml)
+    else:
+        args.output.write_text(result.yaml, encoding="utf-8")
+        print(
+            f"wrote {args.output}: {result.written} rule(s), action {args.action}", file=sys.stderr
+        )
+    return 0
+
+
+def _import_option(kind: str) -> Callable[[str], str]:
+    """An argparse type for `intercept import --category/--language/--id-prefix`."""
+
+    def check(text: str) -> str:
+        from intercept.importer import check_label  # only when the option is given
+
+        try:
+            return check_label(kind, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return check
+
+
+def _import_count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -195,6 +396,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "admin_listen": args.admin_listen,
             "mode": args.mode,
             "workers": args.workers,
+            "rules_key_file": args.rules_key_file,
         },
     )
     if config.workers > 1:
@@ -386,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate rule files and run every rule's examples")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="rule file or folder")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
+    _key_file_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("explain", help="show each normalization stage and every matching rule")
@@ -398,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rule file or folder (default: $INTERCEPT_RULES or ./rules)",
     )
     p.add_argument("--json", action="store_true")
+    _key_file_option(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("test", help="precision and recall over a labelled query corpus")
@@ -418,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail below this overall recall (default 1.0)",
     )
     p.add_argument("--json", action="store_true")
+    _key_file_option(p)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("bench", help="compile time, memory and matching speed")
@@ -442,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener")
     p.add_argument("--mode", choices=("proxy", "authz"))
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (1)")
+    p.add_argument("--rules-key-file", metavar="FILE", help="key of a sealed rule bundle")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("reload", help="make a running server reload its rules and messages")
@@ -459,8 +665,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_config)
 
+    p = sub.add_parser(
+        "seal", help="write a sealed bundle: the rules with every phrase as a keyed hash"
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="rule file or folder")
+    _key_file_option(p)
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="the bundle to write")
+    p.add_argument(
+        "--skip-unsealable",
+        action="store_true",
+        help="leave out (and list) prefix and substring rules instead of refusing",
+    )
+    p.add_argument(
+        "--new-key", type=Path, metavar="K", help="create a new key file K (mode 0600) and exit"
+    )
+    p.set_defaults(func=cmd_seal)
+
     p = sub.add_parser("schema", help="print the JSON Schema of rule files")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser(
+        "diff", help="rules added, removed and changed; decisions that change on a corpus"
+    )
+    p.add_argument("old", type=Path, metavar="OLD", help="rule file or folder before the change")
+    p.add_argument("new", type=Path, metavar="NEW", help="rule file or folder after the change")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="FILE",
+        help="queries: one per line, or a CSV file (*.csv) with a 'query' column",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("new-matches", "any-change"),
+        help="exit 1 when a corpus query that matched nothing now matches, or on any change",
+    )
+    p.add_argument(
+        "--show-terms", action="store_true", help="show changed phrases, not only their counts"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("import", help="write a rules YAML from a list of terms (text or CSV)")
+    p.add_argument("file", type=Path, metavar="FILE", help="terms: one per line, or CSV")
+    p.add_argument(
+        "--format", choices=("txt", "csv"), help="default: csv for a *.csv file, else txt"
+    )
+    p.add_argument(
+        "--column", metavar="NAME", help="CSV column of the terms (default: 'term', else the first)"
+    )
+    p.add_argument("--category", required=True, type=_import_option("category"), metavar="C")
+    p.add_argument("--language", required=True, type=_import_option("language"), metavar="L")
+    p.add_argument("--id-prefix", required=True, type=_import_option("id prefix"), metavar="P")
+    p.add_argument("--action", choices=("block", "warn", "shadow"), default="shadow")
+    p.add_argument("--match", choices=("word", "prefix", "substring"), default="word")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.yaml", help="default: stdout")
+    p.add_argument(
+        "--wordlist",
+        type=Path,
+        metavar="PATH",
+        help="dictionary words, one per line (default: /usr/share/dict/words if present)",
+    )
+    p.add_argument(
+        "--max-dictionary-hits",
+        type=_import_count,
+        default=3,
+        metavar="N",
+        help="flag a term that matches more than N dictionary words (default 3)",
+    )
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "report", help="research report from the ledger (counts, rates, click-through)"

@@ -203,6 +203,7 @@ class Config(_Model):
     upstream: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#]+/?$")
     mode: Literal["proxy", "authz"] = "proxy"
     rules: Path = Path("rules")
+    rules_key_file: Path | None = None  # the key of a sealed bundle (`intercept seal`)
     messages: Path = Path("messages")
     admin_listen: str = Field(default="127.0.0.1:9090", pattern=_HOST_PORT.pattern)
     survey_url: str = Field(default="https://survey.example/intercept", pattern=r"^https?://")
@@ -235,7 +236,8 @@ DEFAULT_CONFIG_YAML = """\
 listen: 127.0.0.1:8080            # the public listener: searchers' traffic
 upstream: http://127.0.0.1:8000   # the search front-end Intercept sits in front of
 mode: proxy                       # proxy (reverse proxy) | authz (decision service)
-rules: rules                      # rule file or folder, read recursively
+rules: rules                      # rule file or folder, read recursively, or a sealed bundle
+rules_key_file: null              # the sealed bundle's key file (kept apart from the bundle)
 messages: messages                # page templates, message variants, help resources
 admin_listen: 127.0.0.1:9090      # metrics and health; never the public address
 survey_url: https://survey.example/intercept   # gets only ?lang=..&variant=.. appended

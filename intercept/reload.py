@@ -100,7 +100,7 @@ def load_checked(config: Config) -> tuple[RuleSet, Pages]:
     pages. Raises `RuleError` (rules, examples) or another `InterceptError` (pages)."""
     from intercept import load_rules
 
-    rules = load_rules(config.rules)
+    rules = load_rules(config.rules, key_file=config.rules_key_file)
     problems = _example_problems(rules)
     if problems:
         raise RuleError(problems)
@@ -128,19 +128,21 @@ class Reloader:
         self.config = config
         self.engine = engine
         self._lock = asyncio.Lock()
-        self._loaded = files_signature(config.rules, config.messages)
+        self._loaded = self._signature()
         self._refused: Signature | None = None  # files of the last refused set
         self.last: ReloadResult | None = None
 
-    def _changed(self) -> bool:
-        return files_signature(self.config.rules, self.config.messages) != self._loaded
+    def _signature(self) -> Signature:
+        """The watched files: rules, messages, and a sealed bundle's key file."""
+        key = self.config.rules_key_file
+        return files_signature(self.config.rules, self.config.messages, *([key] if key else []))
 
     async def reload(self, reason: str, *, force: bool = False) -> ReloadResult:
         """Load, validate and swap in the configured rules and messages (see the module
         docstring). Never raises for a bad set: the result says what was wrong."""
         async with self._lock:
             engine = self.engine
-            signature = files_signature(self.config.rules, self.config.messages)
+            signature = self._signature()
             if not force and signature == self._loaded:
                 return ReloadResult(True, False, engine.rules.version, len(engine.rules))
             started = time.monotonic()
@@ -184,7 +186,7 @@ class Reloader:
                 day = _today()
                 await self.reload("a new day: expiry dates", force=True)
                 continue
-            signature = files_signature(self.config.rules, self.config.messages)
+            signature = self._signature()
             if signature in (self._loaded, self._refused):
                 continue
             await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import re
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,7 +40,15 @@ from intercept.normalize import (
 )
 from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 
-__all__ = ["Explanation", "Hit", "Match", "RuleSet", "compile_rules"]
+__all__ = [
+    "CompiledKey",
+    "Explanation",
+    "Hit",
+    "Match",
+    "RuleSet",
+    "compile_rules",
+    "compiled_keys",
+]
 
 _MAX_JOINED_WORDS = 6
 _DIGIT = re.compile(r"[0-9]")
@@ -406,3 +414,32 @@ def compile_rules(
         _groups=tuple(len(spec.all_of) for spec in rules),
         _rank=tuple(rank),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledKey:
+    """One meaning of one lookup key of a compiled `RuleSet` (see `compiled_keys`)."""
+
+    key: str  # collapsed and padded as the automaton holds it: " big cat "
+    rule: int  # index in `RuleSet.rules`
+    role: int  # 0 term, 1 unless, 2 + N all_of group N
+    phrase: int  # index in the rule's `terms`, `unless` or `all_of[N]`
+    mode: MatchMode
+    shapes: tuple[tuple[int, ...], ...] | None  # run lengths to verify, None: all ones
+
+
+def compiled_keys(rules: RuleSet) -> Iterator[CompiledKey]:
+    """Every lookup key of `rules` with each of its meanings, in no particular order: what
+    the automaton holds, for `intercept.seal` to turn into keyed hashes."""
+    for key, value in rules._automaton.items():
+        for entry in rules._meanings(value):
+            role = entry >> 14 & 0xFF
+            counted = entry >> 34 & 1
+            yield CompiledKey(
+                key=key,
+                rule=entry >> 35,
+                role=role,
+                phrase=entry >> 22 & (_MAX_PHRASES - 1),
+                mode=_MODES[entry >> 12 & 3],
+                shapes=rules._counts[(entry, key)] if counted else None,
+            )

@@ -48,7 +48,7 @@ def build_engine(config: Config) -> Engine:
             "warn.secret is not set: continue links use a random key and stop working on "
             "restart and across workers"
         )
-    rules = load_rules(config.rules)
+    rules = load_rules(config.rules, key_file=config.rules_key_file)
     pages = load_pages(
         config.messages,
         survey_url=config.survey_url,
