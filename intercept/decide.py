@@ -99,7 +99,9 @@ class ContinueTokens:
     ) -> bool:
         """True when `token` was signed for this route and one of these queries, unexpired."""
         expiry_text, _, mac = token.partition(".")
-        if not expiry_text.isdigit() or int(expiry_text) < (time.time() if now is None else now):
+        if not (token.isascii() and expiry_text.isdigit()):
+            return False  # "²" is a digit to isdigit(), and compare_digest wants ASCII
+        if int(expiry_text) < (time.time() if now is None else now):
             return False
         expiry = int(expiry_text)
         return any(
@@ -134,7 +136,9 @@ class ContinueTokens:
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
         expiry = token.partition(".")[0]
-        if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
+        if not (expiry.isascii() and expiry.isdigit()):
+            return None
+        if int(expiry) < (time.time() if now is None else now):
             return None
         if form is not None:
             return Continuation(target, form)

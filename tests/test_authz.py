@@ -206,3 +206,12 @@ async def test_autocomplete_denial_is_an_empty_suggestion_list() -> None:
     assert status == 403
     assert headers["Content-Type"].startswith("application/")
     assert body in (b"[]", b'["", []]')
+
+
+@pytest.mark.parametrize("token", ["1.x", "\u00b2.x", "9999999999.\u00e9", "", "."])
+async def test_malformed_continue_tokens_are_ignored_not_errors(token: str) -> None:
+    async with running_authz() as (base, _):
+        target = WARNED + "&_intercept_continue=" + token  # raw, as nginx passes $request_uri
+        status, _, _ = await fetch("GET", base + AUTHZ, headers=forward_headers(target))
+        nginx, _, _ = await fetch("GET", base + NGINX, headers=nginx_headers(target))
+    assert (status, nginx) == (403, 403)  # the interstitial, as without a token
