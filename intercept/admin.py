@@ -91,8 +91,8 @@ async def _reload(request: web.Request) -> web.Response:
     reloader = request.app.get(_RELOADER)
     if token is None or reloader is None:
         raise web.HTTPNotFound()
-    offered = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+    offered = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(offered, f"Bearer {token}".encode()):
         return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
     result = await reloader.reload("POST /admin/reload", force=True)
     if result.ok:

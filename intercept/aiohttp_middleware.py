@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -27,12 +28,15 @@ from yarl import URL
 
 from intercept.config import Config
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.logscrub import scrub_aiohttp_logs
 from intercept.proxy import read_bounded
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
 
 __all__ = ["intercept_middleware", "setup"]
+
+_LOG = logging.getLogger("intercept.aiohttp")
 
 
 def _send(answer: Answer) -> web.Response:
@@ -47,9 +51,21 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
     # reach its handler around the application's other middlewares. So a warned POST search
     # gets no continue button here (GET searches continue as everywhere).
     engine.replays_posts = False
+    scrub_aiohttp_logs()  # aiohttp's own records would quote request lines and addresses
 
     @web.middleware
     async def intercept(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            outcome = await _decided(request)
+        except Exception as error:  # fail closed, and say only what kind of failure
+            _LOG.error("intercept: decision failed (%s)", type(error).__name__)
+            return _send(engine.error(500, request.headers))
+        if isinstance(outcome, web.StreamResponse):
+            return outcome
+        return await handler(outcome)
+
+    async def _decided(request: web.Request) -> web.StreamResponse | web.Request:
+        """Intercept's answer, or the request to hand on to the application."""
         target = request.raw_path
         header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         refused = engine.precheck(target, header_bytes)
@@ -72,10 +88,10 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
         if isinstance(decided, Answer):
             return _send(decided)
         if body is not None:
-            return await handler(_with_body(request, body, decided.target))
+            return _with_body(request, body, decided.target)
         if decided.target != target:  # the continue token, stripped
-            return await handler(request.clone(rel_url=URL(decided.target, encoded=True)))
-        return await handler(request)
+            return request.clone(rel_url=URL(decided.target, encoded=True))
+        return request
 
     return intercept
 

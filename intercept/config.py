@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -179,12 +179,26 @@ class Admin(_Model):
     reload_token: str | None = Field(default=None, min_length=16)
     reload_token_file: Path | None = None
 
+    @model_validator(mode="after")
+    def _readable_token_file(self) -> Self:
+        if self.reload_token_file is not None:
+            try:
+                token = self.reload_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(f"reload_token_file cannot be read ({type(error).__name__})")
+            if len(token) < 16:
+                raise ValueError("reload_token_file must hold at least 16 characters")
+        return self
+
     def token(self) -> str | None:
-        """The configured token, read from its file when one is named."""
+        """The configured token, read from its file when one is named (checked at load)."""
         if self.reload_token is not None:
             return self.reload_token
         if self.reload_token_file is not None:
-            return self.reload_token_file.read_text(encoding="utf-8").strip() or None
+            try:
+                return self.reload_token_file.read_text(encoding="utf-8").strip() or None
+            except (OSError, UnicodeDecodeError):
+                return None  # removed since: the endpoint answers as if off
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 
@@ -118,3 +119,29 @@ def test_the_factory_checks_its_dependencies() -> None:
         intercept_middleware(engine="rules.yaml")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="config must be an intercept Config"):
         setup(web.Application(), {"rules": "rules"})  # type: ignore[arg-type]
+
+
+async def test_a_failing_decision_is_a_500_that_logs_only_its_kind(
+    served: tuple[str, Engine], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = served
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom with /search?q=zqxsecret")
+
+    monkeypatch.setattr(Engine, "decide", broken)
+    with caplog.at_level(logging.DEBUG):
+        status, _, body = await fetch("GET", base + "/search?q=zqxsecret")
+    assert status == 500
+    assert b"zqxsecret" not in body
+    assert "decision failed (RuntimeError)" in caplog.text
+    assert "zqxsecret" not in caplog.text
+
+
+def test_building_the_middleware_scrubs_aiohttp_logs() -> None:
+    from intercept.logscrub import _FILTER
+
+    logger = logging.getLogger("aiohttp.server")
+    logger.removeFilter(_FILTER)
+    intercept_middleware(engine=_app()[1])
+    assert _FILTER in logger.filters

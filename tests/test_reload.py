@@ -283,3 +283,27 @@ def test_sighup_and_intercept_reload_on_a_running_server(
         assert _version(address) == third
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+async def test_odd_authorization_headers_are_refused_not_errors(
+    served: tuple[str, str, Reloader, Engine],
+) -> None:
+    _, admin, _, _ = served
+    async with aiohttp.ClientSession() as session:
+        for value in ("Bearer \udcff", "Bearer " + "x" * 5000, "Basic abc"):
+            headers = {"Authorization": value.encode("utf-8", "surrogateescape").decode("latin-1")}
+            async with session.post(admin + "/admin/reload", headers=headers) as response:
+                assert response.status == 401
+
+
+def test_an_unreadable_token_file_is_a_configuration_error(tmp_path: Path) -> None:
+    from intercept.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reload_token_file cannot be read"):
+        load_config(
+            None, environ={}, overrides={"admin": {"reload_token_file": str(tmp_path / "x")}}
+        )
+    short = tmp_path / "short"
+    short.write_text("tooshort\n")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        load_config(None, environ={}, overrides={"admin": {"reload_token_file": str(short)}})
