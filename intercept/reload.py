@@ -30,7 +30,7 @@ from intercept.errors import InterceptError, Problem, RuleError
 from intercept.pages import Pages, load_pages
 from intercept.ruleset import RuleSet
 
-__all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked"]
+__all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "signature_of"]
 
 _LOG = logging.getLogger("intercept.reload")
 Signature = tuple[tuple[str, int, int], ...]
@@ -59,12 +59,15 @@ class ReloadResult:
 
 
 def _files(root: Path) -> Iterator[Path]:
+    """Every file under `root`; folders that vanish while walked (a checkout, an rsync) are
+    passed over, so a poll never fails, it sees the result next time."""
     if root.is_file():
         yield root
     elif root.is_dir():
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                yield path
+        found = []
+        for folder, _, names in os.walk(root, onerror=lambda _error: None):
+            found += [Path(folder, name) for name in names if not name.startswith(".")]
+        yield from sorted(found)
 
 
 def files_signature(*roots: Path) -> Signature:
@@ -124,35 +127,35 @@ def _describe(error: Exception) -> tuple[str, ...]:
 class Reloader:
     """Reloads `engine` from `config`; one reload at a time."""
 
-    def __init__(self, config: Config, engine: Engine) -> None:
+    def __init__(self, config: Config, engine: Engine, loaded: Signature | None = None) -> None:
+        """`loaded`: the files' signature taken before the engine's rules were read (see
+        `signature_of`), so that a change made while they loaded is not taken as loaded."""
         self.config = config
         self.engine = engine
         self._lock = asyncio.Lock()
-        self._loaded = self._signature()
+        self._loaded = self._signature() if loaded is None else loaded
         self._refused: Signature | None = None  # files of the last refused set
         self.last: ReloadResult | None = None
 
     def _signature(self) -> Signature:
-        """The watched files: rules, messages, and a sealed bundle's key file."""
-        key = self.config.rules_key_file
-        return files_signature(self.config.rules, self.config.messages, *([key] if key else []))
+        return signature_of(self.config)
 
     async def reload(self, reason: str, *, force: bool = False) -> ReloadResult:
         """Load, validate and swap in the configured rules and messages (see the module
         docstring). Never raises for a bad set: the result says what was wrong."""
         async with self._lock:
             engine = self.engine
-            signature = self._signature()
-            if not force and signature == self._loaded:
-                return ReloadResult(True, False, engine.rules.version, len(engine.rules))
             started = time.monotonic()
             try:
+                signature = self._signature()  # before reading: a later change is seen
+                if not force and signature == self._loaded:
+                    return ReloadResult(True, False, engine.rules.version, len(engine.rules))
                 rules, pages = await asyncio.to_thread(load_checked, self.config)
             except Exception as error:  # every failure is reported, none stops the server
                 problems = _describe(error)
                 engine.counts.rule_load_failures.inc()
                 engine.reload_problems = problems
-                self._refused = signature
+                self._refused = self._signature()
                 _LOG.warning(
                     "reload (%s) refused, still serving rule set %s: %s",
                     reason, engine.rules.version, "; ".join(problems[:5]),
@@ -175,22 +178,35 @@ class Reloader:
             self.last = ReloadResult(True, True, rules.version, len(rules), (), seconds)
             return self.last
 
-    async def watch(self, interval: float) -> None:
-        """Reload whenever the files change (a refused set is retried once its files change
-        again), and when a new UTC day starts, so rules whose `expires` day has come stop
-        matching."""
+    async def watch(self, interval: float, *, files: bool = True) -> None:
+        """Reload when the files change (with `files`; a refused set is retried once its
+        files change again), and when a new UTC day starts, so rules whose `expires` day has
+        come stop matching. Runs until cancelled; a failed poll is logged and retried."""
         day = _today()
         while True:
             await asyncio.sleep(interval)
-            if _today() != day:
-                day = _today()
-                await self.reload("a new day: expiry dates", force=True)
-                continue
-            signature = self._signature()
-            if signature in (self._loaded, self._refused):
-                continue
-            await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
-            await self.reload("files changed")
+            try:
+                if _today() != day:
+                    day = _today()
+                    if self._expiring():
+                        await self.reload("a new day: expiry dates", force=True)
+                    continue
+                if not files or self._signature() in (self._loaded, self._refused):
+                    continue
+                await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
+                await self.reload("files changed")
+            except Exception as error:  # the watcher must outlive any one bad poll
+                _LOG.warning("reload watcher: poll failed (%s)", type(error).__name__)
+
+    def _expiring(self) -> bool:
+        """Whether any rule now served has an expiry date (else a new day changes nothing)."""
+        return any(spec.expires is not None for spec in self.engine.rules.rules)
+
+
+def signature_of(config: Config) -> Signature:
+    """The files a reload reads: rules, messages, and a sealed bundle's key file."""
+    key = config.rules_key_file
+    return files_signature(config.rules, config.messages, *([key] if key else []))
 
 
 def _today() -> str:

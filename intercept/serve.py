@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from intercept.authz import build_authz_app
 from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
-from intercept.reload import Reloader
+from intercept.reload import Reloader, Signature, signature_of
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -176,21 +177,40 @@ def engine_for(config: Config | None, engine: Engine | None, factory: str) -> En
     return engine
 
 
+class _EarlyHangup:
+    """SIGHUP before the event loop handles it (while a large rule set loads, or between a
+    worker's fork and its loop) is remembered, not fatal, and acted on once serving."""
+
+    pending = False
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGHUP, cls._remember)
+
+    @classmethod
+    def _remember(cls, _sig: int, _frame: object) -> None:
+        cls.pending = True
+
+
 async def _serve(
     config: Config,
     ready: Callable[[web.AppRunner], None] | None,
     engine: Engine | None = None,
     *,
+    loaded: Signature | None = None,
     reuse_port: bool = False,
 ) -> None:
-    engine = engine or build_engine(config)
+    if engine is None:
+        _EarlyHangup.install()
+        loaded = signature_of(config)  # before reading: a change made meanwhile is reloaded
+        engine = build_engine(config)
     ledger = attach_ledger(config, engine)
-    reloader = Reloader(config, engine)
+    reloader = Reloader(config, engine, loaded)
     runner = await start(config, engine, reuse_port=reuse_port)
     admin = await start_admin(config, engine, reloader=reloader, reuse_port=reuse_port)
-    tasks = []
-    if config.reload.watch:
-        tasks.append(asyncio.create_task(reloader.watch(config.reload.poll_seconds)))
+    tasks = [
+        asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch))
+    ]
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
@@ -209,16 +229,19 @@ async def _serve(
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, hangup)
+    if _EarlyHangup.pending:
+        _EarlyHangup.pending = False
+        hangup()
     if ready is not None:
         ready(runner)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()  # requests in flight finish first, and are counted
-        for task in tasks:
+        for task in (*tasks, *hangups):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # whatever those tasks died of, the last counts are still written
+        await asyncio.gather(*tasks, *hangups, return_exceptions=True)
         if ledger is not None:
             await ledger.aclose()  # the last counts: a graceful stop loses nothing
         await admin.cleanup()
@@ -244,6 +267,8 @@ def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) ->
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return
+    _EarlyHangup.install()
+    loaded = signature_of(config)
     engine = build_engine(config)  # once, shared copy-on-write by the workers
     settle_heap()
     children: list[int] = []
@@ -254,10 +279,11 @@ def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) ->
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop handles it
                 os.environ["INTERCEPT_WORKER"] = "1"  # see intercept.reload.notify_siblings
-                asyncio.run(_serve(config, ready if index == 0 else None, engine, reuse_port=True))
-            except BaseException:
+                first = ready if index == 0 else None
+                asyncio.run(_serve(config, first, engine, loaded=loaded, reuse_port=True))
+            except BaseException as error:  # nothing about a request exists at this point
+                print(f"intercept serve: worker {os.getpid()} stopped: {error}", file=sys.stderr)
                 code = 1
             os._exit(code)
         children.append(pid)
@@ -274,14 +300,20 @@ def _supervise(children: list[int]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
+    if _EarlyHangup.pending:  # a SIGHUP that came while the rules loaded
+        forward(signal.SIGHUP, None)
     failed = False
-    for pid in children:
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        failed = failed or os.waitstatus_to_exitcode(status) != 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, status = os.wait()
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+        alive.discard(pid)
+        if os.waitstatus_to_exitcode(status) != 0 and not failed:
+            failed = True  # one worker failed: stop the others rather than serve short-handed
+            forward(signal.SIGTERM, None)
     if failed:
         raise SystemExit(1)

@@ -28,7 +28,7 @@ from intercept.authz import build_authz_app
 from intercept.config import Config, load_config
 from intercept.core import Engine
 from intercept.pages import load_pages
-from intercept.reload import Reloader
+from intercept.reload import Reloader, Signature, signature_of
 from intercept.serve import runner_options
 from tests.processes import free_port, intercept_process
 
@@ -307,3 +307,74 @@ def test_an_unreadable_token_file_is_a_configuration_error(tmp_path: Path) -> No
     short.write_text("tooshort\n")
     with pytest.raises(ConfigError, match="at least 16 characters"):
         load_config(None, environ={}, overrides={"admin": {"reload_token_file": str(short)}})
+
+
+async def test_a_change_made_while_the_rules_loaded_is_reloaded(folder: Path) -> None:
+    config = make(folder)[0]
+    before_reading = signature_of(config)
+    engine = make(folder)[1]  # the rules as they were read
+    write(folder, rules_yaml("fi"))  # changed while (in real life) they were loading
+    result = await Reloader(config, engine, before_reading).reload("SIGHUP")
+    assert result.changed
+    assert result.ok
+
+
+async def test_the_watcher_outlives_a_failing_poll(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, engine = make(folder)
+    reloader = Reloader(config, engine)
+    calls = 0
+    real = Reloader._signature
+
+    def flaky(self: Reloader) -> Signature:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise FileNotFoundError("a folder vanished mid-walk")
+        return real(self)
+
+    monkeypatch.setattr(Reloader, "_signature", flaky)
+    watching = asyncio.create_task(reloader.watch(0.05))
+    try:
+        before = engine.rules.version
+        write(folder, rules_yaml("fi"))
+        async with asyncio.timeout(10):
+            while engine.rules.version == before:
+                await asyncio.sleep(0.05)
+    finally:
+        watching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watching
+    assert calls > 1
+
+
+def test_sighup_while_a_large_rule_set_loads_does_not_kill_the_server(tmp_path: Path) -> None:
+    from intercept.bench import make_rules
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    lines = ["list: {name: big, source: synthetic, updated: 2026-11-29}",
+             "defaults: {category: demo, action: block, language: en}", "rules:"]  # fmt: skip
+    lines += [f'  - {{id: {s.id}, terms: ["{s.id.lower()} x"]}}' for s in make_rules(20_000)]
+    (rules / "big.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    public, admin = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
+        "INTERCEPT_LEDGER__URL": "null",
+        "INTERCEPT_RELOAD__WATCH": "false",
+    }
+    command = [
+        "serve", "--mode", "authz", "--listen", f"127.0.0.1:{public}",
+        "--admin-listen", f"127.0.0.1:{admin}", "--rules", str(rules),
+        "--messages", str(ROOT / "messages"),
+    ]  # fmt: skip
+    with intercept_process(*command, env=env) as proc:
+        time.sleep(1.5)  # imports done; the 20,000 rules are being read
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stdout is not None
+        assert "decision service" in proc.stdout.readline(), proc.poll()
+        assert _version(f"127.0.0.1:{admin}")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
