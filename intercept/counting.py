@@ -87,20 +87,20 @@ class Counts:
             "intercept_rules_loaded",
             "Rules in the rule set being served.",
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         )
         self.rules_info = Gauge(
             "intercept_rules_info",
             "1 for the version (content hash) of the rule set being served.",
             ["version"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         )
         self.rules_loaded_at = Gauge(
             "intercept_rules_load_timestamp_seconds",
             "When the rule set being served was loaded (Unix time).",
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="mostrecent",
         )
         self.rule_load_failures = Counter(
             "intercept_rule_load_failures",
@@ -154,9 +154,15 @@ class Counts:
             self.ledger.add_shadow(rule_id)
 
     def rules(self, count: int, version: str, loaded_at: float | None = None) -> None:
-        """The rule set now being served."""
+        """The rule set now being served. With several workers the most recent value of
+        each series wins (`mostrecent`), so a reload in the workers outdates what the
+        supervisor set before forking; the old version's series is removed (or, where
+        series cannot be removed, in multiprocess mode, set to 0)."""
         if self._version is not None and self._version != version:
-            self.rules_info.labels(self._version).set(0)
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                self.rules_info.labels(self._version).set(0)
+            else:
+                self.rules_info.remove(self._version)
         self._version = version
         self.rules_info.labels(version).set(1)
         self.rules_loaded.set(count)

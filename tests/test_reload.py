@@ -271,6 +271,12 @@ def test_sighup_and_intercept_reload_on_a_running_server(
         _wait_for(lambda: {_version(address) for _ in range(12)} == {_version(address)})
         third = _version(address)
         assert len({first, second, third}) == 3
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert "intercept_rules_loaded 2.0" in metrics  # R-1 and R-9, whoever answers
+        current = [line for line in metrics.splitlines() if line.endswith(" 1.0")
+                   and line.startswith("intercept_rules_info")]  # fmt: skip
+        assert current == [f'intercept_rules_info{{version="{third}"}} 1.0']
         if workers == 2:  # every worker ends on the same version
             seen = {(_status(address)["pid"], _version(address)) for _ in range(24)}
             assert len({pid for pid, _ in seen}) == 2
