@@ -155,7 +155,10 @@ async def forward(
         for name, value in upstream.headers.items():
             if name.lower() not in drop:
                 response.headers.add(name, value)
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:  # aiohttp.ClientConnectionResetError is one
+            return response  # the client went away: nothing to count against the upstream
         content = upstream.content
         while True:
             deadlines.set(task, timeouts.read_idle)
@@ -163,8 +166,15 @@ async def forward(
             deadlines.hold(task)
             if not chunk:
                 break
-            await response.write(chunk)
-        await response.write_eof()
+            try:
+                await response.write(chunk)
+            except ConnectionError:  # aiohttp.ClientConnectionResetError is one
+                _cut(request)  # the client went away mid-body: not an upstream error
+                return response
+        try:
+            await response.write_eof()
+        except ConnectionError:  # aiohttp.ClientConnectionResetError is one
+            _cut(request)
         return response
     except asyncio.CancelledError:
         if not deadlines.clear(task):
@@ -179,7 +189,7 @@ async def forward(
         counts.upstream_errors.labels("reset").inc()
         if response is None or not response.prepared:
             return error(502)
-        _cut(request)  # the upstream cut the body short, or the client went away
+        _cut(request)  # the upstream cut the body short
         return response
     finally:
         deadlines.clear(task)

@@ -226,3 +226,17 @@ async def test_expect_100_continue_refuses_an_oversized_search_body_first(proxy:
         200,
     )
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+async def test_a_client_leaving_mid_body_is_not_an_upstream_error(proxy: Proxy) -> None:
+    base, engine = proxy
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/big?mib=50") as response:
+            assert response.status == 200
+            await response.content.readexactly(1024 * 1024)
+        # leaving the block closes the connection with most of the body unsent
+    await asyncio.sleep(0.5)
+    for kind in ("refused", "timeout", "reset"):
+        assert engine.counts.value("upstream_errors", kind=kind) == 0
+    status, _, _ = await fetch("GET", base + "/echo")
+    assert status == 200
