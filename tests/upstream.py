@@ -94,6 +94,15 @@ async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _trickle(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for _ in range(100):
+        await response.write(b"t" * 65536)
+        await asyncio.sleep(0.01)
+    return response
+
+
 async def _stall_mid_body(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Length": "100000"})
     await response.prepare(request)
@@ -122,6 +131,7 @@ def upstream_app() -> web.Application:
     app.router.add_get("/slow-head", _slow_head)
     app.router.add_get("/reset", _reset_mid_body)
     app.router.add_get("/stall", _stall_mid_body)
+    app.router.add_get("/trickle", _trickle)
     app.router.add_route("*", "/search", _results)
     app.router.add_route("*", "/autocomplete", _results)
     return app
