@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
@@ -185,7 +185,8 @@ class Admin(_Model):
             try:
                 token = self.reload_token_file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as error:
-                raise ValueError(f"reload_token_file cannot be read ({type(error).__name__})")
+                message = f"reload_token_file cannot be read ({type(error).__name__})"
+                raise ValueError(message) from None
             if len(token) < 16:
                 raise ValueError("reload_token_file must hold at least 16 characters")
         return self
@@ -335,7 +336,8 @@ def _error_text(error: ValidationError, source: str) -> str:
     for detail in error.errors():
         key = ".".join(str(part) for part in detail["loc"]) or "(top level)"
         value = detail.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        secret = key.endswith(("secret", "token"))  # never repeat a secret, even a bad one
+        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
         message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "string_pattern_mismatch":
             pattern = str((detail.get("ctx") or {}).get("pattern", ""))
@@ -363,12 +365,45 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if path[0] not in Config.model_fields:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        _set(tree, path, value)
+        _set(tree, path, _env_value(path, raw))
     return tree
+
+
+_NULLS = frozenset({"", "null", "~", "Null", "NULL"})
+
+
+def _env_value(path: list[str], raw: str) -> Any:
+    """An environment value for the key at `path`: text fields take it as written (a secret
+    of digits, `yes` or one holding ` #` stays exactly that), `null` aside where allowed;
+    other fields read it as YAML (numbers, booleans, lists)."""
+    annotation = _annotation(path)
+    if annotation is not None and _is_text(annotation):
+        return None if raw.strip() in _NULLS and _allows_none(annotation) else raw
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _annotation(path: list[str]) -> Any:
+    model: Any = Config
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        model = annotation
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    kinds = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    return all(kind in (str, Path) for kind in kinds)
+
+
+def _allows_none(annotation: Any) -> bool:
+    return type(None) in get_args(annotation)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -71,3 +71,26 @@ def test_bad_environment_value_is_named() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config("/nonexistent/intercept.yaml", environ={})
+
+
+def test_environment_text_values_are_taken_as_written() -> None:
+    env = {
+        "INTERCEPT_WARN__SECRET": "4839201746352819",  # digits only: still a string
+        "INTERCEPT_ADMIN__RELOAD_TOKEN": "s3cr3t-part-one #part-two",  # not a YAML comment
+        "INTERCEPT_LEDGER__URL": "null",  # null still turns an optional text off
+        "INTERCEPT_WORKERS": "2",  # other fields are still read as YAML
+        "INTERCEPT_RELOAD__WATCH": "false",
+    }
+    config = load_config(None, environ=env)
+    assert config.warn.secret == "4839201746352819"
+    assert config.admin.reload_token == "s3cr3t-part-one #part-two"
+    assert config.ledger.url is None
+    assert config.workers == 2
+    assert config.reload.watch is False
+
+
+def test_errors_never_repeat_a_secret() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"INTERCEPT_WARN__SECRET": "shortsecretx"})
+    assert "warn.secret" in str(caught.value)
+    assert "shortsecretx" not in str(caught.value)
