@@ -213,6 +213,8 @@ class RuleSet:
         terms: set[int] = set()
         unless: set[int] = set()
         groups: dict[int, set[int]] = {}
+        if self._automaton.kind != ahocorasick.AHOCORASICK:
+            return terms, unless, groups  # no phrase at all (every rule disabled or expired)
         for reading_index, reading in enumerate(readings, first_index):
             collapsed = collapse(reading)
             doubles = doubled_runs(reading) if collapsed != reading else {}

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from intercept.authz import build_authz_app
 from intercept.config import Config
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
-from intercept.reload import Reloader, Signature, signature_of
+from intercept.reload import Reloader, Signature, load_checked, signature_of
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -139,22 +140,48 @@ def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
 
 def start_ledger_thread(config: Config, engine: Engine) -> Ledger | None:
     """For front doors without an event loop of Intercept's own (WSGI and ASGI middleware):
-    attach the configured ledger, flush it from a daemon thread every `flush_seconds`, and
-    once more when the interpreter exits normally. A process killed without running exit
-    handlers loses at most one interval of counts."""
+    attach the configured ledger and run a daemon thread that flushes it every
+    `flush_seconds` and, when a new UTC day starts, reloads the rules if any of them has an
+    `expires` date. The thread is started again in every forked child (gunicorn `--preload`,
+    uWSGI build the app before forking workers), and the ledger is flushed once more when the
+    interpreter exits normally; a process killed without exit handlers loses at most one
+    interval of counts."""
     ledger = attach_ledger(config, engine)
-    if ledger is None:
-        return None
     interval = config.ledger.flush_seconds
 
-    def flush_forever() -> None:
+    def tend() -> None:
+        day = datetime.now(UTC).date()
         while True:
             time.sleep(interval)
-            ledger.flush_now()
+            if ledger is not None:
+                ledger.flush_now()
+            if datetime.now(UTC).date() != day:
+                day = datetime.now(UTC).date()
+                _refresh_expiring(config, engine)
 
-    threading.Thread(target=flush_forever, name="intercept-ledger", daemon=True).start()
-    atexit.register(ledger.flush_now)
+    def begin() -> None:
+        threading.Thread(target=tend, name="intercept-background", daemon=True).start()
+
+    begin()
+    os.register_at_fork(after_in_child=begin)
+    if ledger is not None:
+        atexit.register(ledger.flush_now)
     return ledger
+
+
+def _refresh_expiring(config: Config, engine: Engine) -> None:
+    """Load the rules again when some served rule has an expiry date (a new day may end it)."""
+    if not any(spec.expires is not None for spec in engine.rules.rules):
+        return
+    try:
+        rules, pages = load_checked(config)
+    except Exception as error:  # the old set keeps serving
+        logging.getLogger("intercept").warning(
+            "daily rule refresh refused (%s)", type(error).__name__
+        )
+        engine.counts.rule_load_failures.inc()
+        return
+    engine.use(rules, pages)
 
 
 def engine_for(config: Config | None, engine: Engine | None, factory: str) -> Engine:

@@ -70,3 +70,18 @@ def test_bad_status_and_dates_are_located_errors(tmp_path: Path) -> None:
     assert "L-2" in text
     assert "L-3" in text
     assert "bad.yaml:" in text
+
+
+def test_a_set_with_every_rule_retired_matches_nothing_and_never_fails(tmp_path: Path) -> None:
+    path = tmp_path / "off.yaml"
+    path.write_text(
+        RULES.replace(
+            '    terms: ["amber falcon"]\n', '    terms: ["amber falcon"]\n    status: disabled\n'
+        ).replace("2999-12-31", "2001-01-01"),
+        encoding="utf-8",
+    )
+    rules = load_rules(path)
+    assert len(rules) == 0
+    assert rules.match("amber falcon silver otter") is None
+    assert rules.match_all("amber falcon") == []
+    assert rules.explain("amber falcon").decision is None
