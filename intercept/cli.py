@@ -457,11 +457,14 @@ def _multiprocess_metrics() -> None:
     """Workers sum their metrics through files in `PROMETHEUS_MULTIPROC_DIR`: a fresh folder
     unless the operator named one (whose old files are removed: they would be summed too).
     This must happen before the metrics library is first imported."""
+    import atexit
+    import shutil
     import tempfile
 
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder is None:
         folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="intercept-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # ours: gone at exit
     for stale in Path(folder).glob("*.db"):
         stale.unlink()
 

@@ -286,6 +286,15 @@ def _syntax_problem(error: yaml.YAMLError, text: str, file: str) -> Problem:
     return Problem(file, line, None, f"invalid YAML: {message}")
 
 
+def _encodable(text: str) -> bool:
+    """Whether libyaml can be given `text` (it takes UTF-8: lone surrogates cannot be)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_yaml(text: str, *, file: str) -> YamlDocument:
     """Load one YAML document from `text`; `file` names it in problems.
 
@@ -293,7 +302,7 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     text is not well-formed YAML, holds more than one document, or uses a tag other than the
     standard ones (no Python objects are ever built).
     """
-    if _FastLoader is not None:
+    if _FastLoader is not None and _encodable(text):
         fast = _FastLoader(text)
         try:
             data = fast.get_single_data()

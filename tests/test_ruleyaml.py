@@ -188,3 +188,9 @@ def test_the_libyaml_loader_reads_exactly_what_the_python_one_reads() -> None:
     assert fast_data.key_lines == slow_data.key_lines
     assert fast_data["list"].key_lines == slow_data["list"].key_lines
     assert [d.line for d in fast.duplicate_keys] == [d.line for d in slow.duplicate_keys] != []
+
+
+def test_text_libyaml_cannot_take_is_a_located_problem_not_a_crash() -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_yaml('a: "\udcff"\n', file="x.yaml")
+    assert caught.value.problems[0].file == "x.yaml"
