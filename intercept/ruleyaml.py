@@ -302,7 +302,9 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     text is not well-formed YAML, holds more than one document, or uses a tag other than the
     standard ones (no Python objects are ever built).
     """
-    if _FastLoader is not None and _encodable(text):
+    # libyaml accepts tabs where the pure-Python loader refuses them: text with a tab goes
+    # the slow way, so a file is valid or not the same on every machine
+    if _FastLoader is not None and "\t" not in text and _encodable(text):
         fast = _FastLoader(text)
         try:
             data = fast.get_single_data()

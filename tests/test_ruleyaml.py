@@ -194,3 +194,23 @@ def test_text_libyaml_cannot_take_is_a_located_problem_not_a_crash() -> None:
     with pytest.raises(RuleError) as caught:
         parse_yaml('a: "\udcff"\n', file="x.yaml")
     assert caught.value.problems[0].file == "x.yaml"
+
+
+@pytest.mark.parametrize("text", ["a:\t1\n", "a: [1,\t2]\n"])
+def test_tabs_are_judged_the_same_with_or_without_libyaml(text: str) -> None:
+    from intercept import ruleyaml
+
+    slow = ruleyaml._StrictLoader(text)
+    try:
+        slow.get_single_data()
+        expected_ok = True
+    except Exception:
+        expected_ok = False
+    finally:
+        slow.dispose()
+    try:
+        parse_yaml(text, file="x.yaml")
+        got_ok = True
+    except RuleError:
+        got_ok = False
+    assert got_ok == expected_ok
