@@ -2,10 +2,12 @@
 
 - `GET /metrics`: Prometheus text format (summed over workers in multiprocess mode).
 - `GET /healthz`: 200 while the process serves.
-- `GET /readyz`: 200 when a rule set is loaded, else 503; the JSON body also reports the
-  research ledger. A failing ledger does not fail requests, so by default it does not make the
-  instance unready either (a load balancer would take every replica out at once when the
-  database is down); `/readyz?ledger=required` answers 503 while the ledger is failing.
+- `GET /readyz`: 200 when a rule set is loaded and the server is not stopping, else 503
+  (while a stop drains requests in flight, load balancers should send no more). The JSON
+  body also reports the research ledger. A failing ledger does not fail requests, so by
+  default it does not make the instance unready either (a load balancer would take every
+  replica out at once when the database is down); `/readyz?ledger=required` answers 503
+  while the ledger is failing.
 - `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time,
   why the last reload was refused), ledger status, uptime. No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
@@ -73,6 +75,8 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     engine = request.app[_ENGINE]
     problems = []
+    if engine.extras.get("draining"):
+        problems.append("stopping")
     if len(engine.rules) == 0:
         problems.append("no rules loaded")
     if _ledger_failing(engine) and request.query.get("ledger") == "required":

@@ -264,6 +264,7 @@ async def _serve(
     try:
         await stop.wait()
     finally:
+        engine.extras["draining"] = True  # /readyz says 503: load balancers stop sending
         await runner.cleanup()  # requests in flight finish first, and are counted
         for task in (*tasks, *hangups):
             task.cancel()

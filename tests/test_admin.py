@@ -128,3 +128,11 @@ def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -
             assert _sample(metrics, "intercept_searches_total", route="search") == searches
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+async def test_readiness_fails_while_stopping(admin: tuple[str, str, Engine]) -> None:
+    _, admin_base, engine = admin
+    engine.extras["draining"] = True  # what serve sets before it drains the public listener
+    status, _, body = await fetch("GET", admin_base + "/readyz")
+    assert status == 503
+    assert "stopping" in json.loads(body)["problems"]
