@@ -313,10 +313,11 @@ class Engine:
         found = find_route(self.routes, target.partition("?")[0])
         if found is None:
             return Pass(target, body, "POST", content_type)
-        route = found[0]
+        route, path_match = found
         self.counts.search(route.name)
         try:
-            texts = texts_from_body(route, content_type, body)
+            texts = texts_from_target(route, path_match, target.partition("?")[2])
+            texts += texts_from_body(route, content_type, body)
         except UnreadableBody:
             return self.error(415, headers)
         decided = decide(self.rules, texts)

@@ -347,3 +347,21 @@ async def test_a_replayed_post_is_decided_again_on_the_rules_now_serving(proxy: 
     assert "X-Upstream" not in headers  # never reached the search front-end
     assert b"/_intercept/go/" in body
     assert b"/_intercept/continue/" not in body
+
+
+async def test_a_replayed_post_checks_its_url_query_too(proxy: Proxy) -> None:
+    base, engine = proxy
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    _, _, page = await fetch(
+        "POST", base + "/search?q=velvet+moth", data=b"q=purple+teapot", headers=form
+    )
+    action = re.search(rb'action="(/_intercept/continue/[^"]+)"', page)
+    assert action is not None  # warned: the shadow rule in the URL changed nothing
+    stricter = compile_rules(
+        [spec("WARN-1", "purple teapot", action="warn"), spec("S-1", "velvet moth")]
+    )
+    engine.use(stricter, engine.pages)  # the URL's phrase is now a block rule
+    status, headers, body = await fetch("POST", base + action.group(1).decode(), data=b"")
+    assert status == 200
+    assert "X-Upstream" not in headers
+    assert b"/_intercept/go/" in body
