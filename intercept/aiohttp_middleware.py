@@ -27,9 +27,9 @@ from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from intercept.config import Config
-from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.core import INTERNAL_PREFIX, Answer, Engine
 from intercept.logscrub import scrub_aiohttp_logs
-from intercept.proxy import read_bounded
+from intercept.proxy import decide_request
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -67,26 +67,11 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
     async def _decided(request: web.Request) -> web.StreamResponse | web.Request:
         """Intercept's answer, or the request to hand on to the application."""
         target = request.raw_path
-        header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
-        refused = engine.precheck(target, header_bytes)
-        if refused is not None:
-            return _send(refused)
-        if target.startswith(INTERNAL_PREFIX):
-            outcome = engine.internal(request.method, target, request.headers)
-            if isinstance(outcome, Pass):  # a POST continue link from another front door
-                return _send(engine.error(405, request.headers))
-            return _send(outcome)
-        body: bytes | None = None
-        plan = engine.body_plan(request.method, target, request.headers)
-        if isinstance(plan, Answer):
-            return _send(plan)
-        if plan is not None and request.body_exists:
-            body = await read_bounded(request, plan)
-            if body is None:
-                return _send(engine.error(413, request.headers))
-        decided = engine.decide(request.method, target, request.headers, body)
+        decided, body = await decide_request(engine, request)
         if isinstance(decided, Answer):
             return _send(decided)
+        if target.startswith(INTERNAL_PREFIX):  # a POST continue link from another front door
+            return _send(engine.error(405, request.headers))
         if body is not None:
             return _with_body(request, body, decided.target)
         if decided.target != target:  # the continue token, stripped

@@ -19,7 +19,7 @@ from intercept.deadlines import Deadlines
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 
-__all__ = ["ENGINE", "Engine", "build_app", "handle", "read_bounded"]
+__all__ = ["ENGINE", "Engine", "build_app", "decide_request", "handle", "read_bounded"]
 
 ENGINE = web.AppKey("engine", Engine)
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -46,26 +46,34 @@ async def read_bounded(request: web.Request, limit: int) -> bytes | None:
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every public request: internal pages, decisions on search routes, or forwarding."""
     engine = request.app[ENGINE]
+    outcome, _ = await decide_request(engine, request)
+    if isinstance(outcome, Answer):
+        return _send(outcome)
+    return await _pass(request, engine, outcome)
+
+
+async def decide_request(
+    engine: Engine, request: web.Request
+) -> tuple[Answer | Pass, bytes | None]:
+    """What `engine` makes of an aiohttp request, for every aiohttp front door: the checks,
+    `/_intercept/` paths, a bounded read of a search body, the decision; and the body read
+    (None when none was), which the request's stream no longer holds."""
     target = request.raw_path
     header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
     refused = engine.precheck(target, header_bytes)
     if refused is not None:
-        return _send(refused)
+        return refused, None
     if target.startswith(INTERNAL_PREFIX):
-        outcome = engine.internal(request.method, target, request.headers)
-    else:
-        body: bytes | None = None
-        plan = engine.body_plan(request.method, target, request.headers)
-        if isinstance(plan, Answer):
-            return _send(plan)
-        if plan is not None and request.body_exists:
-            body = await read_bounded(request, plan)
-            if body is None:
-                return _send(engine.error(413, request.headers))
-        outcome = engine.decide(request.method, target, request.headers, body)
-    if isinstance(outcome, Answer):
-        return _send(outcome)
-    return await _pass(request, engine, outcome)
+        return engine.internal(request.method, target, request.headers), None
+    plan = engine.body_plan(request.method, target, request.headers)
+    if isinstance(plan, Answer):
+        return plan, None
+    body: bytes | None = None
+    if plan is not None and request.body_exists:
+        body = await read_bounded(request, plan)
+        if body is None:
+            return engine.error(413, request.headers), None
+    return engine.decide(request.method, target, request.headers, body), body
 
 
 async def _pass(request: web.Request, engine: Engine, outcome: Pass) -> web.StreamResponse:
