@@ -247,6 +247,8 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if reuse_port:  # a worker: stop with the supervisor, even one killed without a word
+        tasks.append(asyncio.create_task(_orphaned(os.getppid(), stop)))
     hangups: set[asyncio.Task[object]] = set()
 
     def hangup() -> None:
@@ -273,6 +275,13 @@ async def _serve(
         if ledger is not None:
             await ledger.aclose()  # the last counts: a graceful stop loses nothing
         await admin.cleanup()
+
+
+async def _orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the process that forked this worker is gone (its parent changes)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
 
 
 async def _prune_daily(ledger: Ledger, days: int) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,3 +137,38 @@ async def test_readiness_fails_while_stopping(admin: tuple[str, str, Engine]) ->
     status, _, body = await fetch("GET", admin_base + "/readyz")
     assert status == 503
     assert "stopping" in json.loads(body)["problems"]
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    public, admin_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
+        "INTERCEPT_LEDGER__URL": "null",
+    }
+    command = [
+        "serve", "--mode", "authz", "--workers", "2",
+        "--listen", f"127.0.0.1:{public}", "--admin-listen", f"127.0.0.1:{admin_port}",
+        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
+    ]  # fmt: skip
+    with intercept_process(*command, env=env) as proc:
+        assert proc.stdout is not None
+        assert "decision service" in proc.stdout.readline()
+        workers = {
+            json.loads(_get(f"http://127.0.0.1:{admin_port}/admin/status"))["pid"]
+            for _ in range(20)
+        }
+        proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
