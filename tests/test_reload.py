@@ -114,20 +114,25 @@ async def test_failing_examples_refuse_the_set_without_quoting_them(folder: Path
     assert not any("gamma" in p or "beta" in p for p in result.problems)
 
 
-async def test_a_file_change_is_picked_up_by_the_watcher(folder: Path) -> None:
-    config, engine = make(folder)
-    reloader = Reloader(config, engine)
+async def _watch_a_change(reloader: Reloader, folder: Path) -> None:
+    """Run the watcher, change the rules, and wait (10 s at most) until they are served."""
     watching = asyncio.create_task(reloader.watch(0.05))
     try:
-        before = engine.rules.version
+        before = reloader.engine.rules.version
         write(folder, rules_yaml("fi"))
         async with asyncio.timeout(10):
-            while engine.rules.version == before:
+            while reloader.engine.rules.version == before:
                 await asyncio.sleep(0.05)
     finally:
         watching.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watching
+
+
+async def test_a_file_change_is_picked_up_by_the_watcher(folder: Path) -> None:
+    config, engine = make(folder)
+    reloader = Reloader(config, engine)
+    await _watch_a_change(reloader, folder)
 
 
 @pytest.fixture
@@ -341,17 +346,7 @@ async def test_the_watcher_outlives_a_failing_poll(
         return real(self)
 
     monkeypatch.setattr(Reloader, "_signature", flaky)
-    watching = asyncio.create_task(reloader.watch(0.05))
-    try:
-        before = engine.rules.version
-        write(folder, rules_yaml("fi"))
-        async with asyncio.timeout(10):
-            while engine.rules.version == before:
-                await asyncio.sleep(0.05)
-    finally:
-        watching.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await watching
+    await _watch_a_change(reloader, folder)
     assert calls > 1
 
 
