@@ -100,6 +100,43 @@ async def test_chunked_response(proxy: Proxy) -> None:
     assert body == b"".join(f"part {i}\n".encode() for i in range(5))
 
 
+async def test_head_and_a_ready_body_leave_in_one_write(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small answer relayed whole: the head goes out with the body (one packet), so no
+    write to any socket carries the head of the results page without its body."""
+    base, _ = proxy
+    heads: list[bytes] = []
+    write = asyncio.selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+
+    def recording(self: Any, data: bytes) -> None:
+        if bytes(data).startswith(b"HTTP/1.1 200") and b"X-Upstream: results" in bytes(data):
+            heads.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", recording)  # type: ignore[attr-defined]
+    status, _, body = await fetch("GET", base + "/search?q=weather")
+    assert (status, body) == (200, b"results page")
+    assert len(heads) == 2  # the upstream's answer and the proxy's relay of it
+    assert all(head.endswith(b"\r\n\r\nresults page") for head in heads)
+
+
+async def test_a_head_without_a_body_yet_is_relayed_at_once(proxy: Proxy) -> None:
+    """Waiting for the body to send the head with it must not hold a streamed answer back."""
+    base, _ = proxy
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert time.monotonic() - started < 2  # the upstream sends its body after 3 s
+        assert b"X-Upstream: late" in head
+        assert await asyncio.wait_for(reader.readexactly(4), 10) == b"late"
+    finally:
+        writer.close()
+
+
 async def test_100_continue(proxy: Proxy) -> None:
     base, _ = proxy
     status, _, body = await fetch("POST", base + "/echo", data=b"later", expect100=True)

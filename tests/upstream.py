@@ -103,6 +103,14 @@ async def _trickle(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _late_body(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": "4", "X-Upstream": "late"})
+    await response.prepare(request)  # a StreamResponse sends its head at once
+    await asyncio.sleep(3)
+    await response.write(b"late")
+    return response
+
+
 async def _stall_mid_body(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Length": "100000"})
     await response.prepare(request)
@@ -131,6 +139,7 @@ def upstream_app() -> web.Application:
     app.router.add_get("/slow-head", _slow_head)
     app.router.add_get("/reset", _reset_mid_body)
     app.router.add_get("/stall", _stall_mid_body)
+    app.router.add_get("/late-body", _late_body)
     app.router.add_get("/trickle", _trickle)
     app.router.add_route("*", "/search", _results)
     app.router.add_route("*", "/autocomplete", _results)
