@@ -383,9 +383,23 @@ def _import_count(text: str) -> int:
     return value
 
 
+def _server_log() -> None:
+    """The server's own messages (start, huge pages, reloads, warnings) on stderr, one line
+    each; they never hold request data (tests/test_privacy_canary.py)."""
+    import logging
+
+    log = logging.getLogger("intercept")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from intercept.config import load_config
 
+    _server_log()
     config = load_config(
         args.config,
         overrides={

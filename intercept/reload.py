@@ -27,6 +27,7 @@ from pathlib import Path
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.errors import InterceptError, Problem, RuleError
+from intercept.hugepages import advise_heap
 from intercept.pages import Pages, load_pages
 from intercept.ruleset import RuleSet
 
@@ -170,6 +171,8 @@ class Reloader:
             self._loaded = signature
             self._refused = None
             _refreeze()
+            if self.config.huge_pages:  # the new set's memory too (see intercept.hugepages)
+                await asyncio.to_thread(advise_heap)
             seconds = time.monotonic() - started
             _LOG.info(
                 "reload (%s): rule set %s -> %s, %d rules, %.2fs",

@@ -21,6 +21,7 @@ from aiohttp import web
 from intercept.admin import build_admin_app
 from intercept.authz import build_authz_app
 from intercept.config import Config
+from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
 from intercept.proxy import Engine, build_app
 from intercept.reload import Reloader, Signature, load_checked, signature_of
@@ -35,6 +36,7 @@ __all__ = [
     "run",
     "runner_options",
     "settle_heap",
+    "settle_pages",
     "start",
     "start_admin",
     "start_ledger_thread",
@@ -95,6 +97,19 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+
+
+def settle_pages(config: Config) -> None:
+    """With `huge_pages` (the default), 2 MiB pages under what is loaded; see
+    `intercept.hugepages`. Logs how much memory they cover, or that the kernel declined."""
+    if not config.huge_pages:
+        return
+    done = advise_heap()
+    log = logging.getLogger("intercept")
+    if done.huge:
+        log.info("huge pages: %d MiB of loaded memory", done.huge // (1024 * 1024))
+    else:
+        log.info("huge pages: declined by this system; serving with ordinary pages")
 
 
 async def start(
@@ -242,6 +257,8 @@ async def _serve(
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
     settle_heap()
+    if not reuse_port:  # workers share the supervisor's pages
+        settle_pages(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -308,6 +325,7 @@ def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) ->
     loaded = signature_of(config)
     engine = build_engine(config)  # once, shared copy-on-write by the workers
     settle_heap()
+    settle_pages(config)
     children: list[int] = []
     for index in range(config.workers):
         pid = os.fork()

@@ -56,3 +56,5 @@ def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -
         started = time.monotonic()
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
+        assert proc.stderr is not None
+        assert "huge pages: " in proc.stderr.read()  # asked for, granted or not
