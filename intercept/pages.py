@@ -332,6 +332,8 @@ class Pages:
         return self.default_language
 
     def _known(self, tag: str | None) -> str | None:
+        if tag in self.languages:
+            return tag  # already one of ours, as written (the usual case: a rule's language)
         if not tag or not _LANGUAGE_TAG.match(tag):
             return None
         tag = tag.lower()

@@ -15,6 +15,7 @@ on the variant whatever its local time zone.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ class VariantChooser:
     weights that leave no variant to choose.
     """
 
-    __slots__ = ("_rng", "_rotation", "_weights", "mode", "variants")
+    __slots__ = ("_cumulative", "_rng", "_rotation", "_weights", "mode", "variants")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class VariantChooser:
         self.variants: tuple[str, ...] = names
         self.mode: VariantMode = mode
         self._weights: tuple[float, ...] = chosen
+        self._cumulative = list(itertools.accumulate(chosen))  # computed once, not per choice
         self._rotation: tuple[str, ...] = tuple(
             name for name, weight in zip(names, chosen, strict=True) if weight > 0
         )
@@ -78,7 +80,7 @@ class VariantChooser:
         """The variant for one intervention. `today` sets the day for `daily` mode (UTC today
         when omitted); `weights` mode ignores it."""
         if self.mode == "weights":
-            return self._rng.choices(self.variants, weights=self._weights)[0]
+            return self._rng.choices(self.variants, cum_weights=self._cumulative)[0]
         day = today if today is not None else datetime.now(UTC).date()
         return self._rotation[day.toordinal() % len(self._rotation)]
 
