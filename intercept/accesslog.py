@@ -15,9 +15,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from intercept.core import INTERNAL_PREFIX, Engine
-from intercept.extract import find_route
-from intercept.proxy import ENGINE
+from intercept.config import Config
+from intercept.core import INTERNAL_PREFIX
+from intercept.extract import RouteTable, compile_routes, find_route
 
 __all__ = ["ACCESS_LOGGER", "SafeAccessLogger", "route_label"]
 
@@ -27,27 +27,31 @@ _METHODS = frozenset(
 )
 
 
-def route_label(engine: Engine | None, raw_path: str) -> str:
+def route_label(routes: RouteTable, raw_path: str) -> str:
     """The route name of a request target, from configuration only."""
     path = raw_path.partition("?")[0]
     if path.startswith(INTERNAL_PREFIX):
         kind = path[len(INTERNAL_PREFIX) :].partition("/")[0]
         known = {"go", "continue", "authz", "auth-request", "page"}
         return f"_intercept/{kind if kind in known else 'other'}"
-    if engine is None:
-        return "-"
-    found = find_route(engine.routes, path)
+    found = find_route(routes, path)
     return found[0].name if found is not None else "-"
 
 
 class SafeAccessLogger(AbstractAccessLogger):
-    """aiohttp's access logger hook, writing only method, route, status and duration."""
+    """aiohttp's access logger hook, writing only method, route, status and duration. Use
+    `for_config`, which binds the configured routes."""
+
+    routes: RouteTable = compile_routes(())
+
+    @classmethod
+    def for_config(cls, config: Config) -> type[SafeAccessLogger]:
+        """This logger naming the routes of `config` (aiohttp makes one per connection)."""
+        return type(cls.__name__, (cls,), {"routes": compile_routes(config.routes)})
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        app = getattr(request, "app", None)
-        engine = app.get(ENGINE) if app is not None else None
         method = request.method if request.method in _METHODS else "OTHER"
-        route = route_label(engine, request.raw_path)
+        route = route_label(self.routes, request.raw_path)
         self.logger.info("%s %s %d %.1fms", method, route, response.status, time * 1000.0)
 
     @property

@@ -35,15 +35,13 @@ from aiohttp import web
 
 from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
 from intercept.logscrub import scrub_aiohttp_logs
-from intercept.proxy import ENGINE as PROXY_ENGINE
 from intercept.proxy import read_bounded
 
-__all__ = ["AUTHZ", "AUTH_REQUEST", "ENGINE", "PAGE", "build_authz_app"]
+__all__ = ["AUTHZ", "AUTH_REQUEST", "PAGE", "AuthzDoor"]
 
 AUTH_REQUEST = INTERNAL_PREFIX + "auth-request"
 PAGE = INTERNAL_PREFIX + "page"
 AUTHZ = INTERNAL_PREFIX + "authz"
-ENGINE = PROXY_ENGINE  # one key: the access log finds the engine of either front door
 _LOG = logging.getLogger("intercept.authz")
 
 
@@ -80,7 +78,7 @@ class _Trust:
         return known
 
 
-def _original(request: web.Request, kind: str) -> tuple[str, str, Mapping[str, str]] | str:
+def _original(request: web.BaseRequest, kind: str) -> tuple[str, str, Mapping[str, str]] | str:
     """The described request's method, target and headers; or why it cannot be read."""
     headers = request.headers
     if kind == "envoy":
@@ -112,12 +110,28 @@ def _kind(raw_path: str) -> str | None:
     return None
 
 
-_TRUST = web.AppKey("authz trust", _Trust)
+class AuthzDoor:
+    """The decision service's request handler, for aiohttp's low-level server (`web.Server`),
+    as `intercept.proxy.ProxyDoor` is for the reverse proxy."""
+
+    def __init__(self, engine: Engine) -> None:
+        scrub_aiohttp_logs()
+        engine.replays_posts = False
+        self.engine = engine
+        self._trust = _Trust(engine)
+
+    async def open(self) -> None:
+        """Nothing to start: the decision service has no upstream."""
+
+    async def close(self) -> None:
+        """Nothing to stop."""
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await _handle(self.engine, self._trust, request)
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
+async def _handle(engine: Engine, trust: _Trust, request: web.BaseRequest) -> web.StreamResponse:
     """Every request to the decision service."""
-    engine = request.app[ENGINE]
     raw = request.raw_path
     kind = _kind(raw)
     if kind is None:
@@ -127,7 +141,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 return _send(engine.error(405, request.headers))
             return _send(outcome)
         return _send(engine.error(404, request.headers))
-    if not request.app[_TRUST](request.remote):
+    if not trust(request.remote):
         _LOG.warning("decision request from an address not in authz.trusted_proxies: refused")
         return _send(engine.error(403, request.headers), 403)
     described = _original(request, kind)
@@ -167,14 +181,3 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if kind == "page":
         return _send(answer)
     return _send(answer, 403)
-
-
-def build_authz_app(engine: Engine) -> web.Application:
-    """The decision service application: every method and path goes to `handle`."""
-    scrub_aiohttp_logs()
-    engine.replays_posts = False
-    app = web.Application(client_max_size=engine.config.limits.body)
-    app[ENGINE] = engine
-    app[_TRUST] = _Trust(engine)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app

@@ -70,7 +70,7 @@ def _hop_by_hop(headers: Any) -> frozenset[str] | set[str]:
 
 
 def _upstream_headers(
-    request: web.Request, config: Config, *, body_replaced: bool, content_type: str | None
+    request: web.BaseRequest, config: Config, *, body_replaced: bool, content_type: str | None
 ) -> list[tuple[str, str]]:
     """The request's headers for the upstream, in order, less hop-by-hop ones; with the
     forwarding headers the configuration asks for (replacing the client's, extending
@@ -101,7 +101,7 @@ def _upstream_headers(
     return headers
 
 
-async def _stream_body(request: web.Request, sent: Callable[[], None]) -> AsyncIterator[bytes]:
+async def _stream_body(request: web.BaseRequest, sent: Callable[[], None]) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_chunked(_CHUNK):
         yield chunk
     sent()
@@ -112,7 +112,7 @@ async def forward(
     config: Config,
     deadlines: Deadlines,
     counts: Counts,
-    request: web.Request,
+    request: web.BaseRequest,
     target: str,
     body: bytes | None,
     error: Callable[[int], web.StreamResponse],
@@ -211,7 +211,7 @@ async def forward(
             upstream.release()
 
 
-def _cut(request: web.Request) -> None:
+def _cut(request: web.BaseRequest) -> None:
     """End the client's connection rather than present a truncated body as complete."""
     if request.transport is not None:
         request.transport.close()

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from intercept.admin import build_admin_app
-from intercept.authz import build_authz_app
+from intercept.authz import AuthzDoor
 from intercept.config import Config
 from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
-from intercept.proxy import Engine, build_app
+from intercept.proxy import Engine, ProxyDoor
 from intercept.reload import Reloader, Signature, load_checked, signature_of
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def runner_options(config: Config) -> dict[str, Any]:
 
         access: dict[str, Any] = {
             "access_log": ACCESS_LOGGER,
-            "access_log_class": SafeAccessLogger,
+            "access_log_class": SafeAccessLogger.for_config(config),
         }
     else:
         access = {"access_log": None}  # off by default; aiohttp's own would record queries
@@ -112,17 +112,34 @@ def settle_pages(config: Config) -> None:
         log.info("huge pages: declined by this system; serving with ordinary pages")
 
 
+class _DoorRunner(web.ServerRunner):
+    """aiohttp's runner for a low-level server whose front door is closed last, once the
+    requests in flight have finished."""
+
+    def __init__(self, door: ProxyDoor | AuthzDoor, **options: Any) -> None:
+        super().__init__(web.Server(door, **options), handle_signals=False)
+        self.door = door
+
+    async def _cleanup_server(self) -> None:
+        await self.door.close()
+
+
 async def start(
     config: Config, engine: Engine | None = None, *, reuse_port: bool = False
-) -> web.AppRunner:
+) -> web.BaseRunner:
     """Start the public listener (reverse proxy or decision service, by `config.mode`);
     the caller cleans the runner up."""
     engine = engine or build_engine(config)
-    app = build_authz_app(engine) if config.mode == "authz" else build_app(engine)
-    runner = web.AppRunner(app, handle_signals=False, **runner_options(config))
-    await runner.setup()
-    host, port = _host_port(config.listen)
-    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
+    door = AuthzDoor(engine) if config.mode == "authz" else ProxyDoor(engine)
+    await door.open()
+    runner = _DoorRunner(door, **runner_options(config))
+    try:
+        await runner.setup()
+        host, port = _host_port(config.listen)
+        await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
+    except BaseException:
+        await runner.cleanup()  # closes the door too: no upstream client left behind
+        raise
     return runner
 
 
@@ -236,7 +253,7 @@ class _EarlyHangup:
 
 async def _serve(
     config: Config,
-    ready: Callable[[web.AppRunner], None] | None,
+    ready: Callable[[web.BaseRunner], None] | None,
     engine: Engine | None = None,
     *,
     loaded: Signature | None = None,
@@ -313,7 +330,7 @@ async def _prune_daily(ledger: Ledger, days: int) -> None:
         await asyncio.sleep(86_400)
 
 
-def run(config: Config, ready: Callable[[web.AppRunner], None] | None = None) -> None:
+def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; requests in flight finish first. With `workers` > 1,
     the rules are loaded once and that many forked processes share the listeners
     (SO_REUSEPORT); the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which

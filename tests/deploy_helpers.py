@@ -87,6 +87,16 @@ class Seen:
 
         app.on_response_prepare.append(record)
 
+    def attach_server(self, server: web.Server) -> None:
+        """The same for a low-level server (Intercept's front doors), set before it serves."""
+        handler = server.request_handler
+
+        async def recording(request: web.BaseRequest) -> web.StreamResponse:
+            self.requests.append((request.method, request.raw_path))
+            return await handler(request)
+
+        server.request_handler = recording
+
     @property
     def targets(self) -> list[str]:
         return [target for _, target in self.requests]
@@ -421,8 +431,10 @@ async def services() -> AsyncIterator[tuple[int, int, Engine, Seen, Seen]]:
     await upstream.start_server()
     try:
         decision = running_authz()
-        authz_seen.attach(decision.server.app)
         async with decision as (base, engine):
+            assert decision.runner is not None
+            assert decision.runner.server is not None
+            authz_seen.attach_server(decision.runner.server)
             port = int(base.rsplit(":", 1)[1])
             assert upstream.port is not None
             yield upstream.port, port, engine, upstream_seen, authz_seen

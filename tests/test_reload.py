@@ -24,12 +24,11 @@ from aiohttp.test_utils import TestServer
 
 from intercept import load_rules
 from intercept.admin import build_admin_app
-from intercept.authz import build_authz_app
 from intercept.config import Config, load_config
 from intercept.core import Engine
 from intercept.pages import load_pages
 from intercept.reload import Reloader, Signature, signature_of
-from intercept.serve import runner_options
+from intercept.serve import start
 from tests.processes import free_port, intercept_process
 
 ROOT = Path(__file__).parent.parent
@@ -137,14 +136,14 @@ async def test_a_file_change_is_picked_up_by_the_watcher(folder: Path) -> None:
 
 @pytest.fixture
 async def served(folder: Path) -> AsyncIterator[tuple[str, str, Reloader, Engine]]:
-    config, engine = make(folder)
+    port = free_port()
+    config, engine = make(folder, listen=f"127.0.0.1:{port}")
     reloader = Reloader(config, engine)
-    public = TestServer(build_authz_app(engine), host="127.0.0.1")
+    public = await start(config, engine)
     admin = TestServer(build_admin_app(engine, reloader), host="127.0.0.1")
-    await public.start_server(**runner_options(config))
     await admin.start_server()
-    yield f"http://127.0.0.1:{public.port}", f"http://127.0.0.1:{admin.port}", reloader, engine
-    await public.close()
+    yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin.port}", reloader, engine
+    await public.cleanup()
     await admin.close()
 
 

@@ -658,8 +658,8 @@ async def test_the_proxy_serves_a_sealed_bundle(
 ) -> None:
     from aiohttp.test_utils import TestServer
 
-    from intercept.proxy import build_app
-    from intercept.serve import runner_options
+    from intercept.serve import start
+    from tests.processes import free_port
     from tests.upstream import fetch
 
     assert isinstance(upstream, TestServer)
@@ -671,14 +671,14 @@ async def test_the_proxy_serves_a_sealed_bundle(
             "upstream": f"http://127.0.0.1:{upstream.port}",
             "rules": str(bundle),
             "messages": str(ROOT / "messages"),
+            "listen": f"127.0.0.1:{free_port()}",
         },
     )
     rules = intercept.load_rules(config.rules, key_file=key_file)
     engine = Engine(config, rules, load_pages(config.messages, survey_url=config.survey_url))
-    server = TestServer(build_app(engine), host="127.0.0.1")
-    await server.start_server(**runner_options(config))
+    server = await start(config, engine)
     try:
-        base = f"http://127.0.0.1:{server.port}"
+        base = f"http://{config.listen}"
         status, headers, body = await fetch("GET", f"{base}/search?q=z3bra+qu1lt")
         assert status == 200
         assert "X-Upstream" not in headers  # answered by Intercept, not the upstream
@@ -687,4 +687,4 @@ async def test_the_proxy_serves_a_sealed_bundle(
         assert status == 200
         assert headers.get("X-Upstream") == "results"
     finally:
-        await server.close()
+        await server.cleanup()

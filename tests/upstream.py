@@ -10,16 +10,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from intercept.authz import build_authz_app
 from intercept.config import load_config
 from intercept.counting import Counts
 from intercept.pages import load_pages
-from intercept.proxy import Engine, build_app
+from intercept.proxy import Engine
 from intercept.ruleset import compile_rules
-from intercept.serve import runner_options
+from intercept.serve import start
 from tests.conftest import spec
+from tests.processes import free_port
 
 ROOT = Path(__file__).parent.parent
 MIB = 1024 * 1024
@@ -160,25 +159,32 @@ Proxy = tuple[str, Engine]
 
 
 class running_proxy:
-    """Intercept in front of `upstream_url`, on a free loopback port."""
+    """Intercept in front of `upstream_url` on a free loopback port, started as
+    `intercept serve` starts it (`intercept.serve.start`)."""
 
     def __init__(self, upstream_url: str, **settings: Any) -> None:
-        config = load_config(
+        self.port = free_port()
+        self.config = load_config(
             None,
             environ={},
-            overrides={"upstream": upstream_url, "messages": str(ROOT / "messages"), **settings},
+            overrides={
+                "upstream": upstream_url,
+                "messages": str(ROOT / "messages"),
+                "listen": f"127.0.0.1:{self.port}",
+                **settings,
+            },
         )
-        pages = load_pages(config.messages, survey_url=config.survey_url)
-        self.engine = Engine(config=config, rules=RULES, pages=pages, counts=Counts())
-        self.options = runner_options(config)
-        self.server = TestServer(build_app(self.engine), host="127.0.0.1")
+        pages = load_pages(self.config.messages, survey_url=self.config.survey_url)
+        self.engine = Engine(config=self.config, rules=RULES, pages=pages, counts=Counts())
+        self.runner: web.BaseRunner | None = None
 
     async def __aenter__(self) -> Proxy:
-        await self.server.start_server(**self.options)
-        return f"http://127.0.0.1:{self.server.port}", self.engine
+        self.runner = await start(self.config, self.engine)
+        return f"http://127.0.0.1:{self.port}", self.engine
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.server.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
 
 
 class running_authz(running_proxy):
@@ -186,7 +192,6 @@ class running_authz(running_proxy):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__("http://127.0.0.1:9", mode="authz", **settings)
-        self.server = TestServer(build_authz_app(self.engine), host="127.0.0.1")
 
 
 Fetch = Callable[..., Awaitable[tuple[int, Any, bytes]]]
