@@ -13,7 +13,7 @@ import email.policy
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -42,6 +42,10 @@ class CompiledRoute:
     route: Route
     path_regex: re.Pattern[str] | None
     path: str | None = None  # the exact path, lowercased (compared with normalized paths)
+    params: frozenset[str] = field(init=False)  # the route's query parameters, as a set
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", frozenset(self.route.params))
 
     @property
     def name(self) -> str:
@@ -125,6 +129,8 @@ def find_route(
 
 def decode(value: str) -> list[str]:
     """The value percent-decoded, and decoded again while escapes remain (at most 3 times)."""
+    if "%" not in value:
+        return [value.replace("+", " ")]  # what unquote_plus gives, without its overhead
     out = [unquote_plus(value, encoding="utf-8", errors="replace")]
     while _ESCAPE.search(out[-1]) and len(out) < _MAX_DECODES:
         out.append(unquote_plus(out[-1], encoding="utf-8", errors="replace"))
@@ -138,14 +144,16 @@ def texts_from_target(
     texts: list[str] = []
     if path_match is not None and "q" in path_match.groupdict():
         texts += decode(path_match.group("q") or "")
-    wanted = set(route.route.params)
+    wanted = route.params
     if wanted and query_string:
         pairs = query_string.split("&")
-        # some frameworks also split on ';': read both ways
-        pairs += [part for pair in pairs if ";" in pair for part in pair.split(";")]
+        if ";" in query_string:  # some frameworks also split on ';': read both ways
+            pairs += [part for pair in pairs if ";" in pair for part in pair.split(";")]
         for pair in pairs:
             name, _, value = pair.partition("=")
-            if _param_name(decode(name)[0]) in wanted:
+            if "%" in name or "+" in name or "[" in name:
+                name = _param_name(decode(name)[0])
+            if name in wanted:
                 texts += decode(value)
     return _bounded(texts)
 

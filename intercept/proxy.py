@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 import aiohttp
 from aiohttp import web
@@ -47,21 +48,23 @@ async def decide_request(
     `/_intercept/` paths, a bounded read of a search body, the decision; and the body read
     (None when none was), which the request's stream no longer holds."""
     target = request.raw_path
-    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
-    refused = engine.precheck(target, header_bytes)
+    raw = request.raw_headers
+    refused = engine.precheck(target, sum(map(len, itertools.chain(*raw))) + 4 * len(raw))
     if refused is not None:
         return refused, None
+    method, headers = request.method, request.headers
     if target.startswith(INTERNAL_PREFIX):
-        return engine.internal(request.method, target, request.headers), None
-    plan = engine.body_plan(request.method, target, request.headers)
-    if isinstance(plan, Answer):
-        return plan, None
+        return engine.internal(method, target, headers), None
     body: bytes | None = None
-    if plan is not None and request.body_exists:
-        body = await read_bounded(request, plan)
-        if body is None:
-            return engine.error(413, request.headers), None
-    return engine.decide(request.method, target, request.headers, body), body
+    if request.body_exists:  # without one there is nothing to plan for
+        plan = engine.body_plan(method, target, headers)
+        if isinstance(plan, Answer):
+            return plan, None
+        if plan is not None:
+            body = await read_bounded(request, plan)
+            if body is None:
+                return engine.error(413, headers), None
+    return engine.decide(method, target, headers, body), body
 
 
 class ProxyDoor:

@@ -277,6 +277,8 @@ class RuleSet:
         return Hit(spec.id, name, text, index, lo - 1, hi - 1, reading[lo:hi])
 
     def _decide(self, terms: set[int], unless: set[int], groups: dict[int, set[int]]) -> list[int]:
+        if not terms and not groups:
+            return []  # the usual case: nothing found
         matched = terms - unless if unless else terms
         for rule, found in groups.items():
             if rule not in unless and len(found) == self._groups[rule]:
