@@ -207,14 +207,14 @@ class Engine:
             texts = texts_from_target(route, path_match, query_string)
         except UnreadableBody:
             return self.error(400, headers)  # more query values than are searched
-        if any(len(t) > limits.query for t in texts):
+        if max(map(len, texts), default=0) > limits.query:
             return self.error(414, headers)
         if body is not None:
             try:
                 body_texts = texts_from_body(route, headers.get("Content-Type", ""), body)
             except UnreadableBody:
                 return self.error(415, headers)
-            if any(len(t) > limits.query for t in body_texts):
+            if max(map(len, body_texts), default=0) > limits.query:
                 return self.error(413, headers)
             texts += body_texts
         token = None
