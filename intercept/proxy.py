@@ -104,7 +104,7 @@ class ProxyDoor:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every public request: internal pages, decisions on search routes, or forwarding."""
         engine = self.engine
-        if "Expect" in request.headers:
+        if request.headers.get("Expect"):  # as aiohttp's router did: an empty one is none
             refused = _expect(engine, request)
             if refused is not None:
                 return refused

@@ -172,7 +172,10 @@ class Reloader:
             self._refused = None
             _refreeze()
             if self.config.huge_pages:  # the new set's memory too (see intercept.hugepages)
-                await asyncio.to_thread(advise_heap)
+                # a worker only marks it: collapsing would copy pages still shared with the
+                # supervisor (MADV_COLLAPSE ignores the kernel's sharing limits)
+                worker = os.environ.get("INTERCEPT_WORKER") == "1"
+                await asyncio.to_thread(advise_heap, not worker)
             seconds = time.monotonic() - started
             _LOG.info(
                 "reload (%s): rule set %s -> %s, %d rules, %.2fs",

@@ -106,8 +106,12 @@ def settle_pages(config: Config) -> None:
         return
     done = advise_heap()
     log = logging.getLogger("intercept")
+    mib = 1024 * 1024
     if done.huge:
-        log.info("huge pages: %d MiB of loaded memory", done.huge // (1024 * 1024))
+        log.info("huge pages: %d MiB of loaded memory", done.huge // mib)
+    elif done.advised:
+        log.info("huge pages: asked for %d MiB; none yet (the kernel may collapse them later)",
+                 done.advised // mib)  # fmt: skip
     else:
         log.info("huge pages: declined by this system; serving with ordinary pages")
 
@@ -131,9 +135,9 @@ async def start(
     the caller cleans the runner up."""
     engine = engine or build_engine(config)
     door = AuthzDoor(engine) if config.mode == "authz" else ProxyDoor(engine)
-    await door.open()
     runner = _DoorRunner(door, **runner_options(config))
     try:
+        await door.open()
         await runner.setup()
         host, port = _host_port(config.listen)
         await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
@@ -263,6 +267,8 @@ async def _serve(
         _EarlyHangup.install()
         loaded = signature_of(config)  # before reading: a change made meanwhile is reloaded
         engine = build_engine(config)
+    if not reuse_port:  # before listening: collapsing takes a moment (workers share the
+        settle_pages(config)  # supervisor's pages)
     ledger = attach_ledger(config, engine)
     reloader = Reloader(config, engine, loaded)
     runner = await start(config, engine, reuse_port=reuse_port)
@@ -274,8 +280,6 @@ async def _serve(
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
     settle_heap()
-    if not reuse_port:  # workers share the supervisor's pages
-        settle_pages(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -137,6 +137,15 @@ async def test_a_head_without_a_body_yet_is_relayed_at_once(proxy: Proxy) -> Non
         writer.close()
 
 
+async def test_an_empty_expect_header_expects_nothing(proxy: Proxy) -> None:
+    base, _ = proxy
+    answer = await raw_exchange(
+        base, b"GET /search?q=weather HTTP/1.1\r\nHost: x\r\nExpect:\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.endswith(b"results page")
+
+
 async def test_100_continue(proxy: Proxy) -> None:
     base, _ = proxy
     status, _, body = await fetch("POST", base + "/echo", data=b"later", expect100=True)
