@@ -50,21 +50,34 @@ def _anon_huge_bytes() -> int:
     return 0
 
 
+_GUARD_MAX = 64 * 1024
+
+
 def _regions(maps: str) -> list[tuple[int, int]]:
     """The 2 MiB-aligned parts of private, writable, anonymous mappings (and the heap) in
-    a `/proc/<pid>/maps` text; the stack is left alone."""
+    a `/proc/<pid>/maps` text. Stacks are left alone: the main one by name, a thread's by the
+    small inaccessible guard mapping right below it (huge pages there would only cost memory).
+    """
     out: list[tuple[int, int]] = []
+    below: tuple[int, str] = (-1, "")  # the previous mapping's end and permissions
+    guard = False
     for line in maps.splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
+        low_text, _, high_text = fields[0].partition("-")
+        low, high = int(low_text, 16), int(high_text, 16)
         name = fields[5] if len(fields) > 5 else ""
         perms = fields[1]
+        on_guard = guard and below[0] == low
+        guard = perms == "---p" and high - low <= _GUARD_MAX
+        below = (high, perms)
         if not perms.startswith("rw") or perms[3:4] != "p" or name not in ("", "[heap]"):
             continue
-        low, _, high = fields[0].partition("-")
-        start = -(-int(low, 16) // HUGE_PAGE) * HUGE_PAGE
-        end = int(high, 16) // HUGE_PAGE * HUGE_PAGE
+        if on_guard:
+            continue  # a thread's stack
+        start = -(-low // HUGE_PAGE) * HUGE_PAGE
+        end = high // HUGE_PAGE * HUGE_PAGE
         if end - start >= HUGE_PAGE:
             out.append((start, end))
     return out

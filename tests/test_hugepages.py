@@ -19,6 +19,10 @@ MAPS = """\
 7f0000a00000-7f0001000000 rw-s 00000000 00:05 99     /dev/shm/x
 7f0001000000-7f0001400000 rw-p 00000000 fd:01 555    /usr/lib/libc.so.6
 7f0001400000-7f0001c00000 r--p 00000000 00:00 0
+7f0001c00000-7f0001c01000 ---p 00000000 00:00 0
+7f0001c01000-7f0002401000 rw-p 00000000 00:00 0
+7f0002401000-7f0002600000 ---p 00000000 00:00 0
+7f0002600000-7f0002a00000 rw-p 00000000 00:00 0
 7ffc00000000-7ffc00800000 rw-p 00000000 00:00 0      [stack]
 """
 
@@ -27,7 +31,9 @@ def test_only_private_writable_anonymous_memory_is_chosen_in_whole_huge_pages() 
     assert _regions(MAPS) == [
         (0x55D4A0400000, 0x55D4A2A00000),  # the heap, already aligned
         (0x7F0000200000, 0x7F0000800000),  # an arena, trimmed to whole 2 MiB pages
-    ]  # too small once aligned, shared, file-backed, read-only and the stack: left alone
+        (0x7F0002600000, 0x7F0002A00000),  # behind a large reserve: an arena, not a stack
+    ]  # too small once aligned, shared, file-backed, read-only, a thread's stack above its
+    # guard page, and the main stack: left alone
 
 
 def _thp_mode() -> str:
