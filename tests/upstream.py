@@ -102,10 +102,16 @@ async def _trickle(request: web.Request) -> web.StreamResponse:
     return response
 
 
+BODY_RELEASE = web.AppKey("late body release", asyncio.Event)
+
+
 async def _late_body(request: web.Request) -> web.StreamResponse:
+    """The head at once; the body only once the test sets `BODY_RELEASE` (or after 10 s)."""
     response = web.StreamResponse(headers={"Content-Length": "4", "X-Upstream": "late"})
     await response.prepare(request)  # a StreamResponse sends its head at once
-    await asyncio.sleep(3)
+    release = request.app[BODY_RELEASE]
+    await asyncio.wait_for(release.wait(), 10)
+    release.clear()
     await response.write(b"late")
     return response
 
@@ -129,6 +135,7 @@ async def _results(request: web.Request) -> web.Response:
 
 def upstream_app() -> web.Application:
     app = web.Application(client_max_size=200 * MIB)
+    app[BODY_RELEASE] = asyncio.Event()
     app.router.add_route("*", "/echo{tail:.*}", _echo)
     app.router.add_get("/gzip", _gzip)
     app.router.add_get("/redirect", _redirect)
