@@ -185,7 +185,7 @@ class Engine:
                 found, method, target, headers, body, count_search, count_intervention
             )
         finally:
-            self.counts.decision_seconds.observe(perf_counter() - started)
+            self.counts.decided(perf_counter() - started)
 
     def _decide(
         self,

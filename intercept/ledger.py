@@ -476,6 +476,7 @@ class Ledger:
         self._failures = 0
         self._consecutive = 0
         self._last_error: str | None = None
+        self.before_take: Callable[[], None] | None = None
 
     @classmethod
     def from_url(
@@ -500,31 +501,35 @@ class Ledger:
         now = int(self._clock())
         return now - now % HOUR
 
-    def _add(self, key: _Key) -> None:
+    def _add(self, key: _Key, count: int) -> None:
         with self._lock:
             buffer = self._buffer
-            buffer[key] = buffer.get(key, 0) + 1
+            buffer[key] = buffer.get(key, 0) + count
 
-    def add_search(self, route: str) -> None:
-        """Count one search on route `route`."""
-        self._add(("searches", self._hour(), (route,)))
+    def add_search(self, route: str, count: int = 1) -> None:
+        """Count `count` searches on route `route`."""
+        self._add(("searches", self._hour(), (route,)), count)
 
-    def add_intervention(self, category: str, action: str, language: str, variant: str) -> None:
-        """Count one intervention (the matched rule's category and action, the page language
-        and message variant)."""
-        self._add(("interventions", self._hour(), (category, action, language, variant)))
+    def add_intervention(
+        self, category: str, action: str, language: str, variant: str, count: int = 1
+    ) -> None:
+        """Count `count` interventions (the matched rule's category and action, the page
+        language and message variant)."""
+        self._add(("interventions", self._hour(), (category, action, language, variant)), count)
 
     def add_click(self, link: str, variant: str) -> None:
         """Count one click on link id `link` of a page in message variant `variant`."""
-        self._add(("clicks", self._hour(), (link, variant)))
+        self._add(("clicks", self._hour(), (link, variant)), 1)
 
     def add_shadow(self, rule_id: str) -> None:
         """Count one hit of shadow rule `rule_id`."""
-        self._add(("shadow_hits", self._hour(), (rule_id,)))
+        self._add(("shadow_hits", self._hour(), (rule_id,)), 1)
 
     # -- flushing --
 
     def _take(self) -> _Batch:
+        if self.before_take is not None:
+            self.before_take()  # counts held elsewhere come in first (intercept.counting)
         with self._lock:
             batch, self._buffer = self._buffer, {}
             self._inflight_events += sum(batch.values())

@@ -152,7 +152,7 @@ async def forward(
         except (aiohttp.ClientError, OSError):
             counts.upstream_errors.labels("refused").inc()
             return error(502)
-        counts.upstream_seconds.observe(perf_counter() - started)
+        counts.answered(perf_counter() - started)
         deadlines.hold(task)
         absent = frozenset(h for h in _ADDED_BY_AIOHTTP if h not in upstream.headers)
         response = _Relay(status=upstream.status, reason=upstream.reason, absent=absent)

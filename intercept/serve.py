@@ -274,7 +274,8 @@ async def _serve(
     runner = await start(config, engine, reuse_port=reuse_port)
     admin = await start_admin(config, engine, reloader=reloader, reuse_port=reuse_port)
     tasks = [
-        asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch))
+        asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch)),
+        asyncio.create_task(engine.counts.sync_every(1.0)),
     ]
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))

@@ -52,6 +52,7 @@ async def call(method: str, url: str, **kwargs: Any) -> Response:
 def interventions(engine: Engine, action: str | None = None) -> float:
     """Interventions counted so far, over every label (or only those with `action`)."""
     total = 0.0
+    engine.counts.sync()  # the tallies reach the metric on sync (intercept.counting)
     for family in engine.counts.interventions.collect():
         for sample in family.samples:
             wanted = action is None or sample.labels.get("action") == action

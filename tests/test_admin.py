@@ -124,9 +124,16 @@ def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -
             for _ in range(20)
         }
         assert len(pids) == 2
-        for _ in range(3):  # whichever worker answers, the sum is the same
+
+        def total() -> float:
             metrics = _get(f"http://127.0.0.1:{admin_port}/metrics")
-            assert _sample(metrics, "intercept_searches_total", route="search") == searches
+            return _sample(metrics, "intercept_searches_total", route="search")
+
+        deadline = time.monotonic() + 10  # each worker hands its counts over every second
+        while total() != searches and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for _ in range(3):  # whichever worker answers, the sum is the same
+            assert total() == searches
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
 

@@ -28,8 +28,9 @@ def _exported() -> set[str]:
     counts.search("search")
     counts.intervention("demo", "block", "en", "harm")
     counts.click("survey", "harm")
-    counts.decision_seconds.observe(0.001)
-    counts.upstream_seconds.observe(0.01)
+    counts.decided(0.001)
+    counts.answered(0.01)
+    counts.sync()
     names: set[str] = set()
     for metric in counts.registry.collect():
         names.update(sample.name for sample in metric.samples)

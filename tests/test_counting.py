@@ -1,0 +1,100 @@
+"""The per-request tallies of `intercept.counting.Counts`: nothing lost on the way to the metrics
+and the research ledger, from any number of threads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from intercept.counting import Counts
+from intercept.ledger import Ledger
+
+
+def _histogram_count(counts: Counts, name: str) -> float:
+    value = counts.registry.get_sample_value(f"intercept_{name}_seconds_count")
+    return 0.0 if value is None else value
+
+
+def test_tallies_reach_the_metrics_on_sync_and_before_every_read() -> None:
+    counts = Counts()
+    counts.search("search")
+    counts.intervention("demo", "block", "en", "harm")
+    counts.decided(0.00002)
+    counts.answered(0.003)
+    assert _histogram_count(counts, "decision") == 0  # tallied, not handed over yet
+    assert counts.value("searches", route="search") == 1  # a read syncs first
+    assert _histogram_count(counts, "decision") == 1
+    assert _histogram_count(counts, "upstream") == 1
+    text = counts.exposition().decode()
+    assert 'intercept_interventions_total{action="block",category="demo"' in text
+    counts.search("search")
+    assert b'intercept_searches_total{route="search"} 2.0' in counts.exposition()
+
+
+def test_the_ledger_takes_the_tallies_before_each_flush(tmp_path: Path) -> None:
+    ledger = Ledger.from_url(f"sqlite:{tmp_path / 'ledger.db'}")
+    counts = Counts(ledger=ledger)
+    for _ in range(3):
+        counts.search("search")
+        counts.intervention("demo", "block", "en", "harm")
+    assert ledger.status.pending == 0  # still in the tallies
+    assert ledger.flush_now()
+    assert ledger.status.pending == 0
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        assert db.execute("SELECT sum(count) FROM searches").fetchone() == (3,)
+        assert db.execute("SELECT sum(count) FROM interventions").fetchone() == (3,)
+    ledger.close()
+
+
+def test_no_count_is_lost_between_threads_and_syncs() -> None:
+    counts = Counts()
+    threads, each = 8, 5_000
+    stop = threading.Event()
+
+    def count() -> None:
+        for _ in range(each):
+            counts.search("search")
+            counts.decided(0.00001)
+
+    def keep_syncing() -> None:
+        while not stop.is_set():
+            counts.sync()
+
+    syncer = threading.Thread(target=keep_syncing)
+    syncer.start()
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    syncer.join()
+    assert counts.value("searches", route="search") == threads * each
+    assert _histogram_count(counts, "decision") == threads * each
+
+
+def test_timings_are_handed_over_before_they_pile_up() -> None:
+    counts = Counts()
+    for _ in range(10_000):
+        counts.decided(0.00001)
+    # the 10,000th timing forced a sync, without any read or timer
+    assert counts.registry.get_sample_value("intercept_decision_seconds_count") == 10_000
+
+
+async def test_sync_every_hands_over_while_nothing_reads() -> None:
+    counts = Counts()
+    counts.search("search")
+    task = asyncio.create_task(counts.sync_every(0.05))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            sample = counts.registry.get_sample_value(
+                "intercept_searches_total", {"route": "search"}
+            )
+            if sample == 1:
+                break
+        assert sample == 1
+    finally:
+        task.cancel()
