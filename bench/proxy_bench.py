@@ -1,12 +1,14 @@
 """Proxy benchmark: Intercept against a bare aiohttp pass-through, same machine, same run.
 
-Usage: python bench/proxy_bench.py [--rules 50000] [--seconds 10] [--connections 32]
+Usage: python bench/proxy_bench.py [--rules 50000] [--seconds 10] [--connections 32] [--rounds 2]
 
 Starts, each in its own process on loopback: an upstream that answers a small results page,
 a bare aiohttp pass-through proxy with no matching (the baseline), Intercept with N synthetic
 rules, and a trivial aiohttp handler. `wrk` (Debian package) loads each for the same time:
-benign searches through both proxies, then the deterrence page against the trivial handler.
-Prints requests per second and the two ratios the targets name.
+benign searches through both proxies, and the deterrence page against the trivial handler,
+each `--rounds` times in alternating order. Prints requests per second (the mean of the runs),
+each server's CPU time per request (steadier than throughput on a shared machine), and the two
+ratios the targets name.
 """
 
 from __future__ import annotations
@@ -75,10 +77,13 @@ def _bare_proxy(port: int, upstream: int, settle: bool = False) -> None:
             for name, value in up.headers.items():
                 if name.lower() not in hop:
                     response.headers.add(name, value)
-            await response.prepare(request)
-            async for chunk in up.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                async for chunk in up.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # wrk hangs up at the end of a run
+                pass
             return response
 
     app = web.Application()
@@ -142,15 +147,56 @@ def _wait(port: int, timeout: float = 120.0) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
-def _wrk(url: str, seconds: int, connections: int) -> float:
+def _wrk_run(url: str, seconds: int, connections: int) -> tuple[float, int]:
+    """One wrk run: (requests per second, requests completed)."""
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     )  # fmt: skip
-    found = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
-    if not found:
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
+    count = re.search(r"([0-9]+) requests in", done.stdout)
+    if not rate or not count:
         raise SystemExit(done.stdout + done.stderr)
-    return float(found.group(1))
+    return float(rate.group(1)), int(count.group(1))
+
+
+def _wrk(url: str, seconds: int, connections: int) -> float:
+    return _wrk_run(url, seconds, connections)[0]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (Linux `/proc/PID/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Tally:
+    """Requests per second of each wrk run, and the server's CPU time per request over all."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.rates: list[float] = []
+        self.requests = 0
+        self.cpu = 0.0
+
+    def run(self, url: str, seconds: int, connections: int) -> None:
+        before = _cpu_seconds(self.pid)
+        rate, requests = _wrk_run(url, seconds, connections)
+        self.cpu += _cpu_seconds(self.pid) - before
+        self.rates.append(rate)
+        self.requests += requests
+
+    @property
+    def rate(self) -> float:
+        return sum(self.rates) / len(self.rates)
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / max(1, self.requests) * 1e6
+
+    def line(self) -> str:
+        runs = " / ".join(f"{r:,.0f}" for r in self.rates)
+        return f"{self.rate:,.0f} req/s ({runs}); server CPU {self.cpu_us:.0f} µs/request"
 
 
 def main() -> int:
@@ -158,60 +204,72 @@ def main() -> int:
     parser.add_argument("--rules", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each")
     args = parser.parse_args()
     names = ("upstream", "bare", "settled", "intercept", "trivial")
     ports = {name: _free_port() for name in names}
     with tempfile.TemporaryDirectory() as folder:
         rules_file = _write_rules(args.rules, Path(folder))
-        procs = [
-            multiprocessing.Process(target=_upstream, args=(ports["upstream"],)),
-            multiprocessing.Process(target=_bare_proxy, args=(ports["bare"], ports["upstream"])),
-            multiprocessing.Process(
+        procs = {
+            "upstream": multiprocessing.Process(target=_upstream, args=(ports["upstream"],)),
+            "bare": multiprocessing.Process(
+                target=_bare_proxy, args=(ports["bare"], ports["upstream"])
+            ),
+            "settled": multiprocessing.Process(
                 target=_bare_proxy, args=(ports["settled"], ports["upstream"], True)
             ),
-            multiprocessing.Process(
+            "intercept": multiprocessing.Process(
                 target=_intercept, args=(ports["intercept"], ports["upstream"], rules_file)
             ),
-            multiprocessing.Process(target=_trivial, args=(ports["trivial"],)),
-        ]
-        for proc in procs:
+            "trivial": multiprocessing.Process(target=_trivial, args=(ports["trivial"],)),
+        }
+        for proc in procs.values():
             proc.start()
         try:
             for port in ports.values():
                 _wait(port)
-            benign = "/search?q=cheap+flights+to+helsinki+in+march"
-
-            def wrk(url: str) -> float:
-                return _wrk(url, args.seconds, args.connections)
-
-            bare = wrk(f"http://127.0.0.1:{ports['bare']}{benign}")
-            through = wrk(f"http://127.0.0.1:{ports['intercept']}{benign}")
-            settled = wrk(f"http://127.0.0.1:{ports['settled']}{benign}")
-            trivial = wrk(f"http://127.0.0.1:{ports['trivial']}/")
             from intercept.bench import make_rules
             from intercept.rulespec import Action
 
             blocking = next(
                 r for r in make_rules(args.rules) if r.terms and r.action is Action.BLOCK
             )
-            phrase = blocking.terms[0].replace(" ", "+")
-            page = f"/search?q={phrase}"
-            pages = wrk(f"http://127.0.0.1:{ports['intercept']}{page}")
+            benign = "/search?q=cheap+flights+to+helsinki+in+march"
+            page = "/search?q=" + blocking.terms[0].replace(" ", "+")
+            runs = {
+                "bare": benign, "intercept": benign, "settled": benign,
+                "trivial": "/", "page": page,
+            }  # fmt: skip
+            tallies = {
+                name: _Tally(procs["intercept" if name == "page" else name].pid or 0)
+                for name in runs
+            }
+            for round_ in range(args.rounds):
+                order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+                for name in order:
+                    port = ports["intercept" if name == "page" else name]
+                    url = f"http://127.0.0.1:{port}{runs[name]}"
+                    tallies[name].run(url, args.seconds, args.connections)
         finally:
-            for proc in procs:
+            for proc in procs.values():
                 proc.terminate()
-            for proc in procs:
+            for proc in procs.values():
                 proc.join(10)
-    print(f"machine: {os.cpu_count()} cores; rules loaded: {args.rules:,}; "
-          f"wrk 1 thread, {args.connections} connections, {args.seconds} s each")  # fmt: skip
-    print(f"benign searches, bare aiohttp pass-through: {bare:,.0f} req/s")
-    print(f"benign searches, Intercept proxy:           {through:,.0f} req/s "
-          f"(ratio {through / bare:.2f}, target >= 0.90)")  # fmt: skip
-    print(f"bare pass-through, Intercept's GC settings: {settled:,.0f} req/s "
-          f"(Intercept's ratio to it {through / settled:.2f})")  # fmt: skip
-    print(f"trivial aiohttp handler:                    {trivial:,.0f} req/s")
-    print(f"deterrence page from Intercept:             {pages:,.0f} req/s "
-          f"(ratio {pages / trivial:.2f}, target >= 0.80)")  # fmt: skip
+    bare, ours, settled = tallies["bare"], tallies["intercept"], tallies["settled"]
+    trivial, pages = tallies["trivial"], tallies["page"]
+    print(f"machine: {os.cpu_count()} cores; rules loaded: {args.rules:,}; wrk 1 thread, "
+          f"{args.connections} connections, {args.seconds} s a run, {args.rounds} alternating "
+          "runs each")  # fmt: skip
+    print(f"benign searches, bare aiohttp pass-through: {bare.line()}")
+    print(f"benign searches, Intercept proxy:           {ours.line()}")
+    print(f"  ratio {ours.rate / bare.rate:.2f} (target >= 0.90); "
+          f"CPU-per-request ratio {bare.cpu_us / ours.cpu_us:.2f}")  # fmt: skip
+    print(f"bare pass-through, Intercept's GC settings: {settled.line()}")
+    print(f"  Intercept's ratio to it {ours.rate / settled.rate:.2f}")
+    print(f"trivial aiohttp handler:                    {trivial.line()}")
+    print(f"deterrence page from Intercept:             {pages.line()}")
+    print(f"  ratio {pages.rate / trivial.rate:.2f} (target >= 0.80); "
+          f"CPU-per-request ratio {trivial.cpu_us / pages.cpu_us:.2f}")  # fmt: skip
     return 0
 
 
