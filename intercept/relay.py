@@ -42,8 +42,15 @@ class _Relay(web.StreamResponse):
     ones the upstream did not send are taken out again once aiohttp has prepared the head
     (`_prepare_headers` is aiohttp's hook for that; tests/test_httpbin.py guards it)."""
 
-    def __init__(self, *, status: int, reason: str | None, absent: frozenset[str]) -> None:
-        super().__init__(status=status, reason=reason)
+    def __init__(
+        self,
+        *,
+        status: int,
+        reason: str | None,
+        headers: list[tuple[str, str]],
+        absent: tuple[str, ...],
+    ) -> None:
+        super().__init__(status=status, reason=reason, headers=headers)
         self._absent = absent
 
     def defer_head(self) -> None:
@@ -58,6 +65,7 @@ class _Relay(web.StreamResponse):
 
 
 _ADDED_BY_AIOHTTP = ("Content-Type", "Server")
+_VIA = {aiohttp.HttpVersion11: "1.1 intercept", aiohttp.HttpVersion10: "1.0 intercept"}
 
 
 def _hop_by_hop(headers: Any) -> frozenset[str] | set[str]:
@@ -88,15 +96,17 @@ def _upstream_headers(
         ours["x-forwarded-host"] = ("X-Forwarded-Host", request.host)
     if forwarded.via:
         prior_via = ", ".join(source.getall("Via", ()))
-        hop = f"{request.version.major}.{request.version.minor} intercept"
+        version = request.version
+        hop = _VIA.get(version) or f"{version.major}.{version.minor} intercept"
         ours["via"] = ("Via", f"{prior_via}, {hop}" if prior_via else hop)
     if body_replaced:  # the client sets Content-Length for the bytes it sends
         ours["content-length"] = ("", "")
     if content_type is not None:
         ours["content-type"] = ("Content-Type", content_type)
     drop = _hop_by_hop(source) | _REQUEST_DROP if "Connection" in source else _REQUEST_DROP_ALL
-    drop = drop | ours.keys()
-    headers = [(k, v) for k, v in source.items() if k.lower() not in drop]
+    headers = [
+        (k, v) for k, v in source.items() if (low := k.lower()) not in drop and low not in ours
+    ]
     headers += [pair for pair in ours.values() if pair[0]]
     return headers
 
@@ -154,12 +164,14 @@ async def forward(
             return error(502)
         counts.answered(perf_counter() - started)
         deadlines.hold(task)
-        absent = frozenset(h for h in _ADDED_BY_AIOHTTP if h not in upstream.headers)
-        response = _Relay(status=upstream.status, reason=upstream.reason, absent=absent)
-        drop = _hop_by_hop(upstream.headers)
-        for name, value in upstream.headers.items():
-            if name.lower() not in drop:
-                response.headers.add(name, value)
+        answer = upstream.headers
+        drop = _hop_by_hop(answer)
+        response = _Relay(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=[(name, value) for name, value in answer.items() if name.lower() not in drop],
+            absent=tuple(name for name in _ADDED_BY_AIOHTTP if name not in answer),
+        )
         content = upstream.content
         # Body bytes that came with the head go out in the same write as the head: one
         # packet and one system call fewer. A head with no body behind it yet goes at once.
