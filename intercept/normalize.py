@@ -39,6 +39,7 @@ __all__ = [
     "doubled_runs",
     "edge_alternatives",
     "normalize",
+    "plain_reading",
     "readings_for_matching",
     "runs",
 ]
@@ -317,7 +318,7 @@ def _stages(
     """
     folded = fold(text)
     words = folded.split()
-    if shortcut and all(len(word) > 1 and word.isalpha() for word in words):
+    if shortcut and _plain(words):
         # Nothing to join, no leetspeak, no punctuation: the common case, done in C.
         return folded, folded, folded, () if edges else (_pad(" ".join(words)),), False
     marked = not folded.isascii() and max(folded) >= "\u0300" and _KEPT_MARK.search(folded)
@@ -345,6 +346,22 @@ def _stages(
             continue  # two one-letter words in a row: not a reading the pipeline could give
         readings += _letter_readings(spaced, budget)
     return folded, shown[0], shown[1], tuple(dict.fromkeys(readings)), long_runs
+
+
+def _plain(words: list[str]) -> bool:
+    """Words of two or more letters only: their one reading is the words themselves."""
+    return all(len(word) > 1 and word.isalpha() for word in words)
+
+
+def plain_reading(text: str) -> str | None:
+    """The one collapsed reading of `text` when it is plain words of two or more letters
+    without a repeated letter (most queries), else None. For such a text this is exactly
+    what `readings_for_matching` gives, with no edge readings, and what the matcher scans."""
+    words = fold(text).split()
+    if not _plain(words):
+        return None
+    reading = _pad(" ".join(words))
+    return None if _DOUBLE.search(reading) else reading
 
 
 def _pad(words: str) -> str:

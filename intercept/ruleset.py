@@ -35,6 +35,7 @@ from intercept.normalize import (
     doubled_runs,
     edge_alternatives,
     normalize,
+    plain_reading,
     readings_for_matching,
     runs,
 )
@@ -298,6 +299,13 @@ class RuleSet:
 
     def match(self, text: str) -> Match | None:
         """The decisive match for `text`, or None. Never raises for any `str`."""
+        reading = plain_reading(text)
+        if reading is not None and self._automaton.kind == ahocorasick.AHOCORASICK:
+            # most queries: one reading with nothing to verify; no key in it, no match
+            for _ in self._automaton.iter(reading):
+                break
+            else:
+                return None
         order = self._matched(text)
         return self._match_of(order[0]) if order else None
 

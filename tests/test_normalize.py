@@ -14,8 +14,28 @@ from intercept.normalize import (
     collapse,
     edge_alternatives,
     normalize,
+    plain_reading,
+    readings_for_matching,
     runs,
 )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Cheap  Flights", " cheap flights "),
+        ("ＣＡＴ toys", " cat toys "),
+        ("hello", None),  # a repeated letter: run lengths to verify
+        ("a cat", None),  # a one-letter word: may be spelled out
+        ("c@t", None),
+        ("cat5", None),
+        ("", " "),
+    ],
+)
+def test_plain_reading_is_the_one_reading_of_plain_words(text: str, expected: str | None) -> None:
+    assert plain_reading(text) == expected
+    if expected is not None:
+        assert readings_for_matching(text) == ((expected,), False)
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,29 @@ RULES = __import__("intercept").compile_rules(
 )
 
 
+def _slow_match(rules: RuleSet, text: str) -> str | None:
+    """The decisive rule by the general path (`match_all`), which has no plain-text shortcut."""
+    found = rules.match_all(text)
+    return found[0].rule_id if found else None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["garden chairs", "big cat", "bigcat toys", "the owls nest", "a cat", "c a t", "caat",
+     "Big Cats", "howl", "cat!", "ca7", "", "   ", "café", "scatter plot", "big catalogue"],
+)  # fmt: skip
+def test_the_plain_text_shortcut_decides_as_the_general_path(text: str) -> None:
+    found = RULES.match(text)
+    assert (found.rule_id if found else None) == _slow_match(RULES, text)
+
+
+@given(st.lists(st.sampled_from(["cat", "big", "owl", "tea", "pot", "zoo", "caat", "a", "x1"])))
+def test_the_shortcut_agrees_on_any_sequence_of_words(words: list[str]) -> None:
+    text = " ".join(words)
+    found = RULES.match(text)
+    assert (found.rule_id if found else None) == _slow_match(RULES, text)
+
+
 def test_huge_and_hostile_queries(rules: RuleSet) -> None:
     assert rules.match("x" * 1_000_000) is None
     assert rules.match("\x00\ud800\udfff" * 1000 + " cat") is not None
