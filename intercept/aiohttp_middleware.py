@@ -107,6 +107,21 @@ def _flushing(ledger: Ledger, interval: float) -> Callable[[web.Application], As
     return flushing
 
 
+def _syncing(engine: Engine) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Hand the tallied counts over every second while the application runs, and once more
+    when it stops (see `intercept.counting`)."""
+
+    async def syncing(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(engine.counts.sync_every(1.0))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        engine.counts.sync_logged()
+
+    return syncing
+
+
 def setup(app: web.Application, config: Config, *, engine: Engine | None = None) -> Engine:
     """Install Intercept in `app`: the middleware first in line, and the `/_intercept/` route
     so its paths resolve. Loads rules and pages now (an error is raised here, not at the
@@ -121,6 +136,7 @@ def setup(app: web.Application, config: Config, *, engine: Engine | None = None)
         ledger = attach_ledger(config, engine)
         if ledger is not None:
             app.cleanup_ctx.append(_flushing(ledger, config.ledger.flush_seconds))
+    app.cleanup_ctx.append(_syncing(engine))  # cleaned up before the ledger's last flush
     app.middlewares.insert(0, intercept_middleware(engine=engine))
     app.router.add_route("*", INTERNAL_PREFIX + "{tail:.*}", _internal)
     return engine

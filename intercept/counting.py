@@ -21,9 +21,11 @@ was synced in.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -57,6 +59,8 @@ class Counts:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()  # guards the tallies below
+        self._handing = threading.Lock()  # one sync at a time, so none returns before its
+        # counts are handed over (a last flush must see everything tallied before it)
         self._searches_due: dict[str, int] = {}
         self._interventions_due: dict[tuple[str, str, str, str], int] = {}
         self._decision_times: list[float] = []
@@ -135,6 +139,19 @@ class Counts:
         self._version: str | None = None
         for kind in ("refused", "timeout", "reset"):
             self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
+        alive = weakref.ref(self)
+
+        def forget_in_child() -> None:  # the parent counts what it tallied, not the child
+            counts = alive()
+            if counts is not None:
+                counts._forget()
+
+        os.register_at_fork(after_in_child=forget_in_child)
+
+    def _forget(self) -> None:
+        self._lock, self._handing = threading.Lock(), threading.Lock()
+        self._searches_due, self._interventions_due = {}, {}
+        self._decision_times, self._upstream_times = [], []
 
     @property
     def ledger(self) -> Ledger | None:
@@ -144,6 +161,8 @@ class Counts:
 
     @ledger.setter
     def ledger(self, ledger: Ledger | None) -> None:
+        if self._ledger is not None and self._ledger is not ledger:
+            self._ledger.before_take = None
         self._ledger = ledger
         if ledger is not None:
             ledger.before_take = self.sync
@@ -178,7 +197,12 @@ class Counts:
             self.sync()
 
     def sync(self) -> None:
-        """Hand the tallied events to the metrics and the ledger. Any thread may call it."""
+        """Hand the tallied events to the metrics and the ledger. Any thread may call it;
+        when it returns, everything tallied before the call has been handed over."""
+        with self._handing:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
         with self._lock:
             searches, self._searches_due = self._searches_due, {}
             interventions, self._interventions_due = self._interventions_due, {}
@@ -205,10 +229,20 @@ class Counts:
             self.upstream_seconds.observe(seconds)
 
     async def sync_every(self, seconds: float = 1.0) -> None:
-        """`sync()` every `seconds` until cancelled (so that an idle worker's counts show)."""
+        """`sync()` every `seconds` until cancelled (so that an idle worker's counts show);
+        a failed sync is logged and the next one tried."""
         while True:
             await asyncio.sleep(seconds)
+            self.sync_logged()
+
+    def sync_logged(self) -> None:
+        """`sync()`, logging a failure (its kind only) instead of raising it."""
+        try:
             self.sync()
+        except Exception as error:  # e.g. the multiprocess metrics folder became unwritable
+            logging.getLogger("intercept").warning(
+                "handing counts to the metrics failed (%s)", type(error).__name__
+            )
 
     def click(self, link: str, variant: str) -> None:
         """Count one click on link `link` of a page in `variant`."""

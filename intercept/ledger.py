@@ -40,6 +40,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -477,6 +478,20 @@ class Ledger:
         self._consecutive = 0
         self._last_error: str | None = None
         self.before_take: Callable[[], None] | None = None
+        alive = weakref.ref(self)
+
+        def forget_in_child() -> None:  # the parent writes what it buffered, not the child
+            ledger = alive()
+            if ledger is not None:
+                ledger._forget()
+
+        os.register_at_fork(after_in_child=forget_in_child)
+
+    def _forget(self) -> None:
+        self._lock, self._io_lock = threading.Lock(), threading.Lock()
+        self._buffer = {}
+        self._inflight_events = 0
+        self._inflight = None
 
     @classmethod
     def from_url(

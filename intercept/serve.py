@@ -176,20 +176,23 @@ def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
 
 def start_ledger_thread(config: Config, engine: Engine) -> Ledger | None:
     """For front doors without an event loop of Intercept's own (WSGI and ASGI middleware):
-    attach the configured ledger and run a daemon thread that flushes it every
-    `flush_seconds` and, when a new UTC day starts, reloads the rules if any of them has an
-    `expires` date. The thread is started again in every forked child (gunicorn `--preload`,
-    uWSGI build the app before forking workers), and the ledger is flushed once more when the
-    interpreter exits normally; a process killed without exit handlers loses at most one
-    interval of counts."""
+    attach the configured ledger and run a daemon thread that hands the tallied counts over
+    every second, flushes the ledger every `flush_seconds` and, when a new UTC day starts,
+    reloads the rules if any of them has an `expires` date. The thread is started again in
+    every forked child (gunicorn `--preload`, uWSGI build the app before forking workers),
+    and the ledger is flushed once more when the interpreter exits normally; a process
+    killed without exit handlers loses at most one interval of counts."""
     ledger = attach_ledger(config, engine)
     interval = config.ledger.flush_seconds
 
     def tend() -> None:
         day = datetime.now(UTC).date()
+        flushed = time.monotonic()
         while True:
-            time.sleep(interval)
-            if ledger is not None:
+            time.sleep(min(1.0, interval))
+            engine.counts.sync_logged()  # every second, as `intercept serve` does
+            if ledger is not None and time.monotonic() - flushed >= interval:
+                flushed = time.monotonic()
                 ledger.flush_now()
             if datetime.now(UTC).date() != day:
                 day = datetime.now(UTC).date()
@@ -307,6 +310,7 @@ async def _serve(
     finally:
         engine.extras["draining"] = True  # /readyz says 503: load balancers stop sending
         await runner.cleanup()  # requests in flight finish first, and are counted
+        engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
             task.cancel()
         # whatever those tasks died of, the last counts are still written

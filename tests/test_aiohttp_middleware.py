@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -54,6 +55,19 @@ async def test_benign_search_reaches_the_handler(served: tuple[str, Engine]) -> 
     assert status == 200
     assert b'"app": "search"' in body
     assert engine.counts.value("searches", route="search") == 1
+
+
+async def test_counts_reach_the_metrics_without_a_scrape(served: tuple[str, Engine]) -> None:
+    """The middleware hands its tallies over every second by itself (intercept.counting), so
+    another worker's scrape sees them; read here straight from the registry, no sync."""
+    base, engine = served
+    await fetch("GET", base + "/search?q=garden+chairs")
+    registry = engine.counts.registry
+    for _ in range(50):
+        if registry.get_sample_value("intercept_searches_total", {"route": "search"}) == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert registry.get_sample_value("intercept_searches_total", {"route": "search"}) == 1
 
 
 async def test_matching_search_gets_the_page_and_the_handler_never_runs(

@@ -4,6 +4,7 @@ and the research ledger, from any number of threads."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -98,3 +99,22 @@ async def test_sync_every_hands_over_while_nothing_reads() -> None:
         assert sample == 1
     finally:
         task.cancel()
+
+
+def test_a_forked_child_starts_with_empty_tallies_and_a_free_lock() -> None:
+    """gunicorn --preload and `intercept serve --workers` fork after building: what the
+    parent tallied is the parent's to hand over, and a lock held at the fork is not the
+    child's."""
+    counts = Counts()
+    counts.search("search")
+    counts._lock.acquire()  # as if another thread held it at the moment of the fork
+    pid = os.fork()
+    if pid == 0:  # the child: exit status tells the parent what it found
+        ok = counts._lock.acquire(timeout=1)
+        counts._lock.release()
+        counts.search("search")
+        os._exit(0 if ok and counts.value("searches", route="search") == 1 else 1)
+    counts._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert counts.value("searches", route="search") == 1  # the parent's own count, once
