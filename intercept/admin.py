@@ -40,6 +40,7 @@ _STARTED = time.time()
 def status(engine: Engine) -> dict[str, Any]:
     """What `/admin/status` shows."""
     rules = engine.rules
+    engine.counts.sync_logged()  # the ledger's `pending` includes this second's tallies
     ledger = engine.counts.ledger
     return {
         "mode": engine.config.mode,

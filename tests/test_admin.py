@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from intercept.admin import build_admin_app
+from intercept.admin import build_admin_app, status
 from intercept.core import Engine
+from intercept.ledger import Ledger
 from tests.processes import free_port, intercept_process
 from tests.upstream import Proxy, fetch, running_proxy
 
@@ -85,6 +86,14 @@ async def test_health_readiness_and_status(admin: tuple[str, str, Engine]) -> No
     assert report["rules"]["version"] == engine.rules.version
     assert report["rules"]["count"] == 4
     assert report["mode"] == "proxy"
+
+
+def test_status_shows_the_tallies_of_the_last_second_as_pending(tmp_path: Path) -> None:
+    engine = running_proxy("http://127.0.0.1:9").engine
+    engine.counts.ledger = Ledger.from_url(f"sqlite:{tmp_path / 'ledger.db'}")
+    engine.counts.search("search")
+    engine.counts.intervention("demo", "block", "en", "harm")
+    assert status(engine)["ledger"]["pending"] == 2
 
 
 async def test_the_public_listener_has_no_admin_paths(admin: tuple[str, str, Engine]) -> None:
