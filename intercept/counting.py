@@ -11,11 +11,11 @@ any worker's `/metrics` answers for all.
 
 The per-request events (searches, interventions, decision and upstream times) are tallied in
 plain dictionaries under one lock and handed to the metrics and the ledger by `sync()`: before
-every scrape and ledger flush, every second in `intercept serve`, and whenever 10,000 timings
-are waiting. Inside the server, calling prometheus-client and the ledger on every request
-cost about 10 µs of a benign search's 110 (bench/proxy_bench.py). So a scrape of one worker
-shows another worker's counts up to a second late, and a count lands in the ledger hour it
-was synced in.
+every scrape and ledger flush, every second in every front door (`intercept serve` and the
+middlewares), and whenever 10,000 timings are waiting. Inside the server, calling
+prometheus-client and the ledger on every request cost about 10 µs of a benign search's 110
+(bench/proxy_bench.py). So a scrape of one worker shows another worker's counts up to a second
+late, and a count lands in the ledger hour it was synced in.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class Counts:
             self._ledger.before_take = None
         self._ledger = ledger
         if ledger is not None:
-            ledger.before_take = self.sync
+            ledger.before_take = self.sync_logged  # a metrics failure must not stop a flush
 
     def intervention(self, category: str, action: str, language: str, variant: str) -> None:
         """Count one intervention (see the module docstring for when it shows)."""
@@ -186,7 +186,7 @@ class Counts:
             self._decision_times.append(seconds)
             full = len(self._decision_times) >= _MAX_TIMES
         if full:
-            self.sync()
+            self.sync_logged()
 
     def answered(self, seconds: float) -> None:
         """Time one upstream answer, to its head (`intercept_upstream_seconds`)."""
@@ -194,7 +194,7 @@ class Counts:
             self._upstream_times.append(seconds)
             full = len(self._upstream_times) >= _MAX_TIMES
         if full:
-            self.sync()
+            self.sync_logged()
 
     def sync(self) -> None:
         """Hand the tallied events to the metrics and the ledger. Any thread may call it;

@@ -9,6 +9,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from intercept.counting import Counts
 from intercept.ledger import Ledger
 
@@ -118,3 +120,21 @@ def test_a_forked_child_starts_with_empty_tallies_and_a_free_lock() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert counts.value("searches", route="search") == 1  # the parent's own count, once
+
+
+def test_a_failing_hand_over_is_logged_and_never_stops_a_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger.from_url(f"sqlite:{tmp_path / 'ledger.db'}")
+    counts = Counts(ledger=ledger)
+
+    def broken(seconds: float) -> None:
+        raise OSError("the metrics folder is gone")
+
+    monkeypatch.setattr(counts.decision_seconds, "observe", broken)
+    counts.search("search")
+    counts.decided(0.00001)
+    assert ledger.flush_now()  # the flush went on
+    assert "handing counts to the metrics failed (OSError)" in caplog.text
+    assert "folder is gone" not in caplog.text  # the kind only
+    ledger.close()
