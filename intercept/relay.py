@@ -186,7 +186,7 @@ async def forward(
             if first:
                 _cut(request)
             return response  # the client went away: nothing to count against the upstream
-        while True:
+        while not content.at_eof():  # a body that came whole with its head is done here
             deadlines.set(task, timeouts.read_idle)
             chunk = await content.readany()
             deadlines.hold(task)
