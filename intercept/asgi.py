@@ -41,7 +41,7 @@ from urllib.parse import quote, unquote
 from multidict import CIMultiDict
 
 from intercept.config import Config
-from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
 from intercept.serve import engine_for
 
@@ -116,23 +116,18 @@ class InterceptASGI:
         method = str(scope.get("method", "GET")).upper()
         target = _request_target(scope)
         headers, header_bytes = _request_headers(scope)
-        refused = engine.precheck(target, header_bytes)
-        if refused is not None:
-            return refused
         app_receive = receive
-        if target.startswith(INTERNAL_PREFIX):
-            outcome = engine.internal(method, target, headers)
+        step = engine.begin(method, target, headers, header_bytes)
+        if isinstance(step, Answer | Pass):
+            outcome = step
             replaying = isinstance(outcome, Pass) and outcome.method is not None
             # the continue button's own (empty) form is read and dropped before the replay
             if replaying and await _receive_body(receive, engine.config.limits.body) is None:
                 return engine.error(413, headers)
         else:
             body: bytes | None = None
-            plan = engine.body_plan(method, target, headers)
-            if isinstance(plan, Answer):
-                return plan
-            if plan is not None:
-                received = await _receive_body(receive, plan)
+            if step is not None:
+                received = await _receive_body(receive, step)
                 if received is None:
                     return engine.error(413, headers)
                 app_receive = _replay(received, receive)

@@ -1,16 +1,15 @@
 """The decision core every front door shares: from a request's parts to an answer or a pass.
 
-A front door (the reverse proxy today; the decision service and middlewares later) asks the
-`Engine` three things, in order, with framework-neutral values:
+A front door (the reverse proxy, the decision service, the middlewares) asks the `Engine` two
+things, in order, with framework-neutral values:
 
-1. `precheck(target, header_bytes)`: limits and internal paths before anything is read;
-2. `body_plan(method, target, headers)`: whether to read the body (and up to how much) to find
-   the query, or an answer refusing it;
-3. `decide(method, target, headers, body)`: an `Answer` to send instead of results (a
+1. `begin(method, target, headers, header_bytes)`, before any body is read: limits
+   (`precheck`), `/_intercept/` paths (`internal`: click-through and continue links), and
+   whether to read the body to find the query, and up to how much (`body_plan`);
+2. `decide(method, target, headers, body)`: an `Answer` to send instead of results (a
    deterrence page, an empty suggestion list, an error), or `Pass` to let the request through
    (with the continue token stripped from its target).
 
-`internal(method, target, headers)` serves `/_intercept/` (click-through and continue links).
 Counting happens here, so every front door counts the same way.
 """
 
@@ -140,6 +139,29 @@ class Engine:
         if not target.startswith("/"):
             return self.error(400)  # absolute-form or asterisk targets: not for us
         return None
+
+    def begin(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        header_bytes: int,
+        *,
+        has_body: bool = True,
+    ) -> Answer | Pass | int | None:
+        """Every front door's first step, before any body is read: `precheck`, then
+        `/_intercept/` paths (`internal`), then `body_plan`. An `Answer` or `Pass`: act on it
+        as it is. An int: read at most that many body bytes, then call `decide` with them
+        (more is a 413). None: call `decide` without a body. A request known to have no body
+        (`has_body` False) skips the body plan."""
+        refused = self.precheck(target, header_bytes)
+        if refused is not None:
+            return refused
+        if target.startswith(INTERNAL_PREFIX):
+            return self.internal(method, target, headers)
+        if not has_body:
+            return None
+        return self.body_plan(method, target, headers)
 
     def body_plan(self, method: str, target: str, headers: Headers) -> int | Answer | None:
         """None: do not read the body. An int: read at most that many bytes, then call

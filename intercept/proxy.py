@@ -15,7 +15,7 @@ import itertools
 import aiohttp
 from aiohttp import web
 
-from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.core import Answer, Engine, Pass
 from intercept.deadlines import Deadlines
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
@@ -47,23 +47,21 @@ async def decide_request(
     """What `engine` makes of an aiohttp request, for every aiohttp front door: the checks,
     `/_intercept/` paths, a bounded read of a search body, the decision; and the body read
     (None when none was), which the request's stream no longer holds."""
-    target = request.raw_path
-    raw = request.raw_headers
-    refused = engine.precheck(target, sum(map(len, itertools.chain(*raw))) + 4 * len(raw))
-    if refused is not None:
-        return refused, None
-    method, headers = request.method, request.headers
-    if target.startswith(INTERNAL_PREFIX):
-        return engine.internal(method, target, headers), None
+    target, method, headers, raw = (
+        request.raw_path,
+        request.method,
+        request.headers,
+        request.raw_headers,
+    )
+    header_bytes = sum(map(len, itertools.chain(*raw))) + 4 * len(raw)
+    step = engine.begin(method, target, headers, header_bytes, has_body=request.body_exists)
+    if isinstance(step, Answer | Pass):
+        return step, None
     body: bytes | None = None
-    if request.body_exists:  # without one there is nothing to plan for
-        plan = engine.body_plan(method, target, headers)
-        if isinstance(plan, Answer):
-            return plan, None
-        if plan is not None:
-            body = await read_bounded(request, plan)
-            if body is None:
-                return engine.error(413, headers), None
+    if step is not None:
+        body = await read_bounded(request, step)
+        if body is None:
+            return engine.error(413, headers), None
     return engine.decide(method, target, headers, body), body
 
 

@@ -40,7 +40,7 @@ from urllib.parse import quote, unquote_to_bytes
 from multidict import CIMultiDict
 
 from intercept.config import Config
-from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
+from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
 from intercept.serve import engine_for
 
@@ -102,18 +102,13 @@ class InterceptWSGI:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         target = _request_target(environ)
         headers, header_bytes = _request_headers(environ)
-        refused = engine.precheck(target, header_bytes)
-        if refused is not None:
-            return refused
-        if target.startswith(INTERNAL_PREFIX):
-            outcome = engine.internal(method, target, headers)
+        step = engine.begin(method, target, headers, header_bytes)
+        if isinstance(step, Answer | Pass):
+            outcome = step
         else:
             body: bytes | None = None
-            plan = engine.body_plan(method, target, headers)
-            if isinstance(plan, Answer):
-                return plan
-            if plan is not None:
-                read = _read_body(environ, plan)
+            if step is not None:
+                read = _read_body(environ, step)
                 if isinstance(read, int):
                     return engine.error(read, headers)
                 body = read
