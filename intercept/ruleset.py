@@ -306,7 +306,10 @@ class RuleSet:
                 break
             else:
                 return None
-        order = self._matched(text)
+            # a key in it: that one reading is all the general path would scan
+            order = self._decide(*self._scan((reading,)))
+        else:
+            order = self._matched(text)
         return self._match_of(order[0]) if order else None
 
     def match_all(self, text: str) -> list[Match]:

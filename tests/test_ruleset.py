@@ -210,7 +210,14 @@ def test_match_never_raises(text: str) -> None:
 
 
 RULES = __import__("intercept").compile_rules(
-    [spec("A", "cat"), spec("B", "big cat", match="prefix"), spec("C", "owl", match="substring")]
+    [
+        spec("A", "cat"),
+        spec("B", "big cat", match="prefix"),
+        spec("C", "owl", match="substring"),
+        spec("D", "tea", unless=("tea party",)),
+        spec("E", all_of=(("pot",), ("zoo", "owl"))),
+        spec("F", "moon"),  # a doubled letter: "mon" holds its key, and must not match
+    ]
 )
 
 
@@ -223,14 +230,17 @@ def _slow_match(rules: RuleSet, text: str) -> str | None:
 @pytest.mark.parametrize(
     "text",
     ["garden chairs", "big cat", "bigcat toys", "the owls nest", "a cat", "c a t", "caat",
-     "Big Cats", "howl", "cat!", "ca7", "", "   ", "café", "scatter plot", "big catalogue"],
+     "Big Cats", "howl", "cat!", "ca7", "", "   ", "café", "scatter plot", "big catalogue",
+     "tea", "tea party", "pot zoo", "zoo pot cat", "pot", "moon", "mon", "mon cat"],
 )  # fmt: skip
 def test_the_plain_text_shortcut_decides_as_the_general_path(text: str) -> None:
     found = RULES.match(text)
     assert (found.rule_id if found else None) == _slow_match(RULES, text)
 
 
-@given(st.lists(st.sampled_from(["cat", "big", "owl", "tea", "pot", "zoo", "caat", "a", "x1"])))
+@given(st.lists(st.sampled_from(
+    ["cat", "big", "owl", "tea", "pot", "zoo", "caat", "a", "x1", "party", "moon", "mon"]
+)))  # fmt: skip
 def test_the_shortcut_agrees_on_any_sequence_of_words(words: list[str]) -> None:
     text = " ".join(words)
     found = RULES.match(text)
