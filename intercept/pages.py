@@ -325,7 +325,10 @@ class Pages:
         Tags match on their primary subtag too (`pt-BR` picks `pt`). A malformed header, or one
         naming no known language, falls through to the default.
         """
-        for tag in (rule_language, *_accepted_tags(accept_language)):
+        found = self._known(rule_language)
+        if found is not None:
+            return found  # the header is not even parsed
+        for tag in _accepted_tags(accept_language):
             found = self._known(tag)
             if found is not None:
                 return found

@@ -15,16 +15,20 @@ on the variant whatever its local time zone.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
+import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Literal
 
 __all__ = ["VariantChooser", "VariantMode"]
 
 VariantMode = Literal["weights", "daily"]
+
+_EPOCH = date(1970, 1, 1).toordinal()  # Unix time counts UTC days from here, leap seconds aside
 
 
 class VariantChooser:
@@ -80,9 +84,11 @@ class VariantChooser:
         """The variant for one intervention. `today` sets the day for `daily` mode (UTC today
         when omitted); `weights` mode ignores it."""
         if self.mode == "weights":
-            return self._rng.choices(self.variants, cum_weights=self._cumulative)[0]
-        day = today if today is not None else datetime.now(UTC).date()
-        return self._rotation[day.toordinal() % len(self._rotation)]
+            # what random.choices(cum_weights=...) does for one draw, without its list
+            draw = self._rng.random() * self._cumulative[-1]
+            return self.variants[bisect.bisect(self._cumulative, draw, 0, len(self.variants) - 1)]
+        ordinal = today.toordinal() if today is not None else _EPOCH + int(time.time() // 86_400)
+        return self._rotation[ordinal % len(self._rotation)]
 
 
 def _weights(names: tuple[str, ...], weights: Mapping[str, float] | None) -> tuple[float, ...]:

@@ -56,6 +56,14 @@ def test_weights_mode_ignores_the_day_and_defaults_to_equal_weights() -> None:
     assert drawn == set(VARIANTS)
 
 
+def test_weights_mode_draws_exactly_as_random_choices() -> None:
+    weights = {"harm": 3, "legal": 1, "help": 0, "neutral": 1.5}
+    chooser = VariantChooser(VARIANTS, mode="weights", weights=weights, rng=random.Random(11))
+    reference = random.Random(11)
+    expected = [reference.choices(VARIANTS, weights=list(weights.values()))[0] for _ in range(5000)]
+    assert [chooser.choose() for _ in range(5000)] == expected
+
+
 def test_same_seed_same_draws() -> None:
     first = VariantChooser(VARIANTS, mode="weights", rng=random.Random(3))
     second = VariantChooser(VARIANTS, mode="weights", rng=random.Random(3))
