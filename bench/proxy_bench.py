@@ -4,16 +4,19 @@ Usage: python bench/proxy_bench.py [--rules 50000] [--seconds 10] [--connections
 
 Starts, each in its own process on loopback: an upstream that answers a small results page,
 a bare aiohttp pass-through proxy with no matching (the baseline), Intercept with N synthetic
-rules, and a trivial aiohttp handler. `wrk` (Debian package) loads each for the same time:
-benign searches through both proxies, and the deterrence page against the trivial handler,
-each `--rounds` times in alternating order. Prints requests per second (the mean of the runs),
-each server's CPU time per request (steadier than throughput on a shared machine), and the two
-ratios the targets name.
+rules, a trivial aiohttp handler, and a low-level aiohttp server that sends the page
+Intercept answered (same bytes, same headers) with no decision: the floor for any page served
+by aiohttp. `wrk` (Debian package) loads each for the same time: benign searches through both
+proxies, the deterrence page, the trivial handler and the floor, each `--rounds` times in
+alternating order. Prints requests per second (the mean of the runs), each server's CPU time
+per request (steadier than throughput on a shared machine), and the two ratios the targets
+name.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import re
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -99,6 +103,30 @@ def _trivial(port: int) -> None:
     app = web.Application()
     app.router.add_get("/{tail:.*}", hello)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def _static_page(port: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    """The floor for a page on aiohttp: the bytes and headers Intercept answered, sent by
+    aiohttp's low-level server (as Intercept's listener is) with no decision at all."""
+
+    async def page(request: web.BaseRequest) -> web.Response:
+        return web.Response(status=status, headers=headers, body=body)
+
+    async def serve() -> None:
+        runner = web.ServerRunner(web.Server(page, access_log=None))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def _fetch(url: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers (less those aiohttp sets itself) and body of one GET."""
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        own = {"content-length", "date", "connection"}
+        headers = [(k, v) for k, v in answer.getheaders() if k.lower() not in own]
+        return answer.status, headers, answer.read()
 
 
 def _intercept(port: int, upstream: int, rules_file: str) -> None:
@@ -206,7 +234,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each")
     args = parser.parse_args()
-    names = ("upstream", "bare", "settled", "intercept", "trivial")
+    names = ("upstream", "bare", "settled", "intercept", "trivial", "static")
     ports = {name: _free_port() for name in names}
     with tempfile.TemporaryDirectory() as folder:
         rules_file = _write_rules(args.rules, Path(folder))
@@ -226,8 +254,9 @@ def main() -> int:
         for proc in procs.values():
             proc.start()
         try:
-            for port in ports.values():
-                _wait(port)
+            for name, port in ports.items():
+                if name != "static":  # started below, with Intercept's page
+                    _wait(port)
             from intercept.bench import make_rules
             from intercept.rulespec import Action
 
@@ -236,9 +265,15 @@ def main() -> int:
             )
             benign = "/search?q=cheap+flights+to+helsinki+in+march"
             page = "/search?q=" + blocking.terms[0].replace(" ", "+")
+            answered = _fetch(f"http://127.0.0.1:{ports['intercept']}{page}")
+            procs["static"] = multiprocessing.Process(
+                target=_static_page, args=(ports["static"], *answered)
+            )
+            procs["static"].start()
+            _wait(ports["static"])
             runs = {
                 "bare": benign, "intercept": benign, "settled": benign,
-                "trivial": "/", "page": page,
+                "trivial": "/", "page": page, "static": "/",
             }  # fmt: skip
             tallies = {
                 name: _Tally(procs["intercept" if name == "page" else name].pid or 0)
@@ -256,7 +291,7 @@ def main() -> int:
             for proc in procs.values():
                 proc.join(10)
     bare, ours, settled = tallies["bare"], tallies["intercept"], tallies["settled"]
-    trivial, pages = tallies["trivial"], tallies["page"]
+    trivial, pages, static = tallies["trivial"], tallies["page"], tallies["static"]
     print(f"machine: {os.cpu_count()} cores; rules loaded: {args.rules:,}; wrk 1 thread, "
           f"{args.connections} connections, {args.seconds} s a run, {args.rounds} alternating "
           "runs each")  # fmt: skip
@@ -270,6 +305,10 @@ def main() -> int:
     print(f"deterrence page from Intercept:             {pages.line()}")
     print(f"  ratio {pages.rate / trivial.rate:.2f} (target >= 0.80); "
           f"CPU-per-request ratio {trivial.cpu_us / pages.cpu_us:.2f}")  # fmt: skip
+    print(f"the same page, low-level server, no decision: {static.line()}")
+    print(f"  its ratio to the trivial handler {static.rate / trivial.rate:.2f} (the floor on "
+          "aiohttp); Intercept's page to it "
+          f"{pages.rate / static.rate:.2f}")  # fmt: skip
     return 0
 
 
