@@ -8,6 +8,8 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -239,6 +241,13 @@ class Config(_Model):
     admin: Admin = Admin()
     workers: int = Field(default=1, ge=1, le=64)
 
+    @field_validator("listen", "admin_listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        if int(value.rpartition(":")[2]) > 65535:
+            raise ValueError("the port must be 0 to 65535")
+        return value
+
     @property
     def upstream_base(self) -> str:
         return self.upstream.rstrip("/")
@@ -318,7 +327,7 @@ forwarded:                        # headers added towards the upstream
 #     form_fields: [q]              # urlencoded or multipart form fields
 #     json_pointers: [/query]       # JSON bodies
 #     kind: search                  # search | autocomplete
-#     suggest_format: opensearch    # autocomplete answers: opensearch ["q", []] | json-list []
+#     suggest_format: opensearch    # autocomplete answers: opensearch ["", []] | json-list []
 """
 
 
@@ -366,9 +375,29 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if path[0] not in Config.model_fields:
+            _warn_if_misspelt(name, path[0])
             continue
         _set(tree, path, _env_value(path, raw))
     return tree
+
+
+# INTERCEPT_WORKER marks a forked worker (intercept.serve); the others are the HAProxy Lua
+# script's (deploy/haproxy) and the test suite's
+_NOT_SETTINGS = frozenset({"worker", "addr", "timeout_ms", "fail_open", "test_postgres_url"})
+
+
+def _warn_if_misspelt(name: str, key: str) -> None:
+    """Other programs may use `INTERCEPT_*` names too (the HAProxy Lua script does), so one
+    that is not a setting is ignored; but one that is nearly a setting's name is most likely
+    a typo that would silently leave the default in force, and is warned about."""
+    if key in _NOT_SETTINGS:
+        return
+    close = difflib.get_close_matches(key, Config.model_fields, n=1, cutoff=0.8)
+    if close:
+        logging.getLogger("intercept").warning(
+            "%s is not a setting and is ignored; did you mean %s%s?",
+            name, ENV_PREFIX, close[0].upper(),
+        )  # fmt: skip
 
 
 _NULLS = frozenset({"", "null", "~", "Null", "NULL"})
@@ -445,7 +474,10 @@ def load_config(
     env = _env_overrides(environ)
     if env:
         source += " + environment"
-    data = _merge(_merge(data, env), {k: v for k, v in (overrides or {}).items() if v is not None})
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if flags:
+        source += " + command line"
+    data = _merge(_merge(data, env), flags)
     try:
         return Config.model_validate(data)
     except ValidationError as error:

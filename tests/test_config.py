@@ -94,3 +94,39 @@ def test_errors_never_repeat_a_secret() -> None:
         load_config(None, environ={"INTERCEPT_WARN__SECRET": "shortsecretx"})
     assert "warn.secret" in str(caught.value)
     assert "shortsecretx" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["listen", "admin_listen"])
+def test_a_port_out_of_range_is_refused_by_name(key: str) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"{key}: the port must be 0 to 65535 \(got '127.0.0.1:99999'\)"
+    ):
+        load_config(None, environ={}, overrides={key: "127.0.0.1:99999"})
+    assert (
+        getattr(load_config(None, environ={}, overrides={key: "[::1]:65535"}), key) == "[::1]:65535"
+    )
+
+
+def test_an_error_names_every_source_it_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "intercept.yaml"
+    path.write_text("mode: proxy\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\(defaults \+ command line\)"):
+        load_config(None, environ={}, overrides={"listen": "nonsense"})
+    environ = {"INTERCEPT_WORKERS": "2"}
+    with pytest.raises(ConfigError, match=rf"\({path} \+ environment \+ command line\)"):
+        load_config(path, environ=environ, overrides={"listen": "nonsense"})
+
+
+def test_a_misspelt_environment_setting_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    environ = {
+        "INTERCEPT_LISTNE": "127.0.0.1:1",  # a typo: the default would silently stay
+        "INTERCEPT_WORKER": "1",  # Intercept's own worker mark
+        "INTERCEPT_TIMEOUT_MS": "500",  # the HAProxy Lua script's
+        "INTERCEPT_SOMETHING_ELSE": "x",  # nothing like a setting
+    }
+    with caplog.at_level("WARNING", logger="intercept"):
+        config = load_config(None, environ=environ)
+    assert config.listen == "127.0.0.1:8080"
+    assert [r.getMessage() for r in caplog.records] == [
+        "INTERCEPT_LISTNE is not a setting and is ignored; did you mean INTERCEPT_LISTEN?"
+    ]
