@@ -71,7 +71,7 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
         if isinstance(decided, Answer):
             return _send(decided)
         if target.startswith(INTERNAL_PREFIX):  # a POST continue link from another front door
-            return _send(engine.error(405, request.headers))
+            return _send(engine.error(405, request.headers, allow=""))  # not replayable here
         if body is not None:
             return _with_body(request, body, decided.target)
         if decided.target != target:  # the continue token, stripped

@@ -138,7 +138,7 @@ async def _handle(engine: Engine, trust: _Trust, request: web.BaseRequest) -> we
         if raw.startswith(INTERNAL_PREFIX):  # click-through and continue links
             outcome = engine.internal(request.method, raw, request.headers)
             if isinstance(outcome, Pass):  # a replayed POST: not possible here
-                return _send(engine.error(405, request.headers))
+                return _send(engine.error(405, request.headers, allow=""))  # not replayable here
             return _send(outcome)
         return _send(engine.error(404, request.headers))
     if not trust(request.remote):

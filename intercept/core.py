@@ -35,6 +35,7 @@ from intercept.extract import (
     texts_from_body,
     texts_from_target,
 )
+from intercept.ledger import NO_PAGE
 from intercept.pages import Page, Pages
 from intercept.ruleset import Match, RuleSet
 from intercept.rulespec import Action
@@ -45,6 +46,7 @@ __all__ = ["INTERNAL_PREFIX", "Answer", "Engine", "Pass"]
 INTERNAL_PREFIX = "/_intercept/"
 _MAX_CONTINUE_LINK = 4096
 _MAX_SEALED_BODY = 4096
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _OWN = (("Server", "intercept"),)  # our own answers name no software version
 _NO_STORE = (("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"))
 
@@ -121,11 +123,17 @@ class Engine:
     def page_answer(self, page: Page, status: int) -> Answer:
         return Answer(status, (*page.headers, *_OWN), page.body)
 
-    def error(self, status: int, headers: Headers | None = None) -> Answer:
-        """A short error page in the searcher's language; never echoes the request."""
+    def error(
+        self, status: int, headers: Headers | None = None, *, allow: str | None = None
+    ) -> Answer:
+        """A short error page in the searcher's language; never echoes the request. `allow`:
+        the `Allow` header of a 405 (RFC 9110 requires one; empty means no method will do)."""
         accept = headers.get("Accept-Language") if headers is not None else None
         language = self.pages.choose_language(None, accept)
-        return self.page_answer(self.pages.error_page(status, language), status)
+        answer = self.page_answer(self.pages.error_page(status, language), status)
+        if allow is None:
+            return answer
+        return Answer(status, (*answer.headers, ("Allow", allow)), answer.body)
 
     # --- the three questions --------------------------------------------------------------------
 
@@ -249,7 +257,9 @@ class Engine:
         if match.action is Action.SHADOW:
             # counted, never shown: the searcher gets results as usual
             if count_search:  # with the search: a shadow hit never asks for a page
-                self.counts.intervention(match.category, match.action.value, match.language, "none")
+                self.counts.intervention(
+                    match.category, match.action.value, match.language, NO_PAGE
+                )
                 self.counts.shadow(match.rule_id)
             return Pass(target, body)
         # a token lifts a warn only when it was issued for every warned text here
@@ -280,12 +290,16 @@ class Engine:
         count: bool,
     ) -> Answer:
         language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
+        if route.route.kind == "autocomplete":
+            # no page is shown, so no variant: these must not swell a variant's page views,
+            # the denominator of its click-through
+            if count:
+                self.counts.intervention(match.category, match.action.value, language, NO_PAGE)
+            return _suggestions(route)
         variant = self.chooser.choose()
         if count:
             self.counts.intervention(match.category, match.action.value, language, variant)
         status = self.config.block_status
-        if route.route.kind == "autocomplete":
-            return _suggestions(route)
         if match.action is Action.WARN:
             form = (headers.get("Content-Type", ""), body) if body else None
             if form is not None and not self.replays_posts:
@@ -320,7 +334,7 @@ class Engine:
                 return self.error(400, headers)
             if continuation.form is not None:  # a POST search, replayed as it was sent
                 if method != "POST":  # only the page's button replays it, never a link
-                    return self.error(405, headers)
+                    return self.error(405, headers, allow="POST" if self.replays_posts else "")
                 content_type, body = continuation.form
                 return self._replay(continuation.target, content_type, body, headers)
             return Answer(303, (("Location", continuation.target), *_NO_STORE, *_OWN))
@@ -358,4 +372,4 @@ def _suggestions(route: CompiledRoute) -> Answer:
     opensearch = route.route.suggest_format == "opensearch"
     body = json.dumps(["", []] if opensearch else []).encode()
     kind = "application/x-suggestions+json" if opensearch else "application/json"
-    return Answer(200, (("Content-Type", kind), *_NO_STORE, *_OWN), body)
+    return Answer(200, (("Content-Type", kind), _NOSNIFF, *_NO_STORE, *_OWN), body)

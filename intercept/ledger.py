@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DAY",
     "HOUR",
+    "NO_PAGE",
     "SCHEMA_VERSION",
     "TABLES",
     "DailyCount",
@@ -73,6 +74,10 @@ logger = logging.getLogger("intercept.ledger")
 SCHEMA_VERSION: Final = 1
 HOUR: Final = 3600
 DAY: Final = 86400
+
+#: The `variant` of an intervention that showed no page: a shadow hit, or an autocomplete
+#: route's empty suggestion list. Such rows take no part in click-through per variant.
+NO_PAGE: Final = "none"
 
 #: Each table's label columns, in primary-key order (after `hour`). Nothing else is stored.
 TABLES: Final[dict[str, tuple[str, ...]]] = {

@@ -6,9 +6,11 @@ interventions, the intervention rate (interventions / searches), clicks, and the
 rate per message variant and link (clicks / interventions shown in that variant) with a 95%
 Wilson score interval.
 
-Interventions here are the pages searchers saw (actions block and warn): shadow-rule hits are
-recorded, never shown, and are listed separately by `shadow_report` (`intercept report
---shadow`), per rule id, so a curator can promote, fix or drop a rule.
+Interventions here are the block and warn actions taken, mostly pages searchers saw; an
+autocomplete route's empty suggestion list shows no page, so it has the variant `none` and no
+part in click-through. Shadow-rule hits are recorded, never shown, and are listed separately
+by `shadow_report` (`intercept report --shadow`), per rule id, so a curator can promote, fix
+or drop a rule.
 
 Small cells are suppressed: a count below `k` (default 10) is never shown (`<k` in CSV and
 HTML, `null` with `"suppressed": true` in JSON) and never used in a derived figure: a rate or
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
-from intercept.ledger import DAY, DailyCount, LedgerReader
+from intercept.ledger import DAY, NO_PAGE, DailyCount, LedgerReader
 
 __all__ = [
     "DIMENSIONS",
@@ -283,7 +285,8 @@ def build_report(
         shown[p] += row.count
         by_dims[(p, tuple(labels[d] for d in dims))] += row.count
         by_category[(p, labels["category"])] += row.count
-        by_variant[(p, labels["variant"])] += row.count
+        if labels["variant"] != NO_PAGE:  # no page, so nothing to click through
+            by_variant[(p, labels["variant"])] += row.count
 
     clicks: dict[int, int] = defaultdict(int)
     by_click: dict[tuple[int, str, str], int] = defaultdict(int)  # (period, variant, link)

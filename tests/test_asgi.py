@@ -322,6 +322,7 @@ async def test_warned_post_search_is_replayed_by_the_continue_button(site: Site)
     assert actions[0].startswith("/_intercept/continue/")
     status, headers, _ = await call("GET", base + actions[0])
     assert status == 405  # following it as a link never replays a POST
+    assert headers["Allow"] == "POST"
     assert "X-App" not in headers
     status, headers, body = await call("POST", base + actions[0])
     assert status == 200

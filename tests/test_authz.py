@@ -215,3 +215,16 @@ async def test_malformed_continue_tokens_are_ignored_not_errors(token: str) -> N
         status, _, _ = await fetch("GET", base + AUTHZ, headers=forward_headers(target))
         nginx, _, _ = await fetch("GET", base + NGINX, headers=nginx_headers(target))
     assert (status, nginx) == (403, 403)  # the interstitial, as without a token
+
+
+async def test_a_post_continue_link_from_another_front_door_is_405_with_an_empty_allow() -> None:
+    # a reverse proxy with the same warn.secret could have issued it; nothing here can
+    # resend the body, so no method will do (RFC 9110: an empty Allow)
+    async with running_authz() as (base, engine):
+        form = ("application/x-www-form-urlencoded", b"q=purple+teapot")
+        sealed = engine.tokens.seal("search", "/search", "purple teapot", form=form)
+        for method in ("POST", "GET"):
+            status, headers, page = await fetch(method, base + "/_intercept/continue/" + sealed)
+            assert status == 405
+            assert headers["Allow"] == ""
+            assert b"purple" not in page

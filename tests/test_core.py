@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,23 @@ def test_decide_outcomes(engine: Engine) -> None:
     shadow = engine.decide("GET", "/search?q=velvet+moth", headers(), None)
     assert shadow == Pass("/search?q=velvet+moth")
     assert engine.counts.value("searches", route="search") == 4
+
+
+def test_an_autocomplete_block_is_counted_without_a_variant(engine: Engine) -> None:
+    answer = engine.decide("GET", "/autocomplete?q=blocked+example", headers(), None)
+    assert isinstance(answer, Answer)
+    assert json.loads(answer.body) in ([], ["", []])  # the route's format, never the query
+    assert dict(answer.headers)["X-Content-Type-Options"] == "nosniff"
+    labels = {"category": "demo", "action": "block", "language": "en"}
+    assert engine.counts.value("interventions", **labels, variant="none") == 1
+    for variant in engine.pages.variants:  # no page was shown in any of them
+        assert engine.counts.value("interventions", **labels, variant=variant) == 0
+    page = engine.decide("GET", "/search?q=blocked+example", headers(), None)
+    assert isinstance(page, Answer)
+    shown = [
+        engine.counts.value("interventions", **labels, variant=v) for v in engine.pages.variants
+    ]
+    assert sorted(shown) == [0] * (len(shown) - 1) + [1]
 
 
 def test_internal_links(engine: Engine) -> None:

@@ -197,6 +197,25 @@ def test_click_through_with_wilson_intervals(
     assert empty["suppressed"] is True
 
 
+def test_autocomplete_interventions_count_but_take_no_part_in_click_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    clock.now = at(W45)
+    add(ledger, "add_search", 200, "search")
+    add(ledger, "add_intervention", 50, "demo", "block", "en", "harm")  # pages shown
+    add(ledger, "add_intervention", 30, "demo", "block", "en", "none")  # empty suggestions
+    add(ledger, "add_click", 20, "survey", "harm")
+    assert ledger.flush_now()
+    ledger.close()
+    doc = report_json(capsys, url)
+    assert pick(doc["interventions"], period="2026-W45", category="demo")["interventions"] == 80
+    overall = doc["click_through_overall"]
+    assert [(r["variant"], r["interventions"], r["clicks"]) for r in overall] == [("harm", 50, 20)]
+
+
 def test_dimensions_and_groupings(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     doc = report_json(
         capsys, ledger_url, "--by", "month", "--dimensions", "category,action,language,variant"
