@@ -187,25 +187,54 @@ def _strings(value: Any) -> list[str]:
 
 class UnreadableBody(ValueError):
     """A search body that cannot be read the way the upstream might read it (an unknown
-    charset, a compressed body, too many values, nesting too deep): decide it fails closed."""
+    charset, a compressed body, too many values, nesting too deep, malformed JSON, an
+    ambiguous multipart form): decide it fails closed."""
 
 
-def _charset(content_type: str) -> str:
-    for param in content_type.split(";")[1:]:
+def _params(header: str) -> list[tuple[str, str]]:
+    """A header's `;` parameters as (lowercased name, value) pairs, repeats kept."""
+    pairs = []
+    for param in header.split(";")[1:]:
         name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            charset = value.strip().strip('"') or "utf-8"
-            try:
-                codecs.lookup(charset)
+        pairs.append((name.strip().lower(), value.strip().strip('"')))
+    return pairs
+
+
+def _charsets(content_type: str) -> list[str]:
+    """Every charset a server might decode this body with: UTF-8, which many frameworks
+    assume whatever is declared, and each declared one. Raises `UnreadableBody` for a charset
+    that is unknown or not a text encoding (`rot13`, `zlib`)."""
+    found = ["utf-8"]
+    for name, value in _params(content_type):
+        if name == "charset":
+            charset = value or "utf-8"
+            try:  # LookupError for unknown and non-text codecs (rot13, zlib) alike
+                b"a".decode(charset, errors="replace")
             except LookupError:
                 raise UnreadableBody(f"unknown charset {charset[:40]!r}") from None
-            return charset
-    return "utf-8"
+            except UnicodeError:
+                pass  # no "replace" (idna): `_readings` refuses the body if it must
+            if codecs.lookup(charset).name not in {codecs.lookup(c).name for c in found}:
+                found.append(charset)
+    return found
+
+
+def _readings(data: bytes, charsets: list[str]) -> list[str]:
+    """`data` decoded with each charset; invalid bytes become U+FFFD."""
+    texts = []
+    for charset in charsets:
+        try:
+            texts.append(data.decode(charset, errors="replace"))
+        except (UnicodeError, ValueError):  # codecs without "replace" (idna, punycode)
+            raise UnreadableBody(f"body not readable as {charset[:40]!r}") from None
+    return texts
 
 
 def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> list[str]:
-    """Query texts from a buffered body: urlencoded or multipart form fields, JSON pointers,
-    decoded with the charset the body declares. At most `MAX_TEXTS` distinct texts.
+    """Query texts from a buffered body: urlencoded or multipart form fields, JSON pointers.
+    Upstreams differ in how they read a body (the declared charset or always UTF-8, a part's
+    transfer encoding applied or not, the first or the last of a repeated parameter), so
+    every such reading is searched. At most `MAX_TEXTS` distinct texts.
 
     Raises `UnreadableBody` for a body Intercept cannot read as the upstream would; a body of
     another type yields nothing (it is forwarded as it came).
@@ -214,34 +243,63 @@ def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> lis
     fields = set(route.route.form_fields)
     texts: list[str] = []
     if kind == "application/x-www-form-urlencoded" and fields:
-        text = body.decode(_charset(content_type), errors="replace")
-        texts += texts_from_target(
-            CompiledRoute(route.route.model_copy(update={"params": tuple(fields)}), None),
-            None,
-            text,
-        )
+        as_form = CompiledRoute(route.route.model_copy(update={"params": tuple(fields)}), None)
+        for text in _readings(body, _charsets(content_type)):
+            texts += texts_from_target(as_form, None, text)
     elif kind == "multipart/form-data" and fields:
-        header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", errors="replace")
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
-        parts = list(message.iter_parts()) if message.is_multipart() else []
-        if len(parts) > MAX_TEXTS:
-            raise UnreadableBody("too many parts")
-        for part in parts:
-            if part.get_param("name", header="content-disposition") in fields:
-                payload = part.get_payload(decode=True)
-                if isinstance(payload, bytes):
-                    charset = _charset(f"x; charset={part.get_content_charset() or 'utf-8'}")
-                    texts.append(payload.decode(charset, errors="replace"))
+        texts += _multipart_texts(content_type, body, fields)
     elif (kind == "application/json" or kind.endswith("+json")) and route.route.json_pointers:
+        for document in _json_documents(content_type, body):
+            for pointer in route.route.json_pointers:
+                texts += _strings(_json_pointer(document, pointer))
+    return _bounded(texts)
+
+
+def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[str]:
+    if sum(name == "boundary" for name, _ in _params(content_type)) > 1:
+        raise UnreadableBody("more than one multipart boundary")  # parsers pick differently
+    header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", errors="replace")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if len(parts) > MAX_TEXTS:
+        raise UnreadableBody("too many parts")
+    texts: list[str] = []
+    for part in parts:
+        # raw headers: the parsed ones keep only the first of a repeated parameter
+        headers = {name.lower(): str(value) for name, value in reversed(list(part.raw_items()))}
+        disposition = _params(headers.get("content-disposition", ""))
+        names = {_param_name(value) for name, value in disposition if name == "name"}
+        if not names & fields:
+            continue
+        if part.is_multipart() or part.get_content_maintype() == "message":
+            raise UnreadableBody("a search field holding a message")  # no browser sends one
+        raw = str(part.get_payload(decode=False)).encode("utf-8", errors="surrogateescape")
+        payloads = [raw]
+        decoded = part.get_payload(decode=True)
+        if isinstance(decoded, bytes) and decoded != raw:  # a Content-Transfer-Encoding
+            payloads.append(decoded)
+        charsets = _charsets(headers.get("content-type", "text/plain"))
+        for payload in payloads:
+            texts += _readings(payload, charsets)
+    return texts
+
+
+def _json_documents(content_type: str, body: bytes) -> list[Any]:
+    """The body parsed as JSON with each declared charset, and as `json.loads` reads bytes
+    (UTF-8, -16 or -32 by their first bytes), a UTF-8 byte order mark ignored."""
+    texts = _readings(body, _charsets(content_type)[1:])  # declared charsets
+    documents: list[Any] = []
+    sources: list[str | bytes] = [body.removeprefix(codecs.BOM_UTF8), *texts]
+    for source in sources:
         try:
-            document = json.loads(body.decode(_charset(content_type), errors="replace"))
+            documents.append(json.loads(source))
         except RecursionError:
             raise UnreadableBody("JSON nested too deeply") from None
         except ValueError:
-            return []
-        for pointer in route.route.json_pointers:
-            texts += _strings(_json_pointer(document, pointer))
-    return _bounded(texts)
+            continue
+    if not documents:
+        raise UnreadableBody("not valid JSON")  # the upstream cannot read it as we would
+    return documents
 
 
 def _bounded(texts: list[str]) -> list[str]:
