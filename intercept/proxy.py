@@ -102,6 +102,11 @@ class ProxyDoor:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every public request: internal pages, decisions on search routes, or forwarding."""
         engine = self.engine
+        if not _forwardable(request.raw_headers):
+            # aiohttp's writer drops such bytes, so the upstream would get headers other than
+            # those decided on (`Content-Type: application/x-www-form-url\xffencoded` becomes
+            # a form that was never read)
+            return _send(engine.error(400, request.headers))
         if request.headers.get("Expect"):  # as aiohttp's router did: an empty one is none
             refused = _expect(engine, request)
             if refused is not None:
@@ -125,6 +130,19 @@ class ProxyDoor:
             method=outcome.method,
             content_type=outcome.content_type,
         )
+
+
+def _forwardable(raw_headers: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Whether every header value is UTF-8 (almost always plain ASCII), which is what the
+    upstream client can send on byte for byte."""
+    if b"".join(value for _, value in raw_headers).isascii():
+        return True
+    for _, value in raw_headers:  # one by one: two broken halves may join into UTF-8
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _expect(engine: Engine, request: web.BaseRequest) -> web.StreamResponse | None:

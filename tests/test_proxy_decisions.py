@@ -366,3 +366,31 @@ async def test_a_replayed_post_checks_its_url_query_too(proxy: Proxy) -> None:
     assert status == 200
     assert "X-Upstream" not in headers
     assert b"/_intercept/go/" in body
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"application/x-www-form-url\xffencoded",
+        b"multipart/form-data; boundary=X\xffX",
+        b"application/x-www-form-urlencoded\xc3",  # half of a two-byte character
+    ],
+)
+async def test_header_bytes_that_cannot_be_forwarded_as_sent_are_refused(
+    proxy: Proxy, content_type: bytes
+) -> None:
+    # aiohttp's client would drop the byte: the upstream would get a form never read
+    base, _ = proxy
+    body = b"q=blocked+example"
+    request = (b"POST /search HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: "
+               + content_type + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+    answer = await raw_exchange(base, request, 100_000)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"X-Upstream" not in answer
+
+
+async def test_utf8_header_values_are_forwarded_as_sent(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, _, body = await fetch("GET", base + "/echo", headers={"X-Note": "café ☕"})
+    assert status == 200
+    assert dict(json.loads(body)["headers"])["X-Note"] == "café ☕"
