@@ -53,8 +53,7 @@ async def decide_request(
         request.headers,
         request.raw_headers,
     )
-    header_bytes = sum(map(len, itertools.chain(*raw))) + 4 * len(raw)
-    step = engine.begin(method, target, headers, header_bytes, has_body=request.body_exists)
+    step = engine.begin(method, target, headers, _header_bytes(raw), has_body=request.body_exists)
     if isinstance(step, Answer | Pass):
         return step, None
     body: bytes | None = None
@@ -110,13 +109,13 @@ class ProxyDoor:
         if request.headers.get("Expect"):  # as aiohttp's router did: an empty one is none
             refused = _expect(engine, request)
             if refused is not None:
-                return refused
+                return _unread(request, refused)
             if request.version >= aiohttp.HttpVersion11:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0
         outcome, _ = await decide_request(engine, request)
         if isinstance(outcome, Answer):
-            return _send(outcome)
+            return _unread(request, _send(outcome))
         assert self._session is not None, "ProxyDoor.open() was not awaited"
         return await forward(
             self._session,
@@ -145,9 +144,27 @@ def _forwardable(raw_headers: tuple[tuple[bytes, bytes], ...]) -> bool:
     return True
 
 
+def _unread(request: web.BaseRequest, response: web.StreamResponse) -> web.StreamResponse:
+    """`response` closing the connection if the request's body was not read (a refusal
+    before it, a page for a GET with a body): a client may send it late, or not at all after
+    `Expect: 100-continue`, so no later request on the connection could be told apart."""
+    if request.body_exists and not request.content.is_eof():
+        response.force_close()
+    return response
+
+
+def _header_bytes(raw: tuple[tuple[bytes, bytes], ...]) -> int:
+    """The size of the header block as sent: each line's name, value, ": " and CRLF."""
+    return sum(map(len, itertools.chain(*raw))) + 4 * len(raw)
+
+
 def _expect(engine: Engine, request: web.BaseRequest) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: a search body over the limit is refused before it is sent,
-    and any other expectation with 417; None: go on (and send 100 Continue)."""
+    """`Expect: 100-continue`: a request over the limits, or a search body over its limit, is
+    refused before the body is sent, and any other expectation with 417; None: go on (and
+    send 100 Continue)."""
+    refused = engine.precheck(request.raw_path, _header_bytes(request.raw_headers))
+    if refused is not None:
+        return _send(refused)
     plan = engine.body_plan(request.method, request.raw_path, request.headers)
     if isinstance(plan, Answer):
         return _send(plan)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from intercept.admin import build_admin_app
 from intercept.authz import AuthzDoor
@@ -69,8 +70,10 @@ def _host_port(listen: str) -> tuple[str, int]:
 
 def runner_options(config: Config) -> dict[str, Any]:
     """Server settings: the access log off, or the privacy-safe one (`intercept.accesslog`);
-    parser limits above the configured ones, so that those are answered by Intercept with
-    414 and 431 rather than by the parser with 400."""
+    parser limits a little above the configured ones, so that those are answered by
+    Intercept's checks; what the parser itself refuses is answered by `_DoorHandler`. At most
+    128 header lines (aiohttp's default) bound what one request's headers can occupy before
+    the total is checked."""
     if config.access_log:
         from intercept.accesslog import ACCESS_LOGGER, SafeAccessLogger
 
@@ -84,7 +87,7 @@ def runner_options(config: Config) -> dict[str, Any]:
         **access,
         "max_line_size": config.limits.request_target + 1024,
         "max_field_size": config.limits.headers + 1024,
-        "max_headers": 1024,
+        "max_headers": _MAX_HEADER_LINES,
         "auto_decompress": False,  # request bodies are forwarded as they were sent
     }
 
@@ -116,12 +119,58 @@ def settle_pages(config: Config) -> None:
         log.info("huge pages: declined by this system; serving with ordinary pages")
 
 
+_MAX_HEADER_LINES = 128
+
+
+class _DoorHandler(web.RequestHandler):
+    """aiohttp's connection handler, with Intercept's own pages for what its parser refuses
+    (a request line or header over the limits, too many headers, malformed HTTP) and for a
+    front door's own failure: the status the limits promise (414, 431), in the searcher's
+    language, naming no software version; the connection is closed as aiohttp does."""
+
+    engine: Engine
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs (scrubbed); raises if sent
+        status = _parser_status(self.engine.config, status, exc)
+        answer = self.engine.error(status)
+        response = web.Response(status=status, headers=answer.headers, body=answer.body)
+        response.force_close()
+        return response
+
+
+def _parser_status(config: Config, status: int, exc: BaseException | None) -> int:
+    if isinstance(exc, LineTooLong):
+        request_line = exc.args[1] == config.limits.request_target + 1024
+        return 414 if request_line else 431
+    if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
+        return 431
+    return status
+
+
+class _DoorServer(web.Server):
+    def __init__(self, door: ProxyDoor | AuthzDoor, **options: Any) -> None:
+        super().__init__(door, **options)
+        self.door = door
+
+    def __call__(self) -> web.RequestHandler:
+        handler = _DoorHandler(self, loop=self._loop, **self._kwargs)
+        handler.engine = self.door.engine
+        return handler
+
+
 class _DoorRunner(web.ServerRunner):
     """aiohttp's runner for a low-level server whose front door is closed last, once the
     requests in flight have finished."""
 
     def __init__(self, door: ProxyDoor | AuthzDoor, **options: Any) -> None:
-        super().__init__(web.Server(door, **options), handle_signals=False)
+        super().__init__(_DoorServer(door, **options), handle_signals=False)
         self.door = door
 
     async def _cleanup_server(self) -> None:

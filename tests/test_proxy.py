@@ -244,11 +244,39 @@ async def test_limits(
 
 async def test_server_survives_a_bad_request_line(proxy: Proxy) -> None:
     base, _ = proxy
-    answer = await raw_exchange(base, b"GARBAGE \x00\xff HTTP/9.9\r\n\r\n", 100)
+    answer = await raw_exchange(base, b"GARBAGE \x00\xff HTTP/9.9\r\n\r\n", 100_000)
     assert answer.startswith(b"HTTP/1.")
     assert b" 400 " in answer[:20]
+    assert b"\r\nServer: intercept\r\n" in answer  # our page, naming no software version
+    assert b"aiohttp" not in answer
     status, _, _ = await fetch("GET", base + "/echo")
     assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        # far past the limits, where aiohttp's parser refuses before Intercept's checks
+        (b"GET /echo?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 40_000 + b"\r\n\r\n", 431),
+        (b"GET /echo HTTP/1.1\r\nHost: a\r\n"
+         + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n", 431),
+    ],
+)  # fmt: skip
+async def test_requests_the_parser_refuses_get_the_promised_status(
+    proxy: Proxy, request_bytes: bytes, status: int
+) -> None:
+    base, _ = proxy
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    writer.write(request_bytes)
+    answer = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closes
+    writer.close()
+    assert answer[:13] in (b"HTTP/1.0 %d " % status, b"HTTP/1.1 %d " % status)
+    assert b"\r\nServer: intercept\r\n" in answer
+    assert b"a" * 100 not in answer
+    assert b"v" * 100 not in answer
+    got, _, _ = await fetch("GET", base + "/echo")
+    assert got == 200
 
 
 async def test_header_timeout_starts_after_the_upload(upstream: TestServer) -> None:
@@ -265,15 +293,28 @@ async def test_header_timeout_starts_after_the_upload(upstream: TestServer) -> N
     assert json.loads(body) == {"received": 4000}
 
 
-async def test_expect_100_continue_refuses_an_oversized_search_body_first(proxy: Proxy) -> None:
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000000\r\n", 413),
+        (b"POST /search?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\n", 414),
+        (b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Encoding: gzip\r\n"
+         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\n", 415),
+        (b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n"
+         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\n", 417),
+    ],
+)  # fmt: skip
+async def test_expect_100_continue_refuses_before_the_body_and_closes(
+    proxy: Proxy, head: bytes, status: int
+) -> None:
     base, _ = proxy
-    answer = await raw_exchange(
-        base,
-        b"POST /search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000000\r\n\r\n",
-        200,
-    )
-    assert answer.startswith(b"HTTP/1.1 413")
+    # the client, refused, never sends the body: a next request on the connection would be
+    # taken for it, so the answer says the connection closes
+    answer = await raw_exchange(base, head + b"\r\n", 100_000)
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert b"\r\nConnection: close\r\n" in answer.partition(b"\r\n\r\n")[0] + b"\r\n"
 
 
 async def test_a_client_leaving_mid_body_is_not_an_upstream_error(upstream: TestServer) -> None:
