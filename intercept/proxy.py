@@ -58,7 +58,10 @@ async def decide_request(
         return step, None
     body: bytes | None = None
     if step is not None:
-        body = await read_bounded(request, step)
+        try:
+            body = await read_bounded(request, step)
+        except ConnectionError:  # the client left mid-upload: nobody to answer, no fault
+            return engine.error(400, headers), None
         if body is None:
             return engine.error(413, headers), None
     return engine.decide(method, target, headers, body), body
@@ -86,7 +89,8 @@ class ProxyDoor:
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # never share one searcher's cookies
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),  # as received
+            # headers go on as received: none that the client did not send
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             trust_env=False,
         )
 

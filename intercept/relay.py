@@ -10,6 +10,9 @@ the client's connection instead of looking complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 from typing import Any
@@ -111,10 +114,23 @@ def _upstream_headers(
     return headers
 
 
-async def _stream_body(request: web.BaseRequest, sent: Callable[[], None]) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        yield chunk
-    sent()
+class _Upload:
+    """The client's body streamed to the upstream, remembering whether the client failed
+    mid-upload: then the upstream request fails too, and that is no upstream error."""
+
+    def __init__(self, request: web.BaseRequest, sent: Callable[[], None]) -> None:
+        self._request = request
+        self._sent = sent
+        self.client_failed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._request.content.iter_chunked(_CHUNK):
+                yield chunk
+        except Exception:
+            self.client_failed = True  # gone, or a malformed chunked body
+            raise
+        self._sent()
 
 
 async def forward(
@@ -143,9 +159,11 @@ async def forward(
         request, config, body_replaced=body is not None, content_type=content_type
     )
     data: Any = body
+    upload: _Upload | None = None
     if body is None and request.body_exists:
         deadlines.hold(task)  # the upload is timed by the client's side, not ours
-        data = _stream_body(request, lambda: deadlines.set(task, timeouts.header))
+        upload = _Upload(request, lambda: deadlines.set(task, timeouts.header))
+        data = upload.chunks()
     else:
         deadlines.set(task, timeouts.header)
     response: _Relay | None = None
@@ -160,6 +178,8 @@ async def forward(
             counts.upstream_errors.labels("timeout").inc()
             return error(504)
         except (aiohttp.ClientError, OSError):
+            if upload is not None and upload.client_failed:
+                return error(400)  # the client broke off its upload: nobody to answer
             counts.upstream_errors.labels("refused").inc()
             return error(502)
         counts.answered(perf_counter() - started)
@@ -224,6 +244,17 @@ async def forward(
 
 
 def _cut(request: web.BaseRequest) -> None:
-    """End the client's connection rather than present a truncated body as complete."""
-    if request.transport is not None:
-        request.transport.close()
+    """End the client's connection rather than present a truncated body as complete: with a
+    reset, not an orderly close, since to an HTTP/1.0 client (or any close-delimited body)
+    an orderly close is how a complete body ends."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # linger 0: close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+    transport.abort()
+
+
+_RESET = struct.pack("ii", 1, 0)

@@ -214,6 +214,55 @@ async def test_reset_mid_body_closes_the_client_connection(proxy: Proxy) -> None
         await fetch("GET", base + "/reset")
 
 
+async def test_a_body_cut_short_resets_an_http10_clients_connection(proxy: Proxy) -> None:
+    # HTTP/1.0 has no chunks: the body ends where the connection does, so an orderly close
+    # would present the cut body as complete; a reset cannot be mistaken
+    base, _ = proxy
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    writer.write(b"GET /reset-chunked HTTP/1.0\r\nHost: x\r\n\r\n")
+    received: list[bytes] = []
+
+    async def read_to_the_end() -> None:
+        while chunk := await asyncio.wait_for(reader.read(65536), 10):
+            received.append(chunk)
+
+    with pytest.raises(ConnectionResetError):
+        await read_to_the_end()
+    writer.close()
+    answer = b"".join(received)
+    assert answer.startswith(b"HTTP/1.0 200 ")
+    assert b"c" * 1000 in answer
+    status, _, _ = await fetch("GET", base + "/echo")  # the proxy carries on
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",  # streamed on
+        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"  # read first
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n",
+    ],
+)  # fmt: skip
+async def test_a_client_leaving_mid_upload_is_no_upstream_error(
+    proxy: Proxy, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, engine = proxy
+    port = int(base.rsplit(":", 1)[1])
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + b"q=" + b"x" * 500)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.transport.abort()  # the searcher gives up mid-upload
+    await asyncio.sleep(0.5)
+    for kind in ("refused", "timeout", "reset"):
+        assert engine.counts.value("upstream_errors", kind=kind) == 0, kind
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    status, _, _ = await fetch("GET", base + "/echo")
+    assert status == 200
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status"),
     [

@@ -394,3 +394,12 @@ async def test_utf8_header_values_are_forwarded_as_sent(proxy: Proxy) -> None:
     status, _, body = await fetch("GET", base + "/echo", headers={"X-Note": "café ☕"})
     assert status == 200
     assert dict(json.loads(body)["headers"])["X-Note"] == "café ☕"
+
+
+async def test_headers_the_client_did_not_send_are_not_added(proxy: Proxy) -> None:
+    base, _ = proxy
+    answer = await raw_exchange(
+        base, b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 100_000
+    )
+    sent = {name.lower() for name, _ in json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]}
+    assert sent.isdisjoint({"accept", "accept-encoding", "user-agent", "content-type"})

@@ -93,6 +93,17 @@ async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _reset_chunked(request: web.Request) -> web.StreamResponse:
+    """A chunked body (no Content-Length) that the upstream cuts short."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"c" * 1000)
+    await asyncio.sleep(0.1)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
 async def _trickle(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse()
     await response.prepare(request)
@@ -144,6 +155,7 @@ def upstream_app() -> web.Application:
     app.router.add_get("/big", _big)
     app.router.add_get("/slow-head", _slow_head)
     app.router.add_get("/reset", _reset_mid_body)
+    app.router.add_get("/reset-chunked", _reset_chunked)
     app.router.add_get("/stall", _stall_mid_body)
     app.router.add_get("/late-body", _late_body)
     app.router.add_get("/trickle", _trickle)
