@@ -95,8 +95,8 @@ def _upstream_headers(
         ours["x-forwarded-for"] = ("X-Forwarded-For", chain)
     if forwarded.x_forwarded_proto:
         ours["x-forwarded-proto"] = ("X-Forwarded-Proto", request.scheme)
-    if forwarded.x_forwarded_host and request.host:
-        ours["x-forwarded-host"] = ("X-Forwarded-Host", request.host)
+    if forwarded.x_forwarded_host and (host := source.get("Host")):  # never one made up
+        ours["x-forwarded-host"] = ("X-Forwarded-Host", host)
     if forwarded.via:
         prior_via = ", ".join(source.getall("Via", ()))
         version = request.version

@@ -403,3 +403,17 @@ async def test_headers_the_client_did_not_send_are_not_added(proxy: Proxy) -> No
     )
     sent = {name.lower() for name, _ in json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]}
     assert sent.isdisjoint({"accept", "accept-encoding", "user-agent", "content-type"})
+
+
+async def test_a_request_without_host_gets_no_made_up_forwarded_host(proxy: Proxy) -> None:
+    base, _ = proxy
+    answer = await raw_exchange(base, b"GET /echo HTTP/1.0\r\n\r\n", 100_000)
+    sent = dict(json.loads(answer.partition(b"\r\n\r\n")[2])["headers"])
+    assert "X-Forwarded-Host" not in sent
+    answer = await raw_exchange(
+        base, b"GET /echo HTTP/1.0\r\nHost: search.example\r\n\r\n", 100_000
+    )
+    assert (
+        dict(json.loads(answer.partition(b"\r\n\r\n")[2])["headers"])["X-Forwarded-Host"]
+        == "search.example"
+    )
