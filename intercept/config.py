@@ -54,7 +54,11 @@ class Route(_Model):
     """Where searches arrive and where their query lives."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    methods: tuple[Literal["GET", "POST", "HEAD"], ...] = ("GET", "POST")
+    # whose bodies are searched; None: every method's (Werkzeug, for one, reads a PUT or
+    # PATCH form as it reads a POST one). Query strings are searched for every method.
+    methods: (
+        tuple[Literal["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"], ...] | None
+    ) = None
     path: str | None = Field(default=None, pattern=r"^/")
     path_regex: str | None = None
     params: tuple[str, ...] = ()
@@ -322,7 +326,7 @@ forwarded:                        # headers added towards the upstream
 # routes:
 #   - name: search
 #     path: /search                 # or path_regex: ^/s/(?P<q>[^/]+)$  (group q is the query)
-#     methods: [GET, POST]
+#     methods: null                 # whose bodies are searched; null: every method's
 #     params: [q]                   # query-string parameters
 #     form_fields: [q]              # urlencoded or multipart form fields
 #     json_pointers: [/query]       # JSON bodies

@@ -57,7 +57,8 @@ class CompiledRoute:
 
     def reads_body_for(self, method: str) -> bool:
         """Whether a request with this method has its body searched (the route's methods)."""
-        return self.reads_body and method in self.route.methods
+        methods = self.route.methods
+        return self.reads_body and (methods is None or method in methods)
 
     def matches(self, path: str) -> re.Match[str] | bool:
         """Whether the normalized `path` is this route's. Every method matches: frameworks

@@ -417,3 +417,17 @@ async def test_a_request_without_host_gets_no_made_up_forwarded_host(proxy: Prox
         dict(json.loads(answer.partition(b"\r\n\r\n")[2])["headers"])["X-Forwarded-Host"]
         == "search.example"
     )
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "GET"])
+async def test_a_search_body_is_read_whatever_the_method(proxy: Proxy, method: str) -> None:
+    # Werkzeug, for one, reads a form body of any method as request.form
+    base, _ = proxy
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = await fetch(
+        method, base + "/search", data=b"q=blocked+example", headers=form
+    )
+    assert status == 200
+    assert "X-Upstream" not in headers
+    status, headers, _ = await fetch(method, base + "/search", data=b"q=kites", headers=form)
+    assert headers["X-Upstream"] == "results"
