@@ -8,8 +8,10 @@ space; invalid UTF-8 becomes U+FFFD; a value that still holds percent escapes af
 from __future__ import annotations
 
 import codecs
+import email.message
 import email.parser
 import email.policy
+import email.utils
 import json
 import re
 from collections.abc import Iterable
@@ -128,20 +130,26 @@ def find_route(
     return None
 
 
-def decode(value: str) -> list[str]:
-    """The value percent-decoded, and decoded again while escapes remain (at most 3 times)."""
+def decode(value: str, encoding: str = "utf-8") -> list[str]:
+    """The value percent-decoded (escapes as bytes in `encoding`), and decoded again while
+    escapes remain (at most 3 times)."""
     if "%" not in value:
         return [value.replace("+", " ")]  # what unquote_plus gives, without its overhead
-    out = [unquote_plus(value, encoding="utf-8", errors="replace")]
+    out = [unquote_plus(value, encoding=encoding, errors="replace")]
     while _ESCAPE.search(out[-1]) and len(out) < _MAX_DECODES:
-        out.append(unquote_plus(out[-1], encoding="utf-8", errors="replace"))
+        out.append(unquote_plus(out[-1], encoding=encoding, errors="replace"))
     return out
 
 
 def texts_from_target(
-    route: CompiledRoute, path_match: re.Match[str] | None, query_string: str
+    route: CompiledRoute,
+    path_match: re.Match[str] | None,
+    query_string: str,
+    *,
+    encoding: str = "utf-8",
 ) -> list[str]:
-    """Query texts from the request target: the route's parameters and its path group `q`."""
+    """Query texts from the request target: the route's parameters and its path group `q`.
+    `encoding`: what percent-escapes stand for (a form body's declared charset)."""
     texts: list[str] = []
     if path_match is not None and "q" in path_match.groupdict():
         texts += decode(path_match.group("q") or "")
@@ -155,7 +163,7 @@ def texts_from_target(
             if "%" in name or "+" in name or "[" in name:
                 name = _param_name(decode(name)[0])
             if name in wanted:
-                texts += decode(value)
+                texts += decode(value, encoding)
     return _bounded(texts)
 
 
@@ -201,22 +209,36 @@ def _params(header: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _charsets(content_type: str) -> list[str]:
+_MAX_CHARSETS = 4  # declared ones per header: each is one more reading of the whole body
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _charsets(*content_types: str) -> list[str]:
     """Every charset a server might decode this body with: UTF-8, which many frameworks
     assume whatever is declared, and each declared one. Raises `UnreadableBody` for a charset
-    that is unknown or not a text encoding (`rot13`, `zlib`)."""
+    that is unknown or not a text encoding (`rot13`, `zlib`), or for too many of them."""
     found = ["utf-8"]
-    for name, value in _params(content_type):
-        if name == "charset":
+    seen = {"utf-8"}
+    for content_type in content_types:
+        for name, value in _params(content_type):
+            if name != "charset":
+                continue
             charset = value or "utf-8"
-            try:  # LookupError for unknown and non-text codecs (rot13, zlib) alike
+            try:
+                canonical = codecs.lookup(charset).name
+            except (LookupError, ValueError):  # unknown; or a NUL or lone surrogate in it
+                raise UnreadableBody("unknown charset") from None
+            try:  # LookupError: a codec that is no text encoding (rot13, zlib, hex)
                 b"a".decode(charset, errors="replace")
-            except LookupError:
-                raise UnreadableBody(f"unknown charset {charset[:40]!r}") from None
             except UnicodeError:
                 pass  # no "replace" (idna): `_readings` refuses the body if it must
-            if codecs.lookup(charset).name not in {codecs.lookup(c).name for c in found}:
+            except (LookupError, ValueError):
+                raise UnreadableBody("not a text encoding") from None
+            if canonical not in seen:
+                seen.add(canonical)
                 found.append(charset)
+    if len(found) > 1 + _MAX_CHARSETS:
+        raise UnreadableBody("too many charsets")
     return found
 
 
@@ -227,33 +249,64 @@ def _readings(data: bytes, charsets: list[str]) -> list[str]:
         try:
             texts.append(data.decode(charset, errors="replace"))
         except (UnicodeError, ValueError):  # codecs without "replace" (idna, punycode)
-            raise UnreadableBody(f"body not readable as {charset[:40]!r}") from None
+            raise UnreadableBody("body not readable in its charset") from None
     return texts
 
 
 def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> list[str]:
     """Query texts from a buffered body: urlencoded or multipart form fields, JSON pointers.
     Upstreams differ in how they read a body (the declared charset or always UTF-8, a part's
-    transfer encoding applied or not, the first or the last of a repeated parameter), so
-    every such reading is searched. At most `MAX_TEXTS` distinct texts.
+    transfer encoding applied or not, the first or the last of a repeated parameter or
+    header, RFC 2231 names), so every such reading is searched. At most `MAX_TEXTS` distinct
+    texts.
 
-    Raises `UnreadableBody` for a body Intercept cannot read as the upstream would; a body of
-    another type yields nothing (it is forwarded as it came).
+    Raises `UnreadableBody` for a body Intercept cannot read as the upstream would, and for
+    any failure to read one (a search body is never forwarded because reading it failed); a
+    body of another type yields nothing (it is forwarded as it came).
     """
+    try:
+        return _bounded(_texts_from_body(route, content_type, body))
+    except UnreadableBody:
+        raise
+    except RecursionError:
+        raise UnreadableBody("nested too deeply") from None
+    except Exception as error:  # a parser's own failure: fail closed, never a 500
+        raise UnreadableBody(f"unreadable ({type(error).__name__})") from None
+
+
+def _texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> list[str]:
     kind = content_type.split(";", 1)[0].strip().lower()
     fields = set(route.route.form_fields)
     texts: list[str] = []
     if kind == "application/x-www-form-urlencoded" and fields:
         as_form = CompiledRoute(route.route.model_copy(update={"params": tuple(fields)}), None)
-        for text in _readings(body, _charsets(content_type)):
-            texts += texts_from_target(as_form, None, text)
+        charsets = _charsets(content_type)
+        for text in _readings(body, charsets):
+            for charset in charsets:  # percent-escapes too (qs, body-parser honour it)
+                texts += texts_from_target(as_form, None, text, encoding=charset)
     elif kind == "multipart/form-data" and fields:
         texts += _multipart_texts(content_type, body, fields)
     elif (kind == "application/json" or kind.endswith("+json")) and route.route.json_pointers:
         for document in _json_documents(content_type, body):
             for pointer in route.route.json_pointers:
                 texts += _strings(_json_pointer(document, pointer))
-    return _bounded(texts)
+    return texts
+
+
+def _part_names(dispositions: list[str]) -> set[str]:
+    """Every name a parser may give a part: from each of its Content-Disposition headers,
+    each `name` parameter (the first or the last of a repeat), RFC 2231 forms (`name*=`,
+    `name*0=`) decoded, quoted pairs (`"\\q"`) taken as the character or kept."""
+    names: set[str] = set()
+    for value in dispositions:
+        holder = email.message.Message()
+        holder["Content-Disposition"] = value
+        for key, found in holder.get_params(header="content-disposition") or []:
+            if key == "name":
+                name = email.utils.collapse_rfc2231_value(found)
+                names |= {_param_name(name), _param_name(_QUOTED_PAIR.sub(r"\1", name))}
+        names |= {_param_name(v) for k, v in _params(value) if k == "name"}
+    return names
 
 
 def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[str]:
@@ -264,12 +317,13 @@ def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[s
     parts = list(message.iter_parts()) if message.is_multipart() else []
     if len(parts) > MAX_TEXTS:
         raise UnreadableBody("too many parts")
+    if message.defects or any(part.defects for part in parts):
+        # e.g. "Content-Disposition : ..." or a junk line: lost to this parser, read by others
+        raise UnreadableBody("malformed multipart")
     texts: list[str] = []
     for part in parts:
-        # raw headers: the parsed ones keep only the first of a repeated parameter
-        headers = {name.lower(): str(value) for name, value in reversed(list(part.raw_items()))}
-        disposition = _params(headers.get("content-disposition", ""))
-        names = {_param_name(value) for name, value in disposition if name == "name"}
+        raw_headers = [(name.lower(), str(value)) for name, value in part.raw_items()]
+        names = _part_names([v for name, v in raw_headers if name == "content-disposition"])
         if not names & fields:
             continue
         if part.is_multipart() or part.get_content_maintype() == "message":
@@ -279,7 +333,8 @@ def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[s
         decoded = part.get_payload(decode=True)
         if isinstance(decoded, bytes) and decoded != raw:  # a Content-Transfer-Encoding
             payloads.append(decoded)
-        charsets = _charsets(headers.get("content-type", "text/plain"))
+        types = [v for name, v in raw_headers if name == "content-type"] or ["text/plain"]
+        charsets = _charsets(*types)
         for payload in payloads:
             texts += _readings(payload, charsets)
     return texts
@@ -288,6 +343,8 @@ def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[s
 def _json_documents(content_type: str, body: bytes) -> list[Any]:
     """The body parsed as JSON with each declared charset, and as `json.loads` reads bytes
     (UTF-8, -16 or -32 by their first bytes), a UTF-8 byte order mark ignored."""
+    if not body.strip():
+        return []  # nothing to read, and no query in it
     texts = _readings(body, _charsets(content_type)[1:])  # declared charsets
     documents: list[Any] = []
     sources: list[str | bytes] = [body.removeprefix(codecs.BOM_UTF8), *texts]
