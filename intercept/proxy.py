@@ -109,7 +109,7 @@ class ProxyDoor:
             # aiohttp's writer drops such bytes, so the upstream would get headers other than
             # those decided on (`Content-Type: application/x-www-form-url\xffencoded` becomes
             # a form that was never read)
-            return _send(engine.error(400, request.headers))
+            return _unread(request, _send(engine.error(400, request.headers)))
         if request.headers.get("Expect"):  # as aiohttp's router did: an empty one is none
             refused = _expect(engine, request)
             if refused is not None:

@@ -85,8 +85,8 @@ def runner_options(config: Config) -> dict[str, Any]:
         access = {"access_log": None}  # off by default; aiohttp's own would record queries
     return {
         **access,
-        "max_line_size": config.limits.request_target + 1024,
-        "max_field_size": config.limits.headers + 1024,
+        "max_line_size": _line_limit(config),
+        "max_field_size": _field_limit(config),
         "max_headers": _MAX_HEADER_LINES,
         "auto_decompress": False,  # request bodies are forwarded as they were sent
     }
@@ -145,10 +145,19 @@ class _DoorHandler(web.RequestHandler):
         return response
 
 
+def _line_limit(config: Config) -> int:
+    return config.limits.request_target + 1024
+
+
+def _field_limit(config: Config) -> int:
+    """Never equal to `_line_limit`: which one a parser error names tells 414 from 431."""
+    limit = config.limits.headers + 1024
+    return limit + 1 if limit == _line_limit(config) else limit
+
+
 def _parser_status(config: Config, status: int, exc: BaseException | None) -> int:
     if isinstance(exc, LineTooLong):
-        request_line = exc.args[1] == config.limits.request_target + 1024
-        return 414 if request_line else 431
+        return 414 if exc.args[1] == _line_limit(config) else 431
     if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
         return 431
     return status
