@@ -156,6 +156,17 @@ async def test_post_search_bodies_are_decided(haproxy: Deployment) -> None:
     assert haproxy.upstream.targets == ["/search"]
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_search_bodies_of_other_methods_are_decided(haproxy: Deployment, method: str) -> None:
+    # Werkzeug reads a PUT or PATCH form as it reads a POST one
+    status, headers, _ = await fetch(
+        method, haproxy.base + "/search", data={"q": "blocked example"}
+    )
+    assert status == 403, haproxy.explain()
+    assert "X-Upstream" not in headers
+    assert haproxy.upstream.requests == []
+
+
 async def test_post_search_body_larger_than_the_buffer_is_refused(haproxy: Deployment) -> None:
     form = {"q": "kites", "pad": "x" * 40_000}
     status, _, _ = await fetch("POST", haproxy.base + "/search", data=form)

@@ -97,7 +97,7 @@ local function decide(txn)
     end
     copy_header(txn, headers, "accept-language")
     local body = nil
-    if method == "POST" then
+    if (txn.f:req_body_size() or 0) > 0 then  -- any method: a PUT form is read like a POST one
         -- haproxy.cfg buffered it (`wait-for-body`); a body larger than the buffer is refused
         -- rather than decided on its first part
         if (txn.f:req_body_len() or 0) < (txn.f:req_body_size() or 0) then
@@ -124,9 +124,11 @@ local function decide(txn)
     if res.status >= 200 and res.status < 300 then
         return -- allowed: the request goes on to the search front-end as it came
     end
-    if res.status >= 500 then
-        return unavailable(txn)
+    if res.status == 502 or res.status == 503 or res.status == 504 then
+        return unavailable(txn) -- Intercept not there (or draining): INTERCEPT_FAIL_OPEN applies
     end
+    -- anything else, a 500 included (a request Intercept failed on), is its answer: a request
+    -- that makes the decision fail must not pass because of it
     keep_answer(txn, res.status, res.headers, res.body)
 end
 
