@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from intercept.config import Config
 from intercept.counting import Counts
-from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, strip_param
+from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, same_site, strip_param
 from intercept.extract import (
     CompiledRoute,
     RouteTable,
@@ -305,7 +305,11 @@ class Engine:
             if form is not None and not self.replays_posts:
                 # this front door cannot resend the search body: no continue link
                 return self.page_answer(self.pages.block(language, variant), status)
-            if method in ("GET", "HEAD") or (form is not None and len(form[1]) <= _MAX_SEALED_BODY):
+            replayable = method in ("GET", "HEAD") or (
+                form is not None and len(form[1]) <= _MAX_SEALED_BODY
+            )
+            # "//host/../search" is a search here, but a link to it would leave the site
+            if replayable and same_site(target):
                 sealed = self.tokens.seal(route.name, target, text, form=form)
                 href = f"{INTERNAL_PREFIX}continue/{sealed}"
                 if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed

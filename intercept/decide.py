@@ -25,7 +25,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from intercept.normalize import alternatives
 from intercept.ruleset import Match, RuleSet
 
-__all__ = ["TOKEN_PARAM", "Continuation", "ContinueTokens", "decide", "strip_param"]
+__all__ = [
+    "TOKEN_PARAM", "Continuation", "ContinueTokens", "decide", "same_site", "strip_param"
+]  # fmt: skip
 
 TOKEN_PARAM = "_intercept_continue"
 
@@ -99,8 +101,9 @@ class ContinueTokens:
     ) -> bool:
         """True when `token` was signed for this route and one of these queries, unexpired."""
         expiry_text, _, mac = token.partition(".")
-        if not (token.isascii() and expiry_text.isdigit()):
-            return False  # "²" is a digit to isdigit(), and compare_digest wants ASCII
+        if not (token.isascii() and expiry_text.isdigit()) or len(expiry_text) > _MAX_DIGITS:
+            return False  # "²" is a digit to isdigit(); compare_digest wants ASCII; and int()
+            # refuses over 4,300 digits (a ValueError, once a 500)
         if int(expiry_text) < (time.time() if now is None else now):
             return False
         expiry = int(expiry_text)
@@ -136,14 +139,26 @@ class ContinueTokens:
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
         expiry = token.partition(".")[0]
-        if not (expiry.isascii() and expiry.isdigit()):
+        if not (expiry.isascii() and expiry.isdigit()) or len(expiry) > _MAX_DIGITS:
             return None
         if int(expiry) < (time.time() if now is None else now):
             return None
+        if not same_site(target):
+            return None  # "//evil.example/../search" would send the searcher away
         if form is not None:
             return Continuation(target, form)
         joiner = "&" if "?" in target else "?"
         return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None)
+
+
+_MAX_DIGITS = 20  # an expiry in Unix seconds; far more than any token can hold
+
+
+def same_site(target: str) -> bool:
+    """Whether `target`, as a redirect's Location, stays on this site: a path, never one a
+    browser reads as another host (`//host/...`, `/\\host/...`) or one with control
+    characters."""
+    return target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -431,3 +431,30 @@ async def test_a_search_body_is_read_whatever_the_method(proxy: Proxy, method: s
     assert "X-Upstream" not in headers
     status, headers, _ = await fetch(method, base + "/search", data=b"q=kites", headers=form)
     assert headers["X-Upstream"] == "results"
+
+
+@pytest.mark.parametrize("prefix", ["//evil.example/..", "/\\evil.example/.."])
+async def test_a_warned_search_never_continues_off_the_site(proxy: Proxy, prefix: str) -> None:
+    # the path is /search to Intercept, but "//evil.example/../search?..." in a Location
+    # header is another host to a browser
+    base, engine = proxy
+    target = prefix + "/search?q=purple+teapot"
+    answer = await raw_exchange(
+        base, f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode(), 100_000
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"/_intercept/continue/" not in answer  # the page, without a continue link
+    sealed = engine.tokens.seal("search", target, "purple teapot")  # as an older build made
+    status, headers, _ = await fetch("GET", base + "/_intercept/continue/" + sealed)
+    assert status == 400
+    assert "Location" not in headers
+
+
+async def test_an_overlong_token_is_ignored_not_a_500(proxy: Proxy) -> None:
+    base, _ = proxy
+    status, headers, body = await fetch(
+        "GET", base + "/search?q=purple+teapot&_intercept_continue=" + "9" * 4400 + ".x"
+    )
+    assert status == 200
+    assert "X-Upstream" not in headers  # the warn page again
+    assert b"<html" in body
