@@ -122,6 +122,8 @@ async def test_other_spellings_of_the_search_path_are_decided(caddy: Deployment)
             "/search/?q=blocked+example",
             "/search;jsessionid=1?q=blocked+example",
             "/complete//search?q=blocked+example",
+            "/search;x/?q=blocked+example",  # servlet containers drop ";x" before routing
+            "/foo/..;/search?q=blocked+example",  # ... and read "..;" as ".."
         ]
     )
 

@@ -129,6 +129,9 @@ async def test_other_spellings_of_the_search_path_are_decided(haproxy: Deploymen
             "/search/?q=blocked+example",
             "/search;jsessionid=1?q=blocked+example",
             "/complete//search?q=blocked+example",
+            "/search;x/?q=blocked+example",  # servlet containers drop ";x" before routing
+            "/foo/..;/search?q=blocked+example",  # ... and read "..;" as ".."
+            "/search;%zz?q=blocked+example",
         ]
     )
 
@@ -202,3 +205,13 @@ async def test_intercept_down_with_fail_open_lets_searches_through(tmp_path: Pat
         status, headers, _ = await haproxy.get(BLOCKED)
         assert status == 200, haproxy.explain()
         assert headers["X-Upstream"] == "results"
+
+
+async def test_a_search_body_with_two_content_types_is_refused(haproxy: Deployment) -> None:
+    # intercept.lua passes on one; a front-end reading the other would read another body
+    request = (b"POST /search HTTP/1.1\r\nHost: search.example\r\n"
+               b"Content-Type: application/x-www-form-urlencoded\r\nContent-Type: text/plain\r\n"
+               b"Content-Length: 17\r\n\r\nq=blocked+example")  # fmt: skip
+    answer = await raw_exchange(haproxy.base, request, 200)
+    assert answer.startswith(b"HTTP/1.1 400 "), (answer, haproxy.explain())
+    assert haproxy.upstream.requests == []

@@ -29,6 +29,7 @@ from tests.deploy_helpers import (
     running_process,
     services,
 )
+from tests.upstream import raw_exchange
 
 SHIPPED = DEPLOY / "nginx" / "intercept.conf"
 
@@ -157,6 +158,8 @@ async def test_other_spellings_of_the_search_path_are_decided(nginx: Deployment)
             "/search/?q=blocked+example",
             "/search;jsessionid=1?q=blocked+example",
             "/complete//search?q=blocked+example",
+            "/search;x/?q=blocked+example",  # servlet containers drop ";x" before routing
+            "/foo/..;/search?q=blocked+example",  # ... and read "..;" as ".."
         ]
     )
 
@@ -194,3 +197,15 @@ async def test_intercept_down_fails_closed_unless_configured_open(
             assert nginx.upstream.requests == []
         status, _, _ = await nginx.get("/echo")
         assert status == 200  # other paths never depended on Intercept
+
+
+async def test_a_malformed_accept_language_is_dropped_not_fatal(tmp_path: Path) -> None:
+    # passed on as it came, it made the decision request malformed: auth_request took that
+    # for Intercept being down (500, or results with the "#failopen" lines)
+    async with deployed(tmp_path, fail_open=True) as nginx:
+        request = (b"GET /search?q=blocked+example HTTP/1.1\r\nHost: search.example\r\n"
+                   b"Accept-Language: en\x01\r\nConnection: close\r\n\r\n")  # fmt: skip
+        answer = await raw_exchange(nginx.base, request, 100_000)
+        assert answer.startswith(b"HTTP/1.1 200 "), (answer[:200], nginx.explain())
+        assert b"<html" in answer
+        assert nginx.upstream.requests == []
