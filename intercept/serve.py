@@ -125,8 +125,9 @@ _MAX_HEADER_LINES = 128
 class _DoorHandler(web.RequestHandler):
     """aiohttp's connection handler, with Intercept's own pages for what its parser refuses
     (a request line or header over the limits, too many headers, malformed HTTP) and for a
-    front door's own failure: the status the limits promise (414, 431), in the searcher's
-    language, naming no software version; the connection is closed as aiohttp does."""
+    front door's own failure: the status the limits promise (414, 431), in the default
+    language (the request's headers may not have been read), naming no software version;
+    the connection is closed as aiohttp does."""
 
     engine: Engine
 
