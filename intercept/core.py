@@ -253,7 +253,7 @@ class Engine:
         decided = decide(rules, texts)
         if decided is None:
             return Pass(target, body)
-        match, text = decided
+        match, _ = decided
         if match.action is Action.SHADOW:
             # counted, never shown: the searcher gets results as usual
             if count_search:  # with the search: a shadow hit never asks for a page
@@ -262,19 +262,12 @@ class Engine:
                 )
                 self.counts.shadow(match.rule_id)
             return Pass(target, body)
-        # a token lifts a warn only when it was issued for every warned text here
-        if (
-            match.action is Action.WARN
-            and token is not None
-            and all(
-                self.tokens.verify(token, route.name, [t])
-                for t in texts
-                if (m := rules.match(t)) is not None and m.action is Action.WARN
-            )
-        ):
+        # a token lifts a warn only when it was issued for the warned texts here, all of them
+        warned = _warned(rules, texts) if match.action is Action.WARN else []
+        if warned and token is not None and self.tokens.verify(token, route.name, warned):
             return Pass(target, body)  # counted when the warning was shown
         return self._intervene(
-            method, headers, route, match, target, text, body, count=count_intervention
+            method, headers, route, match, target, warned, body, count=count_intervention
         )
 
     def _intervene(
@@ -284,11 +277,13 @@ class Engine:
         route: CompiledRoute,
         match: Match,
         target: str,
-        text: str,
+        warned: list[str],
         body: bytes | None,
         *,
         count: bool,
     ) -> Answer:
+        """The answer to a block or warn `match`; `warned`: the texts a warn's continue
+        token is signed for."""
         language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
         if route.route.kind == "autocomplete":
             # no page is shown, so no variant: these must not swell a variant's page views,
@@ -310,7 +305,7 @@ class Engine:
             )
             # "//host/../search" is a search here, but a link to it would leave the site
             if replayable and same_site(target):
-                sealed = self.tokens.seal(route.name, target, text, form=form)
+                sealed = self.tokens.seal(route.name, target, warned, form=form)
                 href = f"{INTERNAL_PREFIX}continue/{sealed}"
                 if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed
                     page = self.pages.warn(language, variant, href, post=form is not None)
@@ -369,6 +364,11 @@ class Engine:
             page = self.pages.block(language, variant)
             return self.page_answer(page, self.config.block_status)
         return Pass(target, body, "POST", content_type)
+
+
+def _warned(rules: RuleSet, texts: list[str]) -> list[str]:
+    """The texts of a search that a warn rule decides on its own."""
+    return [t for t in texts if (m := rules.match(t)) is not None and m.action is Action.WARN]
 
 
 def _suggestions(route: CompiledRoute) -> Answer:

@@ -92,14 +92,17 @@ class ContinueTokens:
         message = f"{route}\x00{expiry}\x00{normalized}".encode("utf-8", "surrogatepass")
         return _b64(hmac.new(self.mac_key, message, hashlib.sha256).digest())
 
-    def sign(self, route: str, query: str, now: float | None = None) -> str:
+    def sign(self, route: str, queries: str | Iterable[str], now: float | None = None) -> str:
+        """A token for the search on `route` holding these warned `queries` (one, or all of
+        a search that warns on several values), by their normalized readings."""
         expiry = int((time.time() if now is None else now) + self.ttl)
-        return f"{expiry}.{self._mac(route, alternatives(query)[0], expiry)}"
+        return f"{expiry}.{self._mac(route, _key(queries), expiry)}"
 
     def verify(
         self, token: str, route: str, queries: Iterable[str], now: float | None = None
     ) -> bool:
-        """True when `token` was signed for this route and one of these queries, unexpired."""
+        """True when `token` was signed for this route and these queries (as normalized:
+        `purple teap0t` is `purple teapot`), and has not expired."""
         expiry_text, _, mac = token.partition(".")
         if not (token.isascii() and expiry_text.isdigit()) or len(expiry_text) > _MAX_DIGITS:
             return False  # "²" is a digit to isdigit(); compare_digest wants ASCII; and int()
@@ -107,15 +110,13 @@ class ContinueTokens:
         if int(expiry_text) < (time.time() if now is None else now):
             return False
         expiry = int(expiry_text)
-        return any(
-            hmac.compare_digest(mac, self._mac(route, alternatives(q)[0], expiry)) for q in queries
-        )
+        return hmac.compare_digest(mac, self._mac(route, _key(queries), expiry))
 
     def seal(
         self,
         route: str,
         target: str,
-        query: str,
+        queries: str | Iterable[str],
         now: float | None = None,
         *,
         form: tuple[str, bytes] | None = None,
@@ -123,7 +124,7 @@ class ContinueTokens:
         """An opaque link id holding the target, route and a fresh token, encrypted; for a
         POST search also its body and content type (`form`), so the link can replay it."""
         nonce = os.urandom(12)
-        fields: dict[str, str] = {"r": route, "t": target, "k": self.sign(route, query, now)}
+        fields: dict[str, str] = {"r": route, "t": target, "k": self.sign(route, queries, now)}
         if form is not None:
             fields["c"], fields["b"] = form[0], _b64(form[1])
         plain = json.dumps(fields).encode()
@@ -149,6 +150,13 @@ class ContinueTokens:
             return Continuation(target, form)
         joiner = "&" if "?" in target else "?"
         return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None)
+
+
+def _key(queries: str | Iterable[str]) -> str:
+    """What a token signs: the normalized readings of the queries, distinct and sorted (for
+    one query, just its reading, so tokens issued before several were signed still work)."""
+    texts = [queries] if isinstance(queries, str) else queries
+    return "\x1f".join(sorted({alternatives(text)[0] for text in texts}))
 
 
 _MAX_DIGITS = 20  # an expiry in Unix seconds; far more than any token can hold

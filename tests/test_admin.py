@@ -19,7 +19,7 @@ from intercept.admin import build_admin_app, status
 from intercept.core import Engine
 from intercept.ledger import Ledger
 from tests.processes import free_port, intercept_process
-from tests.upstream import Proxy, fetch, running_proxy
+from tests.upstream import RULES, Proxy, fetch, running_proxy
 
 ROOT = Path(__file__).parent.parent
 
@@ -64,7 +64,7 @@ async def test_metrics_count_searches_interventions_and_decisions(
     )
     assert shown == 1
     assert _sample(text, "intercept_upstream_seconds_count") == 2  # the two results fetched
-    assert _sample(text, "intercept_rules_loaded") == 4
+    assert _sample(text, "intercept_rules_loaded") == len(RULES.rules)
     assert _sample(text, "intercept_upstream_errors_total", kind="refused") == 0
 
 
@@ -84,7 +84,7 @@ async def test_health_readiness_and_status(admin: tuple[str, str, Engine]) -> No
     status, _, body = await fetch("GET", admin_base + "/admin/status")
     report = json.loads(body)
     assert report["rules"]["version"] == engine.rules.version
-    assert report["rules"]["count"] == 4
+    assert report["rules"]["count"] == len(RULES.rules)
     assert report["mode"] == "proxy"
 
 

@@ -458,3 +458,25 @@ async def test_an_overlong_token_is_ignored_not_a_500(proxy: Proxy) -> None:
     assert status == 200
     assert "X-Upstream" not in headers  # the warn page again
     assert b"<html" in body
+
+
+async def test_a_search_warned_on_two_values_continues_with_one_token(proxy: Proxy) -> None:
+    # the token is signed for every warned text; once it was signed for one, and a search
+    # warned on two could never continue
+    base, _ = proxy
+    target = "/search?q=purple+teapot&q=green+kettle"
+    status, headers, body = await fetch("GET", base + target)
+    assert "X-Upstream" not in headers
+    link = re.search(rb'href="(/_intercept/continue/[^"]+)"', body)
+    assert link is not None
+    status, headers, _ = await fetch("GET", base + link.group(1).decode())
+    assert status == 303
+    location = headers["Location"]
+    status, headers, _ = await fetch("GET", base + location)
+    assert status == 200
+    assert headers["X-Upstream"] == "results"
+    # the token covers exactly those texts: not one of them alone
+    token = location.rpartition("_intercept_continue=")[2]
+    alone = f"/search?q=purple+teapot&_intercept_continue={token}"
+    status, headers, _ = await fetch("GET", base + alone)
+    assert "X-Upstream" not in headers  # warned again

@@ -168,6 +168,7 @@ RULES = compile_rules(
     [
         spec("BLOCK-1", "blocked example"),
         spec("WARN-1", "purple teapot", action="warn"),
+        spec("WARN-2", "green kettle", action="warn"),
         spec("SHADOW-1", "velvet moth", action="shadow", category="trial"),
         spec("DE-1", "blaue strasse", language="de"),
     ]
