@@ -45,9 +45,11 @@ class CompiledRoute:
     path_regex: re.Pattern[str] | None
     path: str | None = None  # the exact path, lowercased (compared with normalized paths)
     params: frozenset[str] = field(init=False)  # the route's query parameters, as a set
+    form_fields: frozenset[str] = field(init=False)  # its form fields, as a set
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", frozenset(self.route.params))
+        object.__setattr__(self, "form_fields", frozenset(self.route.form_fields))
 
     @property
     def name(self) -> str:
@@ -142,29 +144,31 @@ def decode(value: str, encoding: str = "utf-8") -> list[str]:
 
 
 def texts_from_target(
-    route: CompiledRoute,
-    path_match: re.Match[str] | None,
-    query_string: str,
-    *,
-    encoding: str = "utf-8",
+    route: CompiledRoute, path_match: re.Match[str] | None, query_string: str
 ) -> list[str]:
-    """Query texts from the request target: the route's parameters and its path group `q`.
-    `encoding`: what percent-escapes stand for (a form body's declared charset)."""
+    """Query texts from the request target: the route's parameters and its path group `q`."""
     texts: list[str] = []
     if path_match is not None and "q" in path_match.groupdict():
         texts += decode(path_match.group("q") or "")
-    wanted = route.params
-    if wanted and query_string:
-        pairs = query_string.split("&")
-        if ";" in query_string:  # some frameworks also split on ';': read both ways
-            pairs += [part for pair in pairs if ";" in pair for part in pair.split(";")]
-        for pair in pairs:
-            name, _, value = pair.partition("=")
-            if "%" in name or "+" in name or "[" in name:
-                name = _param_name(decode(name)[0])
-            if name in wanted:
-                texts += decode(value, encoding)
+    if route.params and query_string:
+        texts += _values(query_string, route.params)
     return _bounded(texts)
+
+
+def _values(encoded: str, wanted: frozenset[str], encoding: str = "utf-8") -> list[str]:
+    """The decoded values of the `wanted` names in urlencoded `encoded` (a query string or a
+    form body); `encoding`: what percent-escapes stand for (a form's declared charset)."""
+    texts: list[str] = []
+    pairs = encoded.split("&")
+    if ";" in encoded:  # some frameworks also split on ';': read both ways
+        pairs += [part for pair in pairs if ";" in pair for part in pair.split(";")]
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name or "[" in name:
+            name = _param_name(decode(name)[0])
+        if name in wanted:
+            texts += decode(value, encoding)
+    return texts
 
 
 def _param_name(name: str) -> str:
@@ -276,14 +280,13 @@ def texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> lis
 
 def _texts_from_body(route: CompiledRoute, content_type: str, body: bytes) -> list[str]:
     kind = content_type.split(";", 1)[0].strip().lower()
-    fields = set(route.route.form_fields)
+    fields = route.form_fields
     texts: list[str] = []
     if kind == "application/x-www-form-urlencoded" and fields:
-        as_form = CompiledRoute(route.route.model_copy(update={"params": tuple(fields)}), None)
         charsets = _charsets(content_type)
         for text in _readings(body, charsets):
             for charset in charsets:  # percent-escapes too (qs, body-parser honour it)
-                texts += texts_from_target(as_form, None, text, encoding=charset)
+                texts += _bounded(_values(text, fields, charset))
     elif kind == "multipart/form-data" and fields:
         texts += _multipart_texts(content_type, body, fields)
     elif (kind == "application/json" or kind.endswith("+json")) and route.route.json_pointers:
@@ -309,7 +312,7 @@ def _part_names(dispositions: list[str]) -> set[str]:
     return names
 
 
-def _multipart_texts(content_type: str, body: bytes, fields: set[str]) -> list[str]:
+def _multipart_texts(content_type: str, body: bytes, fields: frozenset[str]) -> list[str]:
     if sum(name == "boundary" for name, _ in _params(content_type)) > 1:
         raise UnreadableBody("more than one multipart boundary")  # parsers pick differently
     header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", errors="replace")
