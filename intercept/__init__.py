@@ -37,7 +37,7 @@ __all__ = [
     "normalize",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the distribution's version too (pyproject.toml reads it)
 
 
 def load_rules(

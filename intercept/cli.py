@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from intercept import __version__
 from intercept.errors import InterceptError, RuleError
 
 __all__ = ["main"]
@@ -51,6 +52,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from intercept.check import check_rules
     from intercept.seal import is_sealed_bundle
 
+    missing = [path for path in args.paths if not path.exists()]
+    if missing:  # unreadable input, not a failed check: exit 2, as for wrong usage
+        for path in missing:
+            print(f"intercept check: {path}: no such file or folder", file=sys.stderr)
+        return 2
     bundles = [path for path in args.paths if is_sealed_bundle(path)]
     if bundles:
         return _check_with_bundles(args, bundles)
@@ -490,6 +496,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from intercept.scaffold import init_folder, next_steps
+
+    for path in init_folder(args.folder):
+        print(f"wrote {path}")
+    print()
+    print(next_steps(args.folder), end="")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from intercept.config import DEFAULT_CONFIG_YAML, load_config
 
@@ -600,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="intercept",
         description="Deterrence-messaging and survey-intercept middleware for search engines.",
     )
+    parser.add_argument("--version", action="version", version=f"intercept {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate rule files and run every rule's examples")
@@ -676,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a demo search site with Intercept in front, on loopback")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("init", help="write a starting config, example rules and editable pages")
+    p.add_argument("folder", type=Path, metavar="DIR", help="where (created if missing)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("config", help="print the configuration (or the commented default)")
     p.add_argument("--default", action="store_true", help="the commented default file")

@@ -225,7 +225,7 @@ class Config(_Model):
     mode: Literal["proxy", "authz"] = "proxy"
     rules: Path = Path("rules")
     rules_key_file: Path | None = None  # the key of a sealed bundle (`intercept seal`)
-    messages: Path = Path("messages")
+    messages: Path | None = None  # None: the pages built into the package
     admin_listen: str = Field(default="127.0.0.1:9090", pattern=_HOST_PORT.pattern)
     survey_url: str = Field(default="https://survey.example/intercept", pattern=r"^https?://")
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
@@ -253,6 +253,13 @@ class Config(_Model):
         return value
 
     @property
+    def pages_folder(self) -> Path:
+        """The pages folder in force: `messages`, else the one built into the package."""
+        from intercept.resources import MESSAGES
+
+        return self.messages if self.messages is not None else MESSAGES
+
+    @property
     def upstream_base(self) -> str:
         return self.upstream.rstrip("/")
 
@@ -267,7 +274,8 @@ upstream: http://127.0.0.1:8000   # the search front-end Intercept sits in front
 mode: proxy                       # proxy (reverse proxy) | authz (decision service)
 rules: rules                      # rule file or folder, read recursively, or a sealed bundle
 rules_key_file: null              # the sealed bundle's key file (kept apart from the bundle)
-messages: messages                # page templates, message variants, help resources
+messages: null                    # pages folder (templates, variants, help resources);
+                                  # null: the built-in ones (`intercept init` copies them)
 admin_listen: 127.0.0.1:9090      # metrics and health; never the public address
 survey_url: https://survey.example/intercept   # gets only ?lang=..&variant=.. appended
 country: null                     # ISO 3166 code: adds that country's help resources

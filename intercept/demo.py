@@ -2,7 +2,8 @@
 
 The demo site has a home page with a GET search form and a POST search form, a results page
 with made-up results, an autocomplete endpoint and a stand-in survey page. Intercept proxies it
-with the demo rules (`rules/demo.yaml`), so a new user sees every decision in a browser.
+with the demo rules (`rules/demo.yaml`) and the default pages, both built into the package, so
+a new user sees every decision in a browser from any folder.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import json
 import secrets
 import signal
 import socket
-from pathlib import Path
 
 from aiohttp import web
 
 from intercept.config import Config, load_config
+from intercept.resources import DEMO_RULES
 
 __all__ = ["demo_site", "run_demo"]
 
@@ -102,16 +103,15 @@ def _free_port() -> int:
         return port
 
 
-def demo_config(listen: str, upstream_port: int, root: Path) -> Config:
-    """The proxy configuration of the demo: demo rules, shipped messages, local survey."""
+def demo_config(listen: str, upstream_port: int) -> Config:
+    """The proxy configuration of the demo: demo rules, built-in pages, local survey."""
     return load_config(
         None,
         environ={},
         overrides={
             "listen": listen,
             "upstream": f"http://127.0.0.1:{upstream_port}",
-            "rules": str(root / "rules"),
-            "messages": str(root / "messages"),
+            "rules": str(DEMO_RULES),
             "survey_url": f"http://127.0.0.1:{upstream_port}/survey",
             "warn": {"secret": secrets.token_hex(16)},  # one process: a fresh key will do
             "admin_listen": f"127.0.0.1:{_free_port()}",
@@ -120,14 +120,14 @@ def demo_config(listen: str, upstream_port: int, root: Path) -> Config:
     )
 
 
-async def _run(listen: str, root: Path) -> None:
+async def _run(listen: str) -> None:
     from intercept.serve import build_engine, start, start_admin
 
     upstream_port = _free_port()
     site_runner = web.AppRunner(demo_site(), access_log=None)
     await site_runner.setup()
     await web.TCPSite(site_runner, "127.0.0.1", upstream_port).start()
-    config = demo_config(listen, upstream_port, root)
+    config = demo_config(listen, upstream_port)
     engine = build_engine(config)
     proxy_runner = await start(config, engine)
     admin_runner = await start_admin(config, engine)
@@ -154,12 +154,6 @@ async def _run(listen: str, root: Path) -> None:
         print("Stopped.")
 
 
-def run_demo(listen: str = "127.0.0.1:8080", root: Path | None = None) -> None:
+def run_demo(listen: str = "127.0.0.1:8080") -> None:
     """Run the demo until Ctrl-C."""
-    asyncio.run(_run(listen, root or _project_root()))
-
-
-def _project_root() -> Path:
-    """Where `rules/` and `messages/` are: the checkout this package runs from, else here."""
-    checkout = Path(__file__).resolve().parent.parent
-    return checkout if (checkout / "rules").is_dir() else Path.cwd()
+    asyncio.run(_run(listen))

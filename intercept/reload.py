@@ -109,7 +109,7 @@ def load_checked(config: Config) -> tuple[RuleSet, Pages]:
     if problems:
         raise RuleError(problems)
     pages = load_pages(
-        config.messages,
+        config.pages_folder,
         survey_url=config.survey_url,
         country=config.country,
         default_language=config.default_language,
@@ -212,7 +212,7 @@ class Reloader:
 def signature_of(config: Config) -> Signature:
     """The files a reload reads: rules, messages, and a sealed bundle's key file."""
     key = config.rules_key_file
-    return files_signature(config.rules, config.messages, *([key] if key else []))
+    return files_signature(config.rules, config.pages_folder, *([key] if key else []))
 
 
 def _today() -> str:

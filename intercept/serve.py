@@ -55,7 +55,7 @@ def build_engine(config: Config) -> Engine:
         )
     rules = load_rules(config.rules, key_file=config.rules_key_file)
     pages = load_pages(
-        config.messages,
+        config.pages_folder,
         survey_url=config.survey_url,
         country=config.country,
         default_language=config.default_language,
