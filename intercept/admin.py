@@ -7,9 +7,14 @@
   body also reports the research ledger. A failing ledger does not fail requests, so by
   default it does not make the instance unready either (a load balancer would take every
   replica out at once when the database is down); `/readyz?ledger=required` answers 503
-  while the ledger is failing.
+  while the ledger is failing. Likewise a failing upstream (proxy mode: refused, reset, timed
+  out) is reported (`upstream_failing`) but makes the instance unready only with
+  `readiness.upstream: true`, which also probes the upstream so that a replica taken out sees
+  it answer again (`intercept.upstream_health`); then 503 with the problem "upstream failing".
 - `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time,
-  why the last reload was refused), ledger status, uptime. No request-derived data exists.
+  why the last reload was refused), ledger status, upstream health (proxy mode: address,
+  `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
+  modes), uptime. No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
   messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
   of a refused set (the old one keeps serving). No token configured: 404, the endpoint is off.
@@ -25,10 +30,12 @@ from typing import Any
 
 from aiohttp import web
 
+from intercept import __version__
 from intercept.core import Engine
 from intercept.counting import CONTENT_TYPE_LATEST
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.reload import Reloader, notify_siblings
+from intercept.upstream_health import health_of
 
 __all__ = ["build_admin_app", "status"]
 
@@ -42,7 +49,9 @@ def status(engine: Engine) -> dict[str, Any]:
     rules = engine.rules
     engine.counts.sync_logged()  # the ledger's `pending` includes this second's tallies
     ledger = engine.counts.ledger
+    health = health_of(engine.extras)
     return {
+        "version": __version__,
         "mode": engine.config.mode,
         "pid": os.getpid(),
         "uptime_seconds": round(time.time() - _STARTED, 1),
@@ -54,6 +63,7 @@ def status(engine: Engine) -> dict[str, Any]:
             "last_reload_refused": list(engine.reload_problems) or None,
         },
         "ledger": asdict(ledger.status) if ledger is not None else None,
+        "upstream": health.status() if health is not None else None,
     }
 
 
@@ -82,7 +92,16 @@ async def _readyz(request: web.Request) -> web.Response:
         problems.append("no rules loaded")
     if _ledger_failing(engine) and request.query.get("ledger") == "required":
         problems.append("ledger failing")
-    body = {"ready": not problems, "problems": problems, "ledger_failing": _ledger_failing(engine)}
+    health = health_of(engine.extras)
+    upstream_failing = health is not None and health.failing
+    if upstream_failing and engine.config.readiness.upstream:
+        problems.append("upstream failing")
+    body = {
+        "ready": not problems,
+        "problems": problems,
+        "ledger_failing": _ledger_failing(engine),
+        "upstream_failing": upstream_failing,
+    }
     return web.json_response(body, status=503 if problems else 200)
 
 

@@ -38,6 +38,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from intercept import __version__
+
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
 
@@ -104,6 +106,14 @@ class Counts:
             ["kind"],
             registry=r,
         )
+        self.build_info = Gauge(
+            "intercept_build_info",
+            "1, labelled with the version of Intercept that is running.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(__version__).set(1)
         self.rules_loaded = Gauge(
             "intercept_rules_loaded",
             "Rules in the rule set being served.",
@@ -133,10 +143,16 @@ class Counts:
             "Flushes of the research ledger that failed (counts kept and retried).",
             registry=r,
         )
+        self.worker_restarts = Counter(  # counted by the supervisor (intercept.supervisor)
+            "intercept_worker_restarts",
+            "Worker processes started in place of one that died (`workers` above 1).",
+            registry=r,
+        )
         self._interventions: dict[tuple[str, str, str, str], Any] = {}
         self._searches: dict[str, Any] = {}
         self._clicks: dict[tuple[str, str], Any] = {}
         self._version: str | None = None
+        self._upstream_up: Gauge | None = None
         for kind in ("refused", "timeout", "reset"):
             self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
         alive = weakref.ref(self)
@@ -166,6 +182,20 @@ class Counts:
         self._ledger = ledger
         if ledger is not None:
             ledger.before_take = self.sync_logged  # a metrics failure must not stop a flush
+
+    def upstream_up(self) -> Gauge:
+        """`intercept_upstream_up`, registered on the first call. Only the reverse proxy
+        calls it (`intercept.upstream_health`): other front doors have no upstream, and a
+        series at 0 there would read as an outage."""
+        if self._upstream_up is None:
+            self._upstream_up = Gauge(
+                "intercept_upstream_up",
+                "1 while the upstream answers, 0 while it fails: refused, reset or timed out "
+                "on its latest request or probe (proxy mode).",
+                registry=self.registry,
+                multiprocess_mode="mostrecent",
+            )
+        return self._upstream_up
 
     def intervention(self, category: str, action: str, language: str, variant: str) -> None:
         """Count one intervention (see the module docstring for when it shows)."""

@@ -24,9 +24,9 @@ __all__ = ["EXAMPLE_RULES", "InitError", "init_folder", "next_steps"]
 
 EXAMPLE_RULES = """\
 # An example rule file written by `intercept init`. Replace it with your curated lists, loaded
-# from outside any public repository (see the rules README shipped with Intercept, and
-# `intercept schema > schema.json` for editors). `intercept check rules/` validates the folder and runs every
-# rule's examples; the server refuses a set whose examples fail and keeps the old one serving.
+# from outside any public repository (`intercept schema > schema.json` gives editors the
+# format). `intercept check rules/` validates the folder and runs every rule's examples; the
+# server refuses a set whose examples fail and keeps the old one serving.
 list:
   name: example
   source: "written by intercept init; an everyday word, not a real list"
