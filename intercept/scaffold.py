@@ -96,8 +96,8 @@ def init_folder(folder: Path) -> list[Path]:
     targets = [root / name for name in names]
     present = [path for path in targets if path.exists() or path.is_symlink()]
     if present:
-        names = ", ".join(str(path) for path in present)
-        raise InitError(f"{root}: already holds {names}; nothing was written")
+        listed = ", ".join(str(path) for path in present)
+        raise InitError(f"{root}: already holds {listed}; nothing was written")
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / "rules").mkdir()
