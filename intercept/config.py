@@ -209,6 +209,16 @@ class Admin(_Model):
         return None
 
 
+class Readiness(_Model):
+    """What `/readyz` waits for besides a loaded rule set (`intercept.upstream_health`)."""
+
+    # proxy mode: 503 while the upstream fails (refused, reset, timed out), probing it
+    # meanwhile so that a replica taken out sees it answer again
+    upstream: bool = False
+    probe_path: str = Field(default="/", pattern=r"^/[!-~]*$")  # sent as HEAD
+    probe_seconds: float = Field(default=2.0, gt=0, le=300)
+
+
 class Warn(_Model):
     """The signed "continue to results" token of warn interstitials."""
 
@@ -243,6 +253,7 @@ class Config(_Model):
     ledger: LedgerSettings = LedgerSettings()
     reload: Reload = Reload()
     admin: Admin = Admin()
+    readiness: Readiness = Readiness()
     workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("listen", "admin_listen")
@@ -251,6 +262,12 @@ class Config(_Model):
         if int(value.rpartition(":")[2]) > 65535:
             raise ValueError("the port must be 0 to 65535")
         return value
+
+    @model_validator(mode="after")
+    def _upstream_readiness_needs_proxy(self) -> Self:
+        if self.readiness.upstream and self.mode != "proxy":
+            raise ValueError("readiness.upstream: only mode proxy has an upstream to wait for")
+        return self
 
     @property
     def pages_folder(self) -> Path:
@@ -319,6 +336,12 @@ admin:                            # POST /admin/reload and `intercept reload`
   reload_token: null              # bearer token (>= 16 characters); unset: endpoint off
   reload_token_file: null         #   or a file holding it
 
+readiness:                        # what /readyz waits for besides loaded rules
+  upstream: false                 # proxy mode: 503 while the upstream is failing (refused,
+                                  #   reset, timeout), so a load balancer takes this replica out
+  probe_path: /                   # with upstream: true, HEAD this path to see it answer again
+  probe_seconds: 2                #   when no request reached the upstream for this long
+
 authz:                            # mode: authz (decision service)
   trusted_proxies: [127.0.0.0/8, "::1/128"]   # front proxies whose X-Forwarded-* are read
 
@@ -350,6 +373,7 @@ _PATTERN_MEANINGS = {
     r"^[A-Z]{2}$": "must be a two-letter country code such as FI",
     r"^[a-z]{2,3}$": "must be a language code such as en",
     r"^/": "must start with /",
+    r"^/[!-~]*$": "must be a path starting with / (printable ASCII, no spaces)",
     r"^[a-z0-9][a-z0-9_-]{0,31}$": "must be 1 to 32 lowercase letters, digits, '_' or '-'",
 }
 

@@ -19,6 +19,7 @@ from intercept.core import Answer, Engine, Pass
 from intercept.deadlines import Deadlines
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
+from intercept.upstream_health import EXTRAS_KEY, UpstreamHealth, probe_forever
 
 __all__ = ["Engine", "ProxyDoor", "decide_request", "read_bounded"]
 
@@ -71,7 +72,9 @@ class ProxyDoor:
     """The reverse proxy's request handler, for aiohttp's low-level server (`web.Server`):
     no application, router or signals between a request and the decision, which saves about
     10 µs a request (measured against the same pass-through written as an application).
-    `open()` starts the upstream client and the deadline sweep; `close()` ends them."""
+    `open()` starts the upstream client, the deadline sweep and, with `readiness.upstream`,
+    the upstream probe; `close()` ends them. The upstream's health (`health`, also in
+    `engine.extras` for the admin listener) is this door's: one per worker."""
 
     def __init__(self, engine: Engine) -> None:
         scrub_aiohttp_logs()
@@ -79,10 +82,15 @@ class ProxyDoor:
         self._session: aiohttp.ClientSession | None = None
         self._deadlines = Deadlines()
         self._sweeper: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self.health = UpstreamHealth(engine.config.upstream, engine.counts.upstream_up())
+        engine.extras[EXTRAS_KEY] = self.health
 
     async def open(self) -> None:
         timeouts = self.engine.config.timeouts
         self._sweeper = asyncio.create_task(self._deadlines.run())
+        if self.engine.config.readiness.upstream:
+            self._prober = asyncio.create_task(probe_forever(self.health, self.engine.config))
         self._session = aiohttp.ClientSession(
             # the header and idle-read timeouts are deadlines (intercept.deadlines), not timers
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
@@ -97,10 +105,11 @@ class ProxyDoor:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every public request: internal pages, decisions on search routes, or forwarding."""
@@ -130,6 +139,7 @@ class ProxyDoor:
             outcome.target,
             outcome.body,
             lambda status: _send(engine.error(status, request.headers)),
+            health=self.health,
             method=outcome.method,
             content_type=outcome.content_type,
         )

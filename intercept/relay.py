@@ -24,6 +24,7 @@ from yarl import URL
 from intercept.config import Config
 from intercept.counting import Counts
 from intercept.deadlines import Deadlines
+from intercept.upstream_health import UpstreamHealth
 
 __all__ = ["HOP_BY_HOP", "forward"]
 
@@ -143,11 +144,13 @@ async def forward(
     body: bytes | None,
     error: Callable[[int], web.StreamResponse],
     *,
+    health: UpstreamHealth,
     method: str | None = None,
     content_type: str | None = None,
 ) -> web.StreamResponse:
     """Relay `request` (or the buffered `body` and `method` instead of its own) to `target`
-    on the configured upstream; `error(status)` answers 502 and 504.
+    on the configured upstream; `error(status)` answers 502 and 504. Each upstream error is
+    counted and told to `health`, as is each response head that arrives.
 
     The response head must come within the header timeout, counted from when the request has
     been sent in full (an upload may take longer); then each body read within the idle
@@ -175,14 +178,15 @@ async def forward(
                 method or request.method, url, headers=headers, data=data, allow_redirects=False
             )
         except TimeoutError:  # connecting took longer than the connect timeout
-            counts.upstream_errors.labels("timeout").inc()
+            _failed(counts, health, "timeout")
             return error(504)
         except (aiohttp.ClientError, OSError):
             if upload is not None and upload.client_failed:
                 return error(400)  # the client broke off its upload: nobody to answer
-            counts.upstream_errors.labels("refused").inc()
+            _failed(counts, health, "refused")
             return error(502)
         counts.answered(perf_counter() - started)
+        health.ok()
         deadlines.hold(task)
         answer = upstream.headers
         drop = _hop_by_hop(answer)
@@ -226,13 +230,13 @@ async def forward(
         if not deadlines.clear(task):
             raise  # not ours: the server is stopping or the client went away
         task.uncancel()
-        counts.upstream_errors.labels("timeout").inc()
+        _failed(counts, health, "timeout")
         if response is None or not response.prepared:
             return error(504)
         _cut(request)  # the upstream stalled mid-body
         return response
     except (aiohttp.ClientError, TimeoutError, OSError):
-        counts.upstream_errors.labels("reset").inc()
+        _failed(counts, health, "reset")
         if response is None or not response.prepared:
             return error(502)
         _cut(request)  # the upstream cut the body short
@@ -241,6 +245,11 @@ async def forward(
         deadlines.clear(task)
         if upstream is not None:
             upstream.release()
+
+
+def _failed(counts: Counts, health: UpstreamHealth, kind: str) -> None:
+    counts.upstream_errors.labels(kind).inc()
+    health.failed(kind)
 
 
 def _cut(request: web.BaseRequest) -> None:
