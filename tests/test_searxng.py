@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -59,37 +60,41 @@ rules:
     terms: ["purple teapot"]
 """
 
-SETTINGS = """\
-use_default_settings:
-  engines:
-    keep_only: []
-general:
-  debug: {debug}
-  instance_name: "sxng-under-test"
-  enable_metrics: false
-search:
-  autocomplete: ""
-  formats: [html]
-server:
-  secret_key: "test-only-0123456789abcdef0123456789"
-  limiter: false
-  image_proxy: false
-  public_instance: false
-valkey:
-  url: false
-outgoing:
-  proxies:
-    "all://":
-      - http://127.0.0.1:9
-plugins:
-  intercept.searxng.SXNGPlugin:
-    active: true
-engines:
-  - name: offline demo
-    engine: demo_offline
-    shortcut: odemo
-    disabled: false
-"""
+SHIPPED = ROOT / "deploy" / "searxng"
+OURS = "intercept.searxng.SXNGPlugin"
+
+
+def searxng_settings(*, debug: bool) -> dict[str, Any]:
+    """The shipped `settings.yml`, with what a test on loopback needs: a secret key, one offline
+    engine (SearXNG's `demo_offline`) in place of the default engines, no autocomplete backend,
+    SearXNG's limiter and image proxy off, and every outgoing connection sent to a dead loopback
+    proxy."""
+    settings: dict[str, Any] = yaml.safe_load((SHIPPED / "settings.yml").read_text())
+    settings["use_default_settings"] = {"engines": {"keep_only": []}}
+    settings["general"] = {"debug": debug, "instance_name": "sxng-under-test"}
+    settings["search"] = {"autocomplete": "", "formats": ["html"]}
+    settings["server"].update(
+        secret_key="test-only-0123456789abcdef0123456789",
+        limiter=False,
+        image_proxy=False,
+        public_instance=False,
+    )
+    settings["valkey"] = {"url": False}
+    settings["outgoing"] = {"proxies": {"all://": ["http://127.0.0.1:9"]}}
+    settings["engines"] = [
+        {"name": "offline demo", "engine": "demo_offline", "shortcut": "odemo", "disabled": False}
+    ]
+    return settings
+
+
+def intercept_settings(folder: Path) -> dict[str, Any]:
+    """The shipped `intercept.yaml` with its paths in `folder` and a ledger flushed every
+    second."""
+    config: dict[str, Any] = yaml.safe_load((SHIPPED / "intercept.yaml").read_text())
+    config["rules"] = str(folder / "rules.yaml")
+    config["ledger"].update(url=f"sqlite:{folder / 'ledger.db'}", flush_seconds=1)
+    config["warn"]["secret_file"] = str(folder / "warn.secret")
+    return config
 
 
 # --- the venv: SearXNG's requirements, granian and this checkout -------------------------------
@@ -185,12 +190,9 @@ def _write_files(folder: Path, *, debug: bool, rules: str) -> dict[str, str]:
     (folder / "tmp").mkdir()
     (folder / "metrics").mkdir()
     (folder / "rules.yaml").write_text(rules)
-    (folder / "settings.yml").write_text(SETTINGS.format(debug=str(debug).lower()))
-    (folder / "intercept.yaml").write_text(
-        f"rules: {folder / 'rules.yaml'}\n"
-        f"ledger:\n  url: sqlite:{folder / 'ledger.db'}\n  flush_seconds: 1\n"
-        "warn:\n  secret: test-only-warn-secret-0123456789abcdef\n"
-    )
+    (folder / "warn.secret").write_text("test-only-warn-secret-0123456789abcdef\n")
+    (folder / "settings.yml").write_text(yaml.safe_dump(searxng_settings(debug=debug)))
+    (folder / "intercept.yaml").write_text(yaml.safe_dump(intercept_settings(folder)))
     env = {
         k: v
         for k, v in os.environ.items()
@@ -527,6 +529,15 @@ async def test_a_broken_rule_file_stops_searxng_from_starting(searxng_factory: A
     assert broken.process.returncode not in (None, 0)
     assert "rule set refused" in broken.output
     assert "SX-1" in broken.output  # the rule named, as `intercept check` would
+
+
+def test_the_shipped_plugin_list_is_searxngs_own_plus_intercepts(
+    installation: Installation,
+) -> None:
+    """`plugins:` replaces SearXNG's default list: the shipped one must keep every default."""
+    default = yaml.safe_load((installation.sources / "searx/settings.yml").read_text())
+    shipped = yaml.safe_load((SHIPPED / "settings.yml").read_text())
+    assert shipped["plugins"] == {OURS: {"active": True}, **default["plugins"]}
 
 
 def test_installed_once_in_front_of_flask_routing(
