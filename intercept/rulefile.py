@@ -9,8 +9,16 @@ fix them all in one go. Each problem names the file (as the caller wrote its pat
 the key or rule entry concerned, and the rule id when there is one. Messages look like::
 
     rules/a.yaml:12: rule DEMO-003: field 'action': must be one of block, warn, shadow (got 'bloc')
-    rules/a.yaml:20: rule DEMO-004: unknown field 'term' (did you mean 'terms'?)
+    rules/a.yaml:20: rule DEMO-004: unknown field (name not shown; did you mean 'terms'?)
     rules/b.yaml:7: rule DEMO-001: duplicate id DEMO-001 (first defined at rules/a.yaml:7)
+
+Keyword lists are confidential and these problems reach server logs, `/admin/status` and the
+answer of `POST /admin/reload` when rules are reloaded, so no problem quotes text that could be
+a phrase: only label fields (`id`, `category`, `action`, `language`, `match`, the `list`
+header) are quoted, and keys only when they are field names of the format (a word that is also
+a field name is all such a message can reveal). Everything else is described (`got text`,
+`got a number`, `unknown field (name not shown)`); the file and line say where to look.
+`intercept.ruleyaml` keeps its syntax messages free of the file's text too.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pydantic_core import ErrorDetails
 
 from intercept.errors import Problem, RuleError
 from intercept.ruleschema import (
+    FIELD_NAMES,
     PATTERN_MEANINGS,
     DefaultsModel,
     RuleFileModel,
@@ -138,7 +147,9 @@ def _read_rule_file(
         problems.append(Problem(name, 0, None, "empty file: expected keys 'list' and 'rules'"))
         return [], None, problems
     if not isinstance(data, LocatedDict):
-        message = f"expected a mapping with keys 'list' and 'rules' (got {_yaml_text(data)})"
+        # never quoted: a plain term list put where a rule file goes is all phrases
+        got = _yaml_text(data, reveal=False)
+        message = f"expected a mapping with keys 'list' and 'rules' (got {got})"
         problems.append(Problem(name, locate(data, ()), None, message))
         return [], None, problems
     raw_rules = data.get("rules")
@@ -245,9 +256,17 @@ def _duplicate_key_problems(
     raw_rules = data.get("rules") if isinstance(data, dict) else None
     owners = _rule_ids_by_container(raw_rules) if duplicates and isinstance(raw_rules, list) else {}
     return [
-        Problem(name, duplicate.line, owners.get(id(duplicate.mapping)), duplicate.message)
-        for duplicate in duplicates
+        Problem(name, dup.line, owners.get(id(dup.mapping)), _duplicate_message(dup))
+        for dup in duplicates
     ]
+
+
+def _duplicate_message(duplicate: DuplicateKey) -> str:
+    """`duplicate key 'terms' (first at line 5)`; a key that is no field name of the format
+    (a phrase written as a key) is not quoted."""
+    if isinstance(duplicate.key, str) and duplicate.key in FIELD_NAMES:
+        return duplicate.message
+    return f"duplicate key (name not shown; first at line {duplicate.first_line})"
 
 
 def _rule_ids_by_container(raw_rules: list[Any]) -> dict[int, str | None]:
@@ -306,8 +325,12 @@ def _schema_message(detail: ErrorDetails, loc: _FieldPath, field_path: _FieldPat
         return f"missing required field '{field}'"
     if kind == "extra_forbidden":
         close = get_close_matches(str(field_path[-1]), field_names_at(loc[:-1]), n=1)
-        hint = f" (did you mean '{_path_text((*field_path[:-1], close[0]))}'?)" if close else ""
-        return f"unknown field '{field}'{hint}"
+        suggestion = f"did you mean '{_path_text((*field_path[:-1], close[0]))}'?" if close else ""
+        if field_path[-1] in FIELD_NAMES:  # a field of the format, in the wrong place
+            return f"unknown field '{field}'" + (f" ({suggestion})" if suggestion else "")
+        container = _path_text(field_path[:-1])
+        where = f" in '{container}'" if container else ""
+        return f"unknown field{where} (name not shown{'; ' + suggestion if suggestion else ''})"
     if kind == "invalid_key":
         container = _path_text(field_path[:-1])
         where = f"field '{container}': " if container else ""
@@ -351,10 +374,13 @@ def _path_text(path: _FieldPath) -> str:
 def _yaml_text(value: Any, *, reveal: bool = True, limit: int = 40) -> str:
     """A short description of a value as YAML would show it: `'bloc'`, `null`, `a list`.
 
-    With `reveal` false, text that is not blank shows as `text`.
+    With `reveal` false, text that is not blank shows as `text` and a number as `a number`
+    (a term written unquoted may be one).
     """
     if isinstance(value, str) and not reveal and value.strip():
         return "text"
+    if isinstance(value, int | float) and not isinstance(value, bool) and not reveal:
+        return "a number"
     if value is None:
         return "null"
     if isinstance(value, bool):

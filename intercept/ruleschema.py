@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from intercept.rulespec import Action, MatchMode
 
 __all__ = [
+    "FIELD_NAMES",
     "PATTERN_MEANINGS",
     "DefaultsModel",
     "ExamplesModel",
@@ -199,6 +200,20 @@ class RuleFileModel(BaseModel):
     list_section: ListModel = Field(alias="list")
     defaults: DefaultsModel = DefaultsModel()
     rules: Annotated[tuple[RuleModel, ...], Field(min_length=1)]
+
+
+def _all_field_names() -> frozenset[str]:
+    models: tuple[type[BaseModel], ...] = (
+        RuleFileModel, ListModel, DefaultsModel, RuleModel, ExamplesModel,
+    )  # fmt: skip
+    return frozenset(
+        info.alias or name for model in models for name, info in model.model_fields.items()
+    )
+
+
+FIELD_NAMES = _all_field_names()
+"""Every key the format knows, at any level (`list`, `terms`, `no_match`, ...): the only keys
+that problems quote, since any other key a curator wrote could be a phrase."""
 
 
 def field_names_at(path: Sequence[str | int]) -> tuple[str, ...]:

@@ -20,6 +20,14 @@
 
 Syntax errors, unreadable files and text that is not UTF-8 raise `RuleError` with one `Problem`
 naming the file and, when known, the line.
+
+Problems never quote the file's text: rule files hold confidential phrases, and these messages
+reach server logs and `/admin/status` when rules are reloaded. PyYAML's own wording is kept, but
+what it quotes from the document (an alias or anchor name, a tag handle, a value that is not a
+number) is replaced by `(text not shown)`, except single ASCII characters (`'\\t'`, `':'`) and
+token names (`'<block end>'`); tags are named only when they are standard ones (`!!binary`).
+The `RuleError` is raised without PyYAML's exception (or the decoding error) as its cause:
+that one prints the offending line in a traceback.
 """
 
 from __future__ import annotations
@@ -108,12 +116,48 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix(_STANDARD_TAG) if tag.startswith(_STANDARD_TAG) else tag
+_KNOWN_TAGS = frozenset((
+    "binary", "set", "omap", "pairs", "timestamp", "value", "yaml", "merge",
+    "str", "int", "float", "bool", "null", "map", "seq",
+))  # fmt: skip
+_PYTHON_TAGS = frozenset(
+    "python/" + kind
+    for kind in (
+        "name", "module", "object", "object/new", "object/apply", "none", "bool", "str",
+        "unicode", "bytes", "int", "long", "float", "complex", "list", "tuple", "dict",
+    )
+)  # fmt: skip
+_NOT_SHOWN = "(text not shown)"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_SHOWABLE = re.compile(r"[ -~]|\\(?:[\\'a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})|<[a-z ]+>")
+"""What PyYAML may quote in a message: one ASCII character, its escape, or a token name."""
+
+
+def _tag_text(tag: str) -> str:
+    """`tag !!binary` for a standard tag; a custom or unknown tag is not quoted (its text is
+    the curator's and could be a phrase)."""
+    name = tag.removeprefix(_STANDARD_TAG) if tag.startswith(_STANDARD_TAG) else None
+    if name in _KNOWN_TAGS:
+        return f"tag !!{name}"
+    kind, colon, _ = (name or "").partition(":")
+    if kind in _PYTHON_TAGS:
+        return f"tag !!{kind}{':...' if colon else ''}"
+    return "a custom tag " + _NOT_SHOWN
+
+
+def _without_text(message: str) -> str:
+    """PyYAML's `message` with whatever it quotes from the document replaced by
+    `(text not shown)`, unless it is one ASCII character or a token name (see the module
+    docstring)."""
+
+    def replace(found: re.Match[str]) -> str:
+        return found[0] if _SHOWABLE.fullmatch(found[0][1:-1]) else _NOT_SHOWN
+
+    return _QUOTED.sub(replace, message)
 
 
 def _not_a(kind: str, node: yaml.ScalarNode) -> yaml.constructor.ConstructorError:
-    problem = f"{node.value!r} is not {kind}"
+    problem = f"a value tagged {_tag_text(node.tag).removeprefix('tag ')} is not {kind}"
     return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
@@ -149,7 +193,7 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int])
     if key in sizes:
         return sizes[key]
     if node.tag not in _ALLOWED_TAGS:
-        problem = f"tag {_short_tag(node.tag)} is not allowed"
+        problem = f"{_tag_text(node.tag)} is not allowed"
         raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
     if key in open_nodes:
         problem = "found an alias inside the node it refers to"
@@ -265,23 +309,27 @@ _FastLoader = _fast_loader()
 
 
 def _syntax_problem(error: yaml.YAMLError, text: str, file: str) -> Problem:
-    """One `invalid YAML: ...` problem from PyYAML's error, at the line it points to."""
+    """One `invalid YAML: ...` problem from PyYAML's error, at the line it points to.
+
+    Built from the error's parts, never `str(error)`: that prints the offending line.
+    """
     if isinstance(error, yaml.reader.ReaderError):
         line = text.count("\n", 0, error.position) + 1
         message = f"character #x{error.character:04x} is not allowed in YAML text"
         return Problem(file, line, None, f"invalid YAML: {message}")
     if not isinstance(error, yaml.MarkedYAMLError):
-        return Problem(file, 0, None, f"invalid YAML: {error}")
+        return Problem(file, 0, None, f"invalid YAML ({type(error).__name__})")
     mark = error.problem_mark or error.context_mark
     line = int(mark.line) + 1 if mark is not None else 0
-    context = error.context
+    context = _without_text(error.context) if error.context else error.context
     if context == "expected a single document in the stream":
         message = "found a second document ('---'); a rule file holds one"
     else:
         if context and error.problem and error.context_mark is not None:
             context = f"{context} at line {int(error.context_mark.line) + 1}"
-        message = ": ".join(part for part in (context, error.problem) if part)
-        if error.problem and "'\\t'" in error.problem:
+        problem = _without_text(error.problem) if error.problem else error.problem
+        message = ": ".join(part for part in (context, problem) if part)
+        if problem and "'\\t'" in problem:
             message += " (indent with spaces, not tabs)"
     return Problem(file, line, None, f"invalid YAML: {message}")
 
@@ -317,11 +365,11 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     try:
         loader = _StrictLoader(text)
     except yaml.YAMLError as error:
-        raise RuleError([_syntax_problem(error, text, file)]) from error
+        raise RuleError([_syntax_problem(error, text, file)]) from None
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as error:
-        raise RuleError([_syntax_problem(error, text, file)]) from error
+        raise RuleError([_syntax_problem(error, text, file)]) from None
     finally:
         loader.dispose()
     return YamlDocument(data, tuple(sorted(loader.duplicate_keys, key=lambda dup: dup.line)))
@@ -342,7 +390,7 @@ def read_yaml_file(path: Path, *, file: str) -> YamlDocument:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         problem = Problem(file, line, None, "not UTF-8 text (re-save the file as UTF-8)")
-        raise RuleError([problem]) from error
+        raise RuleError([problem]) from None  # the decoding error holds the file's bytes
     return parse_yaml(text, file=file)
 
 

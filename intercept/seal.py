@@ -107,12 +107,15 @@ _ABOUT = (
 _FIELDS = ("format", "about", "key_fingerprint", "salt", "lists", "rules", "prefixes", "keys")
 _RULE_FIELDS = ("id", "category", "action", "language", "match", "all_of", "list", "expires")
 _HEX = frozenset(string.hexdigits.encode())
+_FORMAT_NAME = re.compile(r"intercept-sealed-bundle/[0-9]{1,6}")
+_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{32}")
 
 
 class SealError(RuleError):
     """A bundle cannot be written or loaded: wrong or missing key, damaged or foreign file,
     rules that cannot be sealed. A `RuleError`, so everything that refuses a bad rule set
-    (commands, reload) refuses a bad bundle the same way. Messages never quote a phrase."""
+    (commands, reload) refuses a bad bundle the same way. Messages never quote a phrase, nor
+    any text of a file given as a bundle beyond a format name and a key fingerprint."""
 
     def __init__(self, file: str | os.PathLike[str] | Sequence[Problem], message: str = "") -> None:
         if isinstance(file, str | os.PathLike):
@@ -397,14 +400,18 @@ def open_bundle(
         ) from None
     if not isinstance(document, dict):
         raise SealError(name, "not a sealed bundle: not a JSON object")
+    # a bundle's text is quoted only where it has the form Intercept writes (a format name,
+    # a fingerprint): anything else in a file where a bundle goes could be a phrase
     found = document.get("format")
     if found != FORMAT:
-        shown = repr(found[:60]) if isinstance(found, str) else "none"
+        known = isinstance(found, str) and _FORMAT_NAME.fullmatch(found)
+        shown = repr(found) if known else "none" if found is None else "(not shown)"
         raise SealError(name, f"unsupported bundle format {shown} (this Intercept reads {FORMAT})")
     fingerprint = BundleKeys.fingerprint(secret)
     sealed_with = document.get("key_fingerprint")
     if sealed_with != fingerprint:
-        shown = sealed_with[:40] if isinstance(sealed_with, str) else "none"
+        known = isinstance(sealed_with, str) and _FINGERPRINT.fullmatch(sealed_with)
+        shown = str(sealed_with) if known else "none" if sealed_with is None else "(not shown)"
         raise SealError(
             name,
             f"bundle was sealed with a different key (key fingerprint {shown}; the key "
@@ -443,7 +450,7 @@ def _rule_set(
 
     extra = sorted(set(document) - {*_FIELDS, "mac"})
     if extra:
-        raise damaged(f"unknown field '{extra[0][:40]}'")
+        raise damaged(f"{len(extra)} unknown field(s) (names not shown)")
     lists_raw, rules_raw = document.get("lists"), document.get("rules")
     prefixes_raw, keys_raw = document.get("prefixes"), document.get("keys")
     if not (isinstance(lists_raw, list) and isinstance(rules_raw, list)):

@@ -41,10 +41,7 @@ BROKEN: list[tuple[str, list[str]]] = [
     ),
     (
         "broken/python_tag.yaml",
-        [
-            "broken/python_tag.yaml:5: invalid YAML: tag !!python/object/apply:os.getcwd"
-            " is not allowed"
-        ],
+        ["broken/python_tag.yaml:5: invalid YAML: tag !!python/object/apply:... is not allowed"],
     ),
     (
         "broken/two_documents.yaml",
@@ -74,7 +71,7 @@ BROKEN: list[tuple[str, list[str]]] = [
         "broken/unknown_top_key.yaml",
         [
             "broken/unknown_top_key.yaml:1: missing required field 'rules'",
-            "broken/unknown_top_key.yaml:3: unknown field 'rule' (did you mean 'rules'?)",
+            "broken/unknown_top_key.yaml:3: unknown field (name not shown; did you mean 'rules'?)",
         ],
     ),
     (
@@ -92,8 +89,8 @@ BROKEN: list[tuple[str, list[str]]] = [
         "broken/unknown_field.yaml",
         [
             "broken/unknown_field.yaml:4: rule FIELD-001: needs 'terms' or 'all_of'",
-            "broken/unknown_field.yaml:5: rule FIELD-001: unknown field 'term'"
-            " (did you mean 'terms'?)",
+            "broken/unknown_field.yaml:5: rule FIELD-001: unknown field"
+            " (name not shown; did you mean 'terms'?)",
         ],
     ),
     (
@@ -156,7 +153,7 @@ BROKEN: list[tuple[str, list[str]]] = [
     (
         "broken/not_text.yaml",
         [
-            "broken/not_text.yaml:5: rule TYPE-002: field 'terms[1]': must be text (got 42)",
+            "broken/not_text.yaml:5: rule TYPE-002: field 'terms[1]': must be text (got a number)",
             "broken/not_text.yaml:5: rule TYPE-002: field 'terms[2]': must be text (got true)",
         ],
     ),
@@ -220,8 +217,8 @@ BROKEN: list[tuple[str, list[str]]] = [
             "broken/many_mistakes.yaml:8: rule MANY-001: field 'action': must be one of block,"
             " warn, shadow (got 'bloc')",
             "broken/many_mistakes.yaml:9: rule MANY-002: needs 'terms' or 'all_of'",
-            "broken/many_mistakes.yaml:10: rule MANY-002: unknown field 'term'"
-            " (did you mean 'terms'?)",
+            "broken/many_mistakes.yaml:10: rule MANY-002: unknown field"
+            " (name not shown; did you mean 'terms'?)",
             "broken/many_mistakes.yaml:12: rule MANY-003: missing required field 'category'"
             " (set it on the rule or in 'defaults')",
             f"broken/many_mistakes.yaml:13: rule MANY-003: field 'terms[0]': {NON_BLANK}"
@@ -232,7 +229,7 @@ BROKEN: list[tuple[str, list[str]]] = [
             " (first at line 16)",
             "broken/many_mistakes.yaml:18: rule MANY-001: field 'match': must be one of word,"
             " prefix, substring (got 'whole')",
-            "broken/many_mistakes.yaml:19: unknown field 'colour'",
+            "broken/many_mistakes.yaml:19: unknown field (name not shown)",
         ],
     ),
 ]
