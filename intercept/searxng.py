@@ -10,11 +10,12 @@ The plugin uses none of SearXNG's per-search hooks. `pre_search` would not do: a
 switch any listed plugin off in the preferences, or for one request, and `/autocompleter`
 never reaches it. Instead `init(app)`, which SearXNG calls once for every configured plugin
 while the web application is built (whatever `active` says), puts Intercept's WSGI middleware
-(`intercept.wsgi`) into the application, and returns False: SearXNG then drops the plugin
-from its list, so it is never shown in the preferences and no searcher can turn it off, or
-be offered a switch that would do nothing. Every request the Flask application receives
-passes Intercept first: searches by GET and by POST, `/autocompleter`, and the page's own
-`/_intercept/...` links.
+(`intercept.wsgi`) into the application, and returns False, as SearXNG's own `hostnames` and
+`ahmia_filter` plugins do when they have nothing to do per search: SearXNG then drops the
+plugin from its list, so it is never shown in the preferences or `/config`, and no searcher
+can turn it off or is offered a switch that would do nothing. Every request the Flask
+application receives passes Intercept first: searches by GET and by POST, `/autocompleter`,
+and the page's own `/_intercept/...` links.
 
 Where it sits: directly in front of Flask's own `wsgi_app`, under SearXNG's middlewares
 (`ReverseProxyPathFix`, WhiteNoise, ProxyFix), and it decides on `PATH_INFO` alone, the path
