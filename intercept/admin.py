@@ -63,6 +63,7 @@ def status(engine: Engine) -> dict[str, Any]:
             "last_reload_refused": list(engine.reload_problems) or None,
         },
         "ledger": asdict(ledger.status) if ledger is not None else None,
+        "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
         "upstream": health.status() if health is not None else None,
     }
 

@@ -508,12 +508,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from intercept.config import DEFAULT_CONFIG_YAML, load_config
+    from intercept.configshow import shown_settings
 
     if args.default:
         print(DEFAULT_CONFIG_YAML, end="")
         return 0
     config = load_config(args.config)
-    print(json.dumps(config.model_dump(mode="json"), indent=2))
+    print(json.dumps(shown_settings(config, args.config), indent=2))
     return 0
 
 

@@ -37,6 +37,7 @@ from intercept.extract import (
 )
 from intercept.ledger import NO_PAGE
 from intercept.pages import Page, Pages
+from intercept.preflight import Caution
 from intercept.ruleset import Match, RuleSet
 from intercept.rulespec import Action
 from intercept.variants import VariantChooser
@@ -90,6 +91,7 @@ class Engine:
     replays_posts: bool = True  # False where a continued POST search cannot be resent
     rules_loaded_at: float = field(init=False)
     reload_problems: tuple[str, ...] = ()  # why the last reload was refused, if it was
+    cautions: tuple[Caution, ...] = ()  # production problems of the settings (preflight)
 
     def __post_init__(self) -> None:
         self.routes = compile_routes(self.config.routes)

@@ -26,6 +26,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -114,6 +115,13 @@ class Counts:
             multiprocess_mode="max",
         )
         self.build_info.labels(__version__).set(1)
+        self.config_cautions = Gauge(
+            "intercept_config_cautions",
+            "1 for each setting that is wrong for production (intercept.preflight), else 0.",
+            ["caution"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.rules_loaded = Gauge(
             "intercept_rules_loaded",
             "Rules in the rule set being served.",
@@ -309,6 +317,14 @@ class Counts:
         self.sync()
         sample = self.registry.get_sample_value(f"intercept_{name}_total", labels)
         return 0.0 if sample is None else sample
+
+    def cautions(self, codes: Iterable[str]) -> None:
+        """Set `intercept_config_cautions`: 1 for each of `codes`, 0 for the other cautions."""
+        from intercept.preflight import CAUTIONS
+
+        present = set(codes)
+        for code in CAUTIONS:
+            self.config_cautions.labels(code).set(1 if code in present else 0)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric; summed over all workers in

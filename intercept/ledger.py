@@ -66,7 +66,9 @@ __all__ = [
     "LedgerStatus",
     "from_url",
     "open_reader",
+    "redacted_url",
     "scrub_error",
+    "sqlite_path",
 ]
 
 logger = logging.getLogger("intercept.ledger")
@@ -408,7 +410,8 @@ class _PostgreSQL(_Backend):
 # --- URLs -----------------------------------------------------------------------------------
 
 
-def _sqlite_path(url: str) -> Path:
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:` ledger URL, as written (relative paths stay relative)."""
     rest = url[len("sqlite:") :]
     if rest.startswith("//"):
         # sqlite:///abs/path (empty authority); sqlite:////abs/path is accepted too
@@ -426,7 +429,7 @@ def _sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     """`url` with any password replaced by ***, for messages."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -437,7 +440,7 @@ def _redacted(url: str) -> str:
 
 def _backend(url: str, *, busy_timeout: float, connect_timeout: float) -> _Backend:
     if url.startswith("sqlite:"):
-        return _SQLite(_sqlite_path(url).absolute(), busy_timeout)
+        return _SQLite(sqlite_path(url).absolute(), busy_timeout)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg  # noqa: F401
@@ -448,7 +451,7 @@ def _backend(url: str, *, busy_timeout: float, connect_timeout: float) -> _Backe
         return _PostgreSQL(url, connect_timeout)
     scheme = url.partition(":")[0] if ":" in url else url
     raise LedgerError(
-        f"unknown ledger URL {_redacted(scheme)!r}: use sqlite:PATH, sqlite:///ABSOLUTE/PATH or "
+        f"unknown ledger URL {redacted_url(scheme)!r}: use sqlite:PATH, sqlite:///ABSOLUTE/PATH or "
         "postgresql://user:password@host:port/database"
     )
 
@@ -749,7 +752,7 @@ class LedgerReader:
         except Exception as error:
             self.close()
             raise LedgerError(
-                f"cannot read ledger {_redacted(url)}: {backend.describe(error)}"
+                f"cannot read ledger {redacted_url(url)}: {backend.describe(error)}"
             ) from None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -763,7 +766,7 @@ class LedgerReader:
             rows = self._query("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
         except Exception:
             raise LedgerError(
-                f"{_redacted(self.url)} is not an Intercept ledger (no ledger_meta table)"
+                f"{redacted_url(self.url)} is not an Intercept ledger (no ledger_meta table)"
             ) from None
         _check_version(rows[0][0] if rows else None)
 
@@ -777,7 +780,7 @@ class LedgerReader:
             rows = self._query(_daily_sql(table, "%s"), (start, end))
         except Exception as error:
             raise LedgerError(
-                f"cannot read ledger {_redacted(self.url)}: {self._backend.describe(error)}"
+                f"cannot read ledger {redacted_url(self.url)}: {self._backend.describe(error)}"
             ) from None
         return [
             DailyCount(int(row[0]), tuple(str(v) for v in row[1 : 1 + width]), int(row[-1]))
