@@ -30,6 +30,7 @@ def _exported() -> set[str]:
     counts.click("survey", "harm")
     counts.decided(0.001)
     counts.answered(0.01)
+    counts.upstream_up().set(1)  # registered by the reverse proxy only
     counts.sync()
     names: set[str] = set()
     for metric in counts.registry.collect():
