@@ -356,7 +356,12 @@ def check_serving(stage: Stage, explain: Callable[[], str]) -> None:
     assert http_status(stage.admin_base + "/readyz") == 200, explain()
     assert http_status(stage.base + BLOCKED) == 200, explain()  # the deterrence page
     assert http_status(stage.base + NEW_PHRASE) == 502, explain()  # forwarded: no upstream
-    assert "intercept_searches_total" in http_text(stage.admin_base + "/metrics")
+    # the searches reach the metrics within a second (each worker hands its counts over once a
+    # second, through files in the metrics folder under /tmp)
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while "intercept_searches_total{" not in http_text(stage.admin_base + "/metrics"):
+        assert time.monotonic() < deadline, f"no searches counted in /metrics{explain()}"
+        time.sleep(0.2)
     # the token from the environment file opens POST /admin/reload
     reload = stage.admin_base + "/admin/reload"
     headers = {"Authorization": f"Bearer {RELOAD_TOKEN}"}
