@@ -11,7 +11,8 @@
 - The unit, byte for byte, under a real systemd: `systemd-nspawn` (package `systemd-container`)
   boots this machine's own systemd in a throwaway container (`--volatile=yes`: an empty tmpfs
   root with the host's /usr read-only) that shares the host's network, so the service listens
-  on loopback ports the test reaches. Every hardening setting is applied for real there:
+  on loopback ports the test reaches; it boots only as far as the service (journald and
+  Intercept are all that run in it). Every hardening setting is applied for real there:
   DynamicUser, the system call filter, MemoryDenyWriteExecute (CPython and the compiled
   dependencies run under it), ProtectSystem=strict with the ledger in the StateDirectory, and
   PrivateTmp for the workers' metrics files.
