@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
 from intercept.proxy import Engine, ProxyDoor
 from intercept.reload import Reloader, Signature, load_checked, signature_of
+from intercept.supervisor import supervise
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -401,8 +401,9 @@ async def _prune_daily(ledger: Ledger, days: int) -> None:
 def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; requests in flight finish first. With `workers` > 1,
     the rules are loaded once and that many forked processes share the listeners
-    (SO_REUSEPORT); the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which
-    must be set before the metrics library is imported: `intercept serve` does so)."""
+    (SO_REUSEPORT), replaced when one dies (`intercept.supervisor`); the metrics are summed
+    across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before the metrics library is
+    imported: `intercept serve` does so)."""
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return
@@ -411,49 +412,14 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     engine = build_engine(config)  # once, shared copy-on-write by the workers
     settle_heap()
     settle_pages(config)
-    children: list[int] = []
-    for index in range(config.workers):
-        pid = os.fork()
-        if pid == 0:  # a worker: serve until told to stop, then leave without cleanup
-            code = 0
-            try:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, signal.SIG_DFL)
-                os.environ["INTERCEPT_WORKER"] = "1"  # see intercept.reload.notify_siblings
-                first = ready if index == 0 else None
-                asyncio.run(_serve(config, first, engine, loaded=loaded, reuse_port=True))
-            except BaseException as error:  # nothing about a request exists at this point
-                print(f"intercept serve: worker {os.getpid()} stopped: {error}", file=sys.stderr)
-                code = 1
-            os._exit(code)
-        children.append(pid)
-    _supervise(children)
 
+    def worker(first: bool, current: Signature, listening: Callable[[], None]) -> None:
+        def up(runner: web.BaseRunner) -> None:
+            listening()
+            if first and ready is not None:
+                ready(runner)
 
-def _supervise(children: list[int]) -> None:
-    """Pass SIGINT, SIGTERM and SIGHUP on to the workers and wait for all of them."""
+        asyncio.run(_serve(config, up, engine, loaded=current, reuse_port=True))
 
-    def forward(sig: int, _frame: object) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    if _EarlyHangup.pending:  # a SIGHUP that came while the rules loaded
-        forward(signal.SIGHUP, None)
-    failed = False
-    alive = set(children)
-    while alive:
-        try:
-            pid, status = os.wait()
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            break
-        alive.discard(pid)
-        if os.waitstatus_to_exitcode(status) != 0 and not failed:
-            failed = True  # one worker failed: stop the others rather than serve short-handed
-            forward(signal.SIGTERM, None)
-    if failed:
-        raise SystemExit(1)
+    hangup, _EarlyHangup.pending = _EarlyHangup.pending, False  # the supervisor acts on it
+    supervise(config, engine, loaded, worker, hangup=hangup)
