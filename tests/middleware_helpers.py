@@ -39,7 +39,7 @@ def make_engine(**settings: Any) -> Engine:
     config = load_config(
         None, environ={}, overrides={"messages": str(ROOT / "messages"), **settings}
     )
-    pages = load_pages(config.messages, survey_url=config.survey_url)
+    pages = load_pages(config.pages_folder, survey_url=config.survey_url)
     return Engine(config=config, rules=RULES, pages=pages, counts=Counts())
 
 

@@ -31,7 +31,7 @@ async def _search(request: web.Request) -> web.Response:
 
 def _app() -> tuple[web.Application, Engine]:
     config = load_config(None, environ={}, overrides={"messages": str(ROOT / "messages")})
-    pages = load_pages(config.messages, survey_url=config.survey_url)
+    pages = load_pages(config.pages_folder, survey_url=config.survey_url)
     engine = Engine(config=config, rules=RULES, pages=pages)
     app = web.Application()
     app.router.add_route("*", "/search", _search)

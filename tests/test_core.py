@@ -19,7 +19,7 @@ ROOT = Path(__file__).parent.parent
 @pytest.fixture
 def engine() -> Engine:
     config = load_config(None, environ={}, overrides={"messages": str(ROOT / "messages")})
-    return Engine(config, RULES, load_pages(config.messages, survey_url=config.survey_url))
+    return Engine(config, RULES, load_pages(config.pages_folder, survey_url=config.survey_url))
 
 
 def headers(**pairs: str) -> CIMultiDict[str]:

@@ -69,7 +69,7 @@ def make(folder: Path, **settings: object) -> tuple[Config, Engine]:
             **settings,
         },
     )
-    pages = load_pages(config.messages, survey_url=config.survey_url)
+    pages = load_pages(config.pages_folder, survey_url=config.survey_url)
     return config, Engine(config=config, rules=load_rules(config.rules), pages=pages)
 
 

@@ -639,7 +639,7 @@ def test_an_engine_over_a_sealed_bundle_decides_requests(tmp_path: Path, key_fil
         None, environ={}, overrides={"rules": str(bundle), "messages": str(ROOT / "messages")}
     )
     rules = intercept.load_rules(config.rules, key_file=key_file)
-    engine = Engine(config, rules, load_pages(config.messages, survey_url=config.survey_url))
+    engine = Engine(config, rules, load_pages(config.pages_folder, survey_url=config.survey_url))
     headers: CIMultiDict[str] = CIMultiDict()
     blocked = engine.decide("GET", "/search?q=bl0cked+ex4mple", headers, None)
     assert isinstance(blocked, Answer)
@@ -675,7 +675,7 @@ async def test_the_proxy_serves_a_sealed_bundle(
         },
     )
     rules = intercept.load_rules(config.rules, key_file=key_file)
-    engine = Engine(config, rules, load_pages(config.messages, survey_url=config.survey_url))
+    engine = Engine(config, rules, load_pages(config.pages_folder, survey_url=config.survey_url))
     server = await start(config, engine)
     try:
         base = f"http://{config.listen}"

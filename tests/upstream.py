@@ -194,7 +194,7 @@ class running_proxy:
                 **settings,
             },
         )
-        pages = load_pages(self.config.messages, survey_url=self.config.survey_url)
+        pages = load_pages(self.config.pages_folder, survey_url=self.config.survey_url)
         self.engine = Engine(config=self.config, rules=RULES, pages=pages, counts=Counts())
         self.runner: web.BaseRunner | None = None
 
