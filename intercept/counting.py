@@ -156,11 +156,6 @@ class Counts:
             "Worker processes started in place of one that died (`workers` above 1).",
             registry=r,
         )
-        self.worker_restarts = Counter(  # counted by the supervisor (intercept.supervisor)
-            "intercept_worker_restarts",
-            "Worker processes started in place of one that died (`workers` above 1).",
-            registry=r,
-        )
         self._interventions: dict[tuple[str, str, str, str], Any] = {}
         self._searches: dict[str, Any] = {}
         self._clicks: dict[tuple[str, str], Any] = {}
