@@ -456,6 +456,8 @@ async def _in_daemon_thread(function: Callable[[], _T]) -> _T:
 
     thread = threading.Thread(target=target, name="intercept-supervisor-load", daemon=True)
     thread.start()
-    result = await future
-    thread.join()  # it has only returned by now; joined so no fork sees it alive
-    return result
+    try:
+        return await future
+    finally:
+        if not future.cancelled():  # it is returning: joined so that no fork sees it alive
+            thread.join()

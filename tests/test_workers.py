@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE, Popen
 
+import pytest
+
 from intercept.supervisor import FIRST_DELAY, backoff
 from tests.processes import free_port, intercept_process
 
@@ -149,6 +151,8 @@ def upstream() -> Iterator[str]:
 
     class Results(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if "slow" in self.path:
+                time.sleep(1.0)  # a search still in flight when the server is told to stop
             body = b"results"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -267,7 +271,14 @@ def test_a_killed_worker_is_replaced_while_searches_go_on() -> None:
         assert {pid for pid, _ in server.serving()} == {*before - {victim}, new}
         for _ in range(4):  # the supervisor's count, in every worker's /metrics
             assert server.metric("intercept_worker_restarts_total") == 1
+
+        slow = Load(server.public)  # SIGTERM: the search in flight is answered first
+        searching = threading.Thread(target=slow.search, args=("slow+walk", b"results".__eq__))
+        searching.start()
+        time.sleep(0.3)
         server.stop()
+        searching.join(timeout=30)
+        assert (len(slow.answered), slow.failed, slow.wrong) == (1, [], [])
 
 
 def _rules(*terms: str, broken: bool = False) -> str:
@@ -297,19 +308,28 @@ def _decision(server: Server, query: str) -> int:
         return error.code
 
 
-def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trigger", ["SIGHUP", "files changed"])
+def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path, trigger: str) -> None:
     folder = tmp_path / "rules"
     folder.mkdir()
     _write(folder, _rules("alpha one"))
     args = ["--mode", "authz", "--rules", str(folder), "--messages", str(ROOT / "messages")]
-    env = {"INTERCEPT_RELOAD__WATCH": "false"}  # SIGHUP alone reloads: no poll to race
+    if trigger == "SIGHUP":
+        env = {"INTERCEPT_RELOAD__WATCH": "false"}  # SIGHUP alone reloads
+    else:
+        env = {"INTERCEPT_RELOAD__POLL_SECONDS": "0.5"}  # every process polls the files
+
+    def reload() -> None:
+        if trigger == "SIGHUP":
+            server.proc.send_signal(signal.SIGHUP)
+
     with serving(*args, env=env) as server:
         first = {version for _, version in server.serving()}
         assert len(first) == 1
         assert _decision(server, "beta+two") == 200
 
-        _write(folder, _rules("alpha one", "beta two"))  # a new term, loaded on SIGHUP
-        server.proc.send_signal(signal.SIGHUP)
+        _write(folder, _rules("alpha one", "beta two"))  # a new term
+        reload()
         deadline = time.monotonic() + 20
         while {version for _, version in server.serving()} & first:
             assert time.monotonic() < deadline, "the workers never reloaded"
@@ -323,8 +343,8 @@ def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path) ->
 
         # now a set the workers refuse: they keep the second; so must the next replacement
         _write(folder, _rules("alpha one", broken=True))
-        server.proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)  # the workers refuse it (the supervisor too, before it forks)
+        reload()
+        time.sleep(1.5)  # the workers refuse it (the supervisor too, before it forks)
         before = server.workers()
         os.kill(min(before), signal.SIGKILL)
         new = server.replacement(before - {min(before)})
