@@ -23,6 +23,7 @@ from intercept.authz import AuthzDoor
 from intercept.config import Config
 from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
+from intercept.preflight import check_listeners, production_cautions
 from intercept.proxy import Engine, ProxyDoor
 from intercept.reload import Reloader, Signature, load_checked, signature_of
 from intercept.supervisor import supervise
@@ -48,11 +49,9 @@ def build_engine(config: Config) -> Engine:
     """Rules, pages and everything a request needs, loaded and validated up front."""
     from intercept import load_rules
 
-    if config.warn.secret is None and config.warn.secret_file is None:
-        logging.getLogger("intercept").warning(
-            "warn.secret is not set: continue links use a random key and stop working on "
-            "restart and across workers"
-        )
+    cautions = production_cautions(config)
+    for caution in cautions:  # before the (maybe long) rule load, so they are seen at once
+        logging.getLogger("intercept").warning("CAUTION, not production-ready: %s", caution.message)
     rules = load_rules(config.rules, key_file=config.rules_key_file)
     pages = load_pages(
         config.pages_folder,
@@ -60,7 +59,9 @@ def build_engine(config: Config) -> Engine:
         country=config.country,
         default_language=config.default_language,
     )
-    return Engine(config=config, rules=rules, pages=pages)
+    engine = Engine(config=config, rules=rules, pages=pages, cautions=cautions)
+    engine.counts.cautions(caution.code for caution in cautions)
+    return engine
 
 
 def _host_port(listen: str) -> tuple[str, int]:
@@ -334,7 +335,11 @@ async def _serve(
     ledger = attach_ledger(config, engine)
     reloader = Reloader(config, engine, loaded)
     runner = await start(config, engine, reuse_port=reuse_port)
-    admin = await start_admin(config, engine, reloader=reloader, reuse_port=reuse_port)
+    try:
+        admin = await start_admin(config, engine, reloader=reloader, reuse_port=reuse_port)
+    except BaseException:
+        await runner.cleanup()  # the upstream client too: nothing left unclosed
+        raise
     tasks = [
         asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch)),
         asyncio.create_task(engine.counts.sync_every(1.0)),
@@ -404,6 +409,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     (SO_REUSEPORT), replaced when one dies (`intercept.supervisor`); the metrics are summed
     across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before the metrics library is
     imported: `intercept serve` does so)."""
+    check_listeners(config)  # an address in use is said at once, not after the rules load
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return
