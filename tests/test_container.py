@@ -184,7 +184,7 @@ def container(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> I
         wait_for(f"{running.admin}/readyz", name)
         yield running
     finally:
-        podman("rm", "--force", "--time", "0", name, check=False)
+        podman("rm", "--force", "--volumes", "--time", "0", name, check=False)
 
 
 def test_benign_search_reaches_the_upstream(container: Running, upstream: Upstream) -> None:

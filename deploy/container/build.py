@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 COMPOSE_IMAGES = ROOT / "deploy" / "compose" / "images"
 IMAGE = "localhost/intercept-deterrence"
+KEY_LABEL = "org.intercept.build-key"  # on every image built here: what it was built from
 
 SUITE = "bookworm"
 PYTHON_VERSION = "3.11"  # bookworm's python3: the wheels must be built for it
@@ -217,23 +218,48 @@ def wheelhouse(python: str, work: Path, target: Path) -> Path:
     return wheel
 
 
-def podman_build(context: Path, base: str, tags: list[str], *args: str) -> None:
+def podman_build(context: Path, base: str, tags: list[str], key: str, *args: str) -> None:
+    """`podman build` of `context` on `base`, labelled with `key` (what it was built from);
+    an image these tags named before, now untagged, is removed."""
     started = time.monotonic()
     run([
         "podman", "build", "--quiet", "--format=docker", "--network=none", "--pull=never",
+        "--layers=false", f"--label={KEY_LABEL}={key}",
         f"--build-arg=BASE={base}", *args, *(f"--tag={tag}" for tag in tags),
         "--file", str(context / "Containerfile"), str(context),
     ], quiet=True)  # fmt: skip
     log(f"image {', '.join(tags)} built in {time.monotonic() - started:.0f} s")
+    remove_untagged()
+
+
+def remove_untagged() -> None:
+    """Remove images built here that no tag names any more (one a container uses stays)."""
+    untagged = subprocess.run(
+        ["podman", "images", "--quiet", "--filter=dangling=true", f"--filter=label={KEY_LABEL}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    for image in set(untagged.stdout.split()):
+        subprocess.run(["podman", "rmi", image], capture_output=True, check=False)
+
+
+def built_from(name: str) -> str | None:
+    """The key `name` was built from, or None (no such image, or not built here)."""
+    result = subprocess.run(
+        ["podman", "image", "inspect", "--format", f'{{{{index .Labels "{KEY_LABEL}"}}}}', name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    key = result.stdout.strip()
+    return key if result.returncode == 0 and key != "<no value>" else None
 
 
 def build_intercept(args: argparse.Namespace, mirror: str, work: Path) -> str:
     """Intercept's image; its first tag."""
-    key = digest(tree_digest(ROOT, WHEEL_SOURCES), tree_digest(HERE, CONTEXT_FILES))
+    key = digest(tree_digest(ROOT, WHEEL_SOURCES), tree_digest(HERE, (*CONTEXT_FILES, "build.py")))
     keyed = f"{IMAGE}:src-{key}"
     if args.reuse and image_exists(keyed):
         tags = args.tag or [f"{IMAGE}:latest"]
         run(["podman", "tag", keyed, *tags])
+        remove_untagged()
         log(f"image {keyed} (same sources) reused as {', '.join(tags)}")
         return str(tags[0])
     base = ensure_base(PYTHON_BASE, mirror, work, args.rebuild_base)
@@ -243,7 +269,15 @@ def build_intercept(args: argparse.Namespace, mirror: str, work: Path) -> str:
         shutil.copy2(HERE / name, context / name)
     version = wheel.name.split("-")[1]
     tags = args.tag or [f"{IMAGE}:{version}", f"{IMAGE}:latest"]
-    podman_build(context, base, [*tags, keyed], f"--build-arg=VERSION={version}")
+    # the source-key tags of earlier builds go, so that their images can go too
+    listing = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    for name in listing.stdout.split():
+        if name.startswith(f"{IMAGE}:src-") and name != keyed:
+            subprocess.run(["podman", "untag", name, name], capture_output=True, check=False)
+    podman_build(context, base, [*tags, keyed], key, f"--build-arg=VERSION={version}")
     return str(tags[0])
 
 
@@ -251,7 +285,12 @@ def build_services(args: argparse.Namespace, mirror: str, work: Path) -> str:
     """The PostgreSQL and Prometheus images from Debian's packages; the first's name."""
     base = ensure_base(SERVICES_BASE, mirror, work, args.rebuild_base)
     for name, folder in SERVICES.items():
-        podman_build(COMPOSE_IMAGES / folder, base, [name])
+        files = tuple(path.name for path in sorted((COMPOSE_IMAGES / folder).iterdir()))
+        key = digest(base, tree_digest(COMPOSE_IMAGES / folder, files))
+        if built_from(name) == key:
+            log(f"image {name} is up to date")
+        else:
+            podman_build(COMPOSE_IMAGES / folder, base, [name], key)
     return next(iter(SERVICES))
 
 
