@@ -180,9 +180,15 @@ def ensure_base(base: Base, mirror: str, work: Path, rebuild: bool) -> str:
     command += ["--aptopt=Acquire::Retries 3", SUITE, str(tarball), mirror]
     run(command, quiet=True)
     description = f"Debian {SUITE} minbase + {' '.join(base.include)}"
+    before = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", name],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
     run(["podman", "import", "--quiet", "--change", f'LABEL description="{description}"',
          str(tarball), name], quiet=True)  # fmt: skip
     tarball.unlink()
+    if before:  # the base this one replaces, unless images built on it still need it
+        subprocess.run(["podman", "rmi", before], capture_output=True, check=False)
     log(f"base image {name} made in {time.monotonic() - started:.0f} s")
     return name
 
