@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal, Self, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from intercept.errors import InterceptError
 
@@ -179,6 +181,18 @@ class Reload(_Model):
     poll_seconds: float = Field(default=2.0, gt=0, le=3600)
 
 
+def _check_secret_file(path: Path, name: str) -> None:
+    """A file that holds a secret: readable, and at least 16 characters once stripped."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+        reason = reason or type(error).__name__
+        raise ValueError(f"{name} cannot be read ({reason}): {path}") from None
+    if len(secret) < 16:
+        raise ValueError(f"{name} must hold at least 16 characters: {path}")
+
+
 class Admin(_Model):
     """The admin listener's `POST /admin/reload`: a bearer token, or the endpoint is off."""
 
@@ -188,13 +202,7 @@ class Admin(_Model):
     @model_validator(mode="after")
     def _readable_token_file(self) -> Self:
         if self.reload_token_file is not None:
-            try:
-                token = self.reload_token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
-                message = f"reload_token_file cannot be read ({type(error).__name__})"
-                raise ValueError(message) from None
-            if len(token) < 16:
-                raise ValueError("reload_token_file must hold at least 16 characters")
+            _check_secret_file(self.reload_token_file, "reload_token_file")
         return self
 
     def token(self) -> str | None:
@@ -225,6 +233,14 @@ class Warn(_Model):
     secret: str | None = Field(default=None, min_length=16)
     secret_file: Path | None = None
     ttl_seconds: int = Field(default=900, ge=30, le=86400)
+
+    @model_validator(mode="after")
+    def _readable_secret_file(self) -> Self:
+        # read at start too: a missing, unreadable, empty or short file (an empty key would
+        # let anyone sign continue tokens) is refused here, naming the setting
+        if self.secret_file is not None:
+            _check_secret_file(self.secret_file, "secret_file")
+        return self
 
 
 class Config(_Model):
@@ -381,18 +397,40 @@ _PATTERN_MEANINGS = {
 def _error_text(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for detail in error.errors():
-        key = ".".join(str(part) for part in detail["loc"]) or "(top level)"
-        value = detail.get("input")
-        secret = key.endswith(("secret", "token"))  # never repeat a secret, even a bad one
-        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
+        path = [str(part) for part in detail["loc"]]
+        key = ".".join(path) or "(top level)"
         message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "string_pattern_mismatch":
             pattern = str((detail.get("ctx") or {}).get("pattern", ""))
             message = _PATTERN_MEANINGS.get(pattern, message)
         if detail["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"  {key}: {message}{shown}")
+            close = difflib.get_close_matches(path[-1], _field_names(path[:-1]), n=1)
+            message = "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
+        lines.append(f"  {key}: {message}{_shown_value(path, detail)}")
     return "\n".join(lines)
+
+
+def _shown_value(path: list[str], detail: ErrorDetails) -> str:
+    """` (got VALUE)` where repeating the value is safe, else nothing. Never for a secret
+    (even a bad one), for anything under an unknown or misspelt key (`secert`), or for a
+    whole section; a password in a URL (`ledger.url`) shows as ***."""
+    value = detail.get("input")
+    annotation = _annotation(path)
+    if detail["type"] == "extra_forbidden" or annotation is None or isinstance(value, dict | list):
+        return ""
+    if path[-1].endswith(("secret", "token")) or hasattr(annotation, "model_fields"):
+        return ""
+    if isinstance(value, str):
+        parts = urlsplit(value) if "://" in value else None
+        if parts is not None and parts.password is not None:
+            value = value.replace(f":{parts.password}@", ":***@", 1)
+    return f" (got {value!r})"
+
+
+def _field_names(path: list[str]) -> list[str]:
+    model = Config if not path else _annotation(path)
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if fields else []
 
 
 def _set(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -425,15 +463,38 @@ _NOT_SETTINGS = frozenset({"worker", "addr", "timeout_ms", "fail_open", "test_po
 def _warn_if_misspelt(name: str, key: str) -> None:
     """Other programs may use `INTERCEPT_*` names too (the HAProxy Lua script does), so one
     that is not a setting is ignored; but one that is nearly a setting's name is most likely
-    a typo that would silently leave the default in force, and is warned about."""
+    a typo that would silently leave the default in force, and is warned about. The most
+    common: a nested key written with one underscore (`INTERCEPT_WARN_SECRET` for
+    `INTERCEPT_WARN__SECRET`)."""
     if key in _NOT_SETTINGS:
         return
-    close = difflib.get_close_matches(key, Config.model_fields, n=1, cutoff=0.8)
-    if close:
-        logging.getLogger("intercept").warning(
-            "%s is not a setting and is ignored; did you mean %s%s?",
-            name, ENV_PREFIX, close[0].upper(),
-        )  # fmt: skip
+    nested = _nested_spelling(key.split("_"), [])
+    if nested is not None:
+        suggestion = "__".join(nested).upper()
+    else:
+        close = difflib.get_close_matches(key, Config.model_fields, n=1, cutoff=0.8)
+        if not close:
+            return
+        suggestion = close[0].upper()
+    logging.getLogger("intercept").warning(
+        "%s is not a setting and is ignored; did you mean %s%s?", name, ENV_PREFIX, suggestion
+    )
+
+
+def _nested_spelling(words: list[str], path: list[str]) -> list[str] | None:
+    """The nested key whose parts, joined by single underscores, are `words` (`warn secret`
+    is `warn.secret`; `admin reload token` is `admin.reload_token`), or None."""
+    fields = _field_names(path)
+    for cut in range(1, len(words) + 1):
+        part = "_".join(words[:cut])
+        if part not in fields:
+            continue
+        if cut == len(words):
+            return [*path, part] if path else None  # a top-level name is no misspelling
+        deeper = _nested_spelling(words[cut:], [*path, part])
+        if deeper is not None:
+            return deeper
+    return None
 
 
 _NULLS = frozenset({"", "null", "~", "Null", "NULL"})

@@ -71,6 +71,9 @@ def strip_param(raw_target: str, name: str = TOKEN_PARAM) -> tuple[str, str | No
     return (path + ("?" + "&".join(kept) if kept else "")), value
 
 
+_CLOCK_SLACK = 60  # seconds a replica's clock may run behind the one that signed
+
+
 @dataclass(frozen=True, slots=True)
 class ContinueTokens:
     """Signs and checks continue tokens; seals and opens continue links. Keys derive from one
@@ -83,7 +86,10 @@ class ContinueTokens:
     @classmethod
     def from_secret(cls, secret: str | bytes | None, ttl: int) -> ContinueTokens:
         """Keys from the configured secret; without one, random keys for this process."""
-        raw = secret.encode() if isinstance(secret, str) else secret or os.urandom(32)
+        if not secret:  # never an empty key: anyone could sign with it
+            raw = os.urandom(32)
+        else:
+            raw = secret.encode() if isinstance(secret, str) else secret
         mac = hmac.new(raw, b"intercept continue token", hashlib.sha256).digest()
         seal = hmac.new(raw, b"intercept continue link", hashlib.sha256).digest()
         return cls(mac, seal, ttl)
@@ -102,14 +108,17 @@ class ContinueTokens:
         self, token: str, route: str, queries: Iterable[str], now: float | None = None
     ) -> bool:
         """True when `token` was signed for this route and these queries (as normalized:
-        `purple teap0t` is `purple teapot`), and has not expired."""
+        `purple teap0t` is `purple teapot`), and has not expired. An expiry further ahead
+        than this signer's `ttl` (plus a minute for clocks of replicas that differ) is no
+        token it made, and is refused."""
         expiry_text, _, mac = token.partition(".")
         if not (token.isascii() and expiry_text.isdigit()) or len(expiry_text) > _MAX_DIGITS:
             return False  # "²" is a digit to isdigit(); compare_digest wants ASCII; and int()
             # refuses over 4,300 digits (a ValueError, once a 500)
-        if int(expiry_text) < (time.time() if now is None else now):
-            return False
+        moment = time.time() if now is None else now
         expiry = int(expiry_text)
+        if not moment <= expiry <= moment + self.ttl + _CLOCK_SLACK:
+            return False
         return hmac.compare_digest(mac, self._mac(route, _key(queries), expiry))
 
     def seal(

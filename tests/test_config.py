@@ -47,7 +47,8 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ("upstream: ftp://x\n", "upstream: must be an http:// or https:// address without a path"),
         ("timeouts: {connect: -1}\n", "timeouts.connect: Input should be greater than 0 (got -1)"),
         ("mode: sideways\n", "mode: Input should be 'proxy' or 'authz' (got 'sideways')"),
-        ("colour: blue\n", "colour: unknown key (got 'blue')"),
+        ("colour: blue\n", "colour: unknown key"),
+        ("timeouts: {conect: 3}\n", "timeouts.conect: unknown key (did you mean 'connect'?)"),
         ("routes: [{name: s}]\n", "set exactly one of 'path' or 'path_regex'"),
         ("routes: [{name: s, path_regex: '('}]\n", "not a valid regular expression"),
         ("- a list\n", "expected a mapping of settings"),
@@ -61,6 +62,48 @@ def test_errors_name_key_and_value(tmp_path: Path, text: str, message: str) -> N
         load_config(path, environ={})
     assert message in str(error.value)
     assert str(path) in str(error.value)
+
+
+SECRET = "a-canary-secret-of-length"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"warn: {{secert: {SECRET}}}\n",  # a misspelt secret key: its value is no less secret
+        f"colour: {SECRET}\n",
+        f"warn: {SECRET}\n",  # a section given a value
+        f"admin: {{reload_token: {SECRET[:8]}}}\n",  # too short, still a secret
+        f"ledger: {{url: 'mysql://u:{SECRET}@db/x'}}\n",  # a URL's password
+        f"ledger: {{ur1: 'postgresql://u:{SECRET}@db/x'}}\n",
+    ],
+)
+def test_file_errors_never_repeat_a_secret(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert SECRET[:8] not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "warn: secret_file must hold at least 16 characters: {path}"),
+        ("short\n", "warn: secret_file must hold at least 16 characters: {path}"),
+        (None, "warn: secret_file cannot be read (No such file or directory): {path}"),
+    ],
+)
+def test_a_warn_secret_file_must_hold_a_secret(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    """An empty key would let anyone sign continue tokens: refused, naming the setting."""
+    path = tmp_path / "warn.secret"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={"INTERCEPT_WARN__SECRET_FILE": str(path)})
+    assert message.format(path=path) in str(error.value)
 
 
 def test_bad_environment_value_is_named() -> None:
@@ -129,4 +172,24 @@ def test_a_misspelt_environment_setting_is_warned_about(caplog: pytest.LogCaptur
     assert config.listen == "127.0.0.1:8080"
     assert [r.getMessage() for r in caplog.records] == [
         "INTERCEPT_LISTNE is not a setting and is ignored; did you mean INTERCEPT_LISTEN?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("INTERCEPT_WARN_SECRET", "INTERCEPT_WARN__SECRET"),
+        ("INTERCEPT_LEDGER_URL", "INTERCEPT_LEDGER__URL"),
+        ("INTERCEPT_ADMIN_RELOAD_TOKEN", "INTERCEPT_ADMIN__RELOAD_TOKEN"),
+        ("INTERCEPT_ADMIN_RELOAD_TOKEN_FILE", "INTERCEPT_ADMIN__RELOAD_TOKEN_FILE"),
+        ("INTERCEPT_TIMEOUTS_CONNECT", "INTERCEPT_TIMEOUTS__CONNECT"),
+    ],
+)
+def test_a_nested_setting_with_one_underscore_is_warned_about(
+    caplog: pytest.LogCaptureFixture, name: str, meant: str
+) -> None:
+    with caplog.at_level("WARNING", logger="intercept"):
+        load_config(None, environ={name: "a-value-of-sixteen-chars"})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{name} is not a setting and is ignored; did you mean {meant}?"
     ]
