@@ -19,6 +19,7 @@ import socket
 from aiohttp import web
 
 from intercept.config import Config, load_config
+from intercept.preflight import ListenError, check_listeners
 from intercept.resources import DEMO_RULES
 
 __all__ = ["demo_site", "run_demo"]
@@ -155,5 +156,10 @@ async def _run(listen: str) -> None:
 
 
 def run_demo(listen: str = "127.0.0.1:8080") -> None:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C. An address in use is refused first, with the way out."""
+    config = load_config(None, environ={}, overrides={"listen": listen})
+    try:
+        check_listeners(config.model_copy(update={"admin_listen": "127.0.0.1:0"}))
+    except ListenError:
+        raise ListenError(f"{listen} is in use; choose another with --listen") from None
     asyncio.run(_run(listen))

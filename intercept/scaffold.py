@@ -2,7 +2,7 @@
 
 It writes a commented configuration (the default one, with this folder's absolute paths filled
 in), a rules folder with one example rule, a copy of the built-in pages, and a random warn
-secret in a file only its owner can read. Nothing that exists is overwritten: an operator's
+secret and reload token, each in a file only its owner can read. Nothing that exists is overwritten: an operator's
 edits are never lost to a second `init`. Paths in the configuration are absolute, because
 Intercept reads relative paths from the folder it is started in, not from the file's.
 """
@@ -53,6 +53,7 @@ Intercept, set up by `intercept init`. Edit before serving real traffic:
   messages/           the pages: resources.yaml (help lines for your country), en.yaml and
                       the other languages (wording), page.html.j2 (layout)
   warn.secret         the key of "continue to results" links: keep it, share it between replicas
+  reload.token        the bearer token of POST /admin/reload and `intercept reload --config`
 
 Then: intercept check {root}/rules && intercept serve --config {root}/intercept.yaml
 """
@@ -78,6 +79,9 @@ def _configured(root: Path) -> str:
             "survey_url: https://survey.example/intercept   # EDIT: your survey's address"
         ),
         r"^  secret_file: .*$": f"  secret_file: {root / 'warn.secret'}   # written by init",
+        r"^  reload_token_file: .*$": (
+            f"  reload_token_file: {root / 'reload.token'}   # written by init"
+        ),
         r"^  url: \"sqlite:.*$": f'  url: "sqlite://{root / "ledger.sqlite3"}"',
     }
     text = DEFAULT_CONFIG_YAML
@@ -92,7 +96,7 @@ def init_folder(folder: Path) -> list[Path]:
     """Write the starting files into `folder` (created if missing) and return what was
     written. Raises `InitError` naming every file that already exists, before writing any."""
     root = folder.resolve()
-    names = ("intercept.yaml", "rules", "messages", "warn.secret", "README")
+    names = ("intercept.yaml", "rules", "messages", "warn.secret", "reload.token", "README")
     targets = [root / name for name in names]
     present = [path for path in targets if path.exists() or path.is_symlink()]
     if present:
@@ -104,10 +108,10 @@ def init_folder(folder: Path) -> list[Path]:
         example = EXAMPLE_RULES.replace("{today}", date.today().isoformat())
         (root / "rules" / "example.yaml").write_text(example, encoding="utf-8")
         shutil.copytree(MESSAGES, root / "messages")
-        secret = root / "warn.secret"
-        descriptor = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(secrets.token_hex(32) + "\n")
+        for name in ("warn.secret", "reload.token"):
+            descriptor = os.open(root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(secrets.token_hex(32) + "\n")
         (root / "intercept.yaml").write_text(_configured(root), encoding="utf-8")
         (root / "README").write_text(_README.format(root=root), encoding="utf-8")
     except OSError as error:

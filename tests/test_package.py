@@ -31,7 +31,9 @@ from tests.processes import free_port
 ROOT = Path(__file__).parent.parent
 
 
-def _run(*command: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(
+    *command: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(part) for part in command],
         cwd=cwd,
@@ -39,7 +41,7 @@ def _run(*command: str | Path, cwd: Path, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
         check=False,
-        env=_clean_env(),
+        env={**_clean_env(), **(env or {})},
     )
 
 
@@ -270,6 +272,10 @@ def test_init_writes_a_folder_that_checks_and_serves(
         _wait_for_line(proc, "serving on")
         status, page = _get(f"http://127.0.0.1:{port}/search?q=example+forbidden+phrase")
         assert (status, "upstream results" in page) == (200, False)
+        reload = _run(installed / "intercept", "reload", "--config", site / "intercept.yaml",
+                      cwd=empty, env=settings)  # fmt: skip
+        assert reload.returncode == 0, reload.stderr  # init wrote the reload token
+        assert reload.stdout.startswith("reloaded: rule set ")
         code, stderr = _stop(proc)
         assert code == 0, stderr
     assert (site / "ledger.sqlite3").exists()  # the init folder's absolute ledger path

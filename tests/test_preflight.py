@@ -191,3 +191,17 @@ def test_config_command_hides_secrets(tmp_path: Path, clean_env: dict[str, str])
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stdout
     assert '"secret": "*** (from environment INTERCEPT_WARN__SECRET)"' in done.stdout
+
+
+def test_demo_on_a_port_in_use_says_how_to_choose_another(clean_env: dict[str, str]) -> None:
+    port = free_port()
+    held = _hold(port)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "intercept", "demo", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, env=clean_env, check=False,
+        )  # fmt: skip
+    finally:
+        held.close()
+    assert done.returncode == 2
+    assert f"127.0.0.1:{port} is in use; choose another with --listen" in done.stderr
