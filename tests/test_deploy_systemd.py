@@ -199,6 +199,7 @@ def test_unit_settings_that_the_deployment_relies_on() -> None:
     # aiohttp gives requests in flight up to 60 s on a stop; the ledger is flushed after that
     assert int(only("TimeoutStopSec")) >= 65
     assert only("Restart") == "on-failure"
+    assert only("RestartPreventExitStatus") == "2"  # a configuration that cannot start
     assert only("StateDirectory") == "intercept"
     assert only("WorkingDirectory") == str(STATE_DIRECTORY)
     assert only("EnvironmentFile") == "-/etc/intercept/intercept.env"
@@ -223,9 +224,11 @@ def test_unit_settings_that_the_deployment_relies_on() -> None:
 
 
 def filled_environment() -> dict[str, str]:
-    """The shipped environment file with its two FILL IN values filled."""
-    shipped = environment_file(ENV_FILE.read_text(encoding="utf-8"))
-    assert shipped == {"INTERCEPT_WARN__SECRET": "", "INTERCEPT_ADMIN__RELOAD_TOKEN": ""}
+    """The shipped environment file's two FILL IN lines (shipped commented out) filled in."""
+    text = ENV_FILE.read_text(encoding="utf-8")
+    assert environment_file(text) == {}  # nothing set as shipped: an empty value would be null
+    for name in ("INTERCEPT_WARN__SECRET", "INTERCEPT_ADMIN__RELOAD_TOKEN"):
+        assert f"\n#{name}=\n" in text
     return {"INTERCEPT_WARN__SECRET": WARN_SECRET, "INTERCEPT_ADMIN__RELOAD_TOKEN": RELOAD_TOKEN}
 
 
@@ -243,10 +246,16 @@ def test_example_config_is_accepted_and_keeps_the_ledger_in_the_state_directory(
     assert config.workers >= 2
 
 
-def test_environment_file_sets_the_secrets_it_names() -> None:
+def test_environment_file_sets_the_secrets_it_names(tmp_path: Path) -> None:
     shipped = environment_file(ENV_FILE.read_text(encoding="utf-8"))
-    as_shipped = load_config(CONFIG, environ=shipped)  # empty values leave the settings unset
+    as_shipped = load_config(CONFIG, environ=shipped)
     assert (as_shipped.warn.secret, as_shipped.admin.reload_token) == (None, None)
+    # as shipped the file sets nothing, so a secret named in the YAML is kept
+    in_yaml = tmp_path / "intercept.yaml"
+    in_yaml.write_text(
+        CONFIG.read_text(encoding="utf-8") + f"\nwarn:\n  secret: {WARN_SECRET}\n", encoding="utf-8"
+    )
+    assert load_config(in_yaml, environ=shipped).warn.secret == WARN_SECRET
     filled = load_config(CONFIG, environ=filled_environment())
     assert filled.warn.secret == WARN_SECRET
     assert filled.admin.reload_token == RELOAD_TOKEN
@@ -305,7 +314,7 @@ def stage(folder: Path, *, etc_path: str, state_path: str) -> Stage:
     (etc / "intercept.yaml").write_text(config, encoding="utf-8")
     env = render(
         ENV_FILE.read_text(encoding="utf-8"),
-        {f"\n{name}=\n": f"\n{name}={value}\n" for name, value in filled_environment().items()},
+        {f"\n#{name}=\n": f"\n{name}={value}\n" for name, value in filled_environment().items()},
     )
     (etc / "intercept.env").write_text(env, encoding="utf-8")
     (etc / "intercept.env").chmod(0o600)
