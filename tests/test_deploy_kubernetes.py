@@ -324,10 +324,10 @@ def test_network_policy_opens_the_public_port_and_the_admin_port_to_prometheus_o
 
 
 def test_the_image_is_a_marked_placeholder() -> None:
-    assert container()["image"] == "localhost/intercept:0.2.0"
+    assert container()["image"] == "localhost/intercept-deterrence:0.2.0"
     line = next(
         line for line in (BASE / "deployment.yaml").read_text(encoding="utf-8").splitlines()
-        if "image: localhost/intercept:0.2.0" in line
+        if "image: localhost/intercept-deterrence:0.2.0" in line
     )  # fmt: skip
     assert "FILL IN" in line
 
