@@ -164,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "POSTGRES_IMAGE": POSTGRES_IMAGE,
         "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
         "POSTGRES_PASSWORD": PASSWORD,
-        "INTERCEPT_WARN_SECRET": "compose-test-warn-secret-0123456789",
+        "WARN_SECRET": "compose-test-warn-secret-0123456789",
     }
     name = f"intercept-compose-test-{os.getpid()}"
     project = ["--project-name", name, "--file", str(rendered)]
