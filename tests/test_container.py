@@ -266,7 +266,7 @@ def test_sigterm_stops_in_time_and_flushes_the_ledger(container: Running) -> Non
 def _report(ledger: Path) -> dict[str, object]:
     """`intercept report` on the ledger file the container wrote (every count, k = 1)."""
     result = subprocess.run(
-        [sys.executable, "-m", "intercept", "report", "--ledger", f"sqlite:///{ledger}/ledger.db",
+        [sys.executable, "-m", "intercept", "report", "--ledger", f"sqlite:///{ledger}/ledger.sqlite3",
          "--format", "json", "--k", "1", "--dimensions", "none", "--by", "month"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -282,6 +282,6 @@ def _total(report: dict[str, object], key: str) -> int:
 
 
 def _searches_counted(container: Running, *, allow_missing: bool) -> int:
-    if allow_missing and not (container.ledger / "ledger.db").exists():
+    if allow_missing and not (container.ledger / "ledger.sqlite3").exists():
         return 0
     return _total(_report(container.ledger), "searches")
