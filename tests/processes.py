@@ -5,8 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -18,15 +21,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def intercept_process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`python -m intercept ARGS` with text pipes for stdout and stderr; killed if still
-    running, and its pipes closed, however the test ends."""
+def running(
+    argv: Sequence[str | Path], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`argv` with text pipes for stdout and stderr; killed if still running, and its pipes
+    closed, however the test ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "intercept", *args],
+        [str(part) for part in argv],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=None if env is None else dict(env),
     )
     try:
         yield proc
@@ -37,3 +43,23 @@ def intercept_process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Po
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@contextmanager
+def intercept_process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`python -m intercept ARGS`, as `running` starts it."""
+    with running([sys.executable, "-m", "intercept", *args], env=env) as proc:
+        yield proc
+
+
+def http_status(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None) -> int:
+    """The status of one request to `url`, its body read and dropped (10 s at most)."""
+    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status: int = response.status
+            response.read()
+            return status
+    except urllib.error.HTTPError as error:
+        error.read()
+        return error.code

@@ -27,8 +27,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import yaml
 from intercept.config import Config, ConfigError, load_config
 from intercept.reload import load_checked
 from tests.deploy_helpers import DEPLOY, free_port
+from tests.processes import http_status
 
 BASE = DEPLOY / "kubernetes"
 MANIFESTS = sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -352,17 +351,6 @@ def project(folder: Path, files: Mapping[str, str], generation: int) -> None:
             (folder / name).symlink_to(f"..data/{name}")
     if previous is not None:
         shutil.rmtree(previous)
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            status: int = response.status
-            response.read()
-            return status
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code
 
 
 @contextlib.contextmanager

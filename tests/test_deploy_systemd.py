@@ -43,6 +43,7 @@ import pytest
 
 from intercept.config import load_config
 from tests.deploy_helpers import DEPLOY, free_port, render
+from tests.processes import http_status
 
 SYSTEMD = DEPLOY / "systemd"
 UNIT = SYSTEMD / "intercept.service"
@@ -319,18 +320,6 @@ def stage(folder: Path, *, etc_path: str, state_path: str) -> Stage:
     (etc / "intercept.env").write_text(env, encoding="utf-8")
     (etc / "intercept.env").chmod(0o600)
     return Stage(etc, state, port, admin)
-
-
-def http_status(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None) -> int:
-    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status: int = response.status
-            response.read()
-            return status
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code
 
 
 def http_text(url: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import intercept
-from tests.processes import free_port
+from tests.processes import free_port, running
 
 ROOT = Path(__file__).parent.parent
 
@@ -135,25 +135,9 @@ def _wait_for_line(proc: subprocess.Popen[str], marker: str, seconds: float = 60
 def _process(
     *command: str | Path, cwd: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """A command started in `cwd` with the clean environment plus `env`; killed if still
-    running, and its pipes closed, however the test ends."""
-    proc = subprocess.Popen(
-        [str(part) for part in command],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**_clean_env(), **(env or {})},
-    )
-    try:
+    """A command started in `cwd` with the clean environment plus `env`."""
+    with running(command, cwd=cwd, env={**_clean_env(), **(env or {})}) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:

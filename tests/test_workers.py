@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import PIPE, Popen
+from subprocess import Popen
 
 import pytest
 
 from intercept.supervisor import FIRST_DELAY, backoff
-from tests.processes import free_port, intercept_process
+from tests.processes import free_port, intercept_process, running
 
 ROOT = Path(__file__).parent.parent
 CLIENTS = 3  # client threads, each with one search in flight at a time
@@ -434,20 +434,10 @@ supervise(config, engine, loaded, worker)
 def supervised(how: str) -> Iterator[Popen[str]]:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     args = [str(ROOT / "rules"), str(ROOT / "messages"), how]
-    proc = Popen(
-        [sys.executable, "-c", _SUPERVISED, *args], stdout=PIPE, stderr=PIPE, text=True, env=env
-    )
-    try:
+    with running([sys.executable, "-c", _SUPERVISED, *args], env=env) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "supervising\n"
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_workers_that_cannot_start_make_the_supervisor_give_up() -> None:
