@@ -3,8 +3,9 @@
 It writes a commented configuration (the default one, with this folder's absolute paths filled
 in), a rules folder with one example rule, a copy of the built-in pages, and a random warn
 secret and reload token, each in a file only its owner can read. Nothing that exists is
-overwritten: an operator's edits are never lost to a second `init`. Paths in the configuration are absolute, because
-Intercept reads relative paths from the folder it is started in, not from the file's.
+overwritten: an operator's edits are never lost to a second `init`. Paths in the
+configuration are absolute, because Intercept reads relative paths from the folder it is
+started in, not from the file's.
 """
 
 from __future__ import annotations
