@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from intercept.config import DEFAULT_ROUTES
 from intercept.core import Engine
 from tests.upstream import fetch, running_authz, running_proxy, upstream_app
 
@@ -77,13 +79,16 @@ def render(template: str, replacements: Mapping[str, str]) -> str:
 
 @dataclass
 class Seen:
-    """Requests a test server answered: (method, raw path with query), in order."""
+    """Requests a test server answered: (method, raw path with query), in order; for an app
+    (`attach`), also the body of each, as far as its handler had read it."""
 
     requests: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     def attach(self, app: web.Application) -> None:
         async def record(request: web.Request, response: web.StreamResponse) -> None:
             self.requests.append((request.method, request.raw_path))
+            self.bodies.append(await request.read() if request.body_exists else b"")
 
         app.on_response_prepare.append(record)
 
@@ -103,6 +108,7 @@ class Seen:
 
     def clear(self) -> None:
         self.requests.clear()
+        self.bodies.clear()
 
 
 class ProxyProcess:
@@ -390,6 +396,51 @@ class Deployment:
         assert self.authz.requests == []
         self.upstream.clear()
 
+    async def send_blocked_bodies(self) -> dict[str, tuple[int, bool]]:
+        """Each of `BLOCKED_BODIES` through the proxy: by name, (status, whether the upstream
+        received it). The measure of how many body-borne searches pass undecided."""
+        outcome: dict[str, tuple[int, bool]] = {}
+        for search in BLOCKED_BODIES:
+            self.upstream.clear()
+            status, _, _ = await raw_request(self.base, search)
+            outcome[search.name] = (status, bool(self.upstream.requests))
+        self.upstream.clear()
+        return outcome
+
+    async def check_blocked_bodies_decided(self, refused: int | None = None) -> None:
+        """Every search body with the blocked phrase gets the deterrence page (an autocomplete
+        route: an empty suggestion list), or the status `refused`; none reaches the upstream."""
+        for search in BLOCKED_BODIES:
+            status, headers, body = await raw_request(self.base, search)
+            context = (search.name, status, body[:300], self.explain())
+            assert "x-upstream" not in headers, context
+            assert self.upstream.requests == [], context
+            if refused is not None:
+                assert status == refused, context
+            elif search.suggestions:
+                assert status == 200, context
+                assert body == b'["", []]', context
+            else:
+                assert status == 200, context  # block_status, from Intercept's proxy mode
+                assert "default-src 'none'" in headers["content-security-policy"], context
+                assert b"<html" in body, context
+                assert b"/_intercept/go/" in body, context
+                assert b"blocked" not in body, context  # the query is never echoed
+
+    async def check_benign_bodies_pass(self) -> None:
+        """Every search body without a match reaches the upstream once, with its method,
+        target and body exactly as sent (a chunked one de-chunked), and its answer comes back."""
+        for search in BENIGN_BODIES:
+            self.upstream.clear()
+            status, headers, _ = await raw_request(self.base, search)
+            context = (search.name, status, self.upstream.requests, self.explain())
+            assert self.upstream.requests == [(search.method, search.target)], context
+            assert self.upstream.bodies == [search.body], context
+            assert status == (200 if search.target == "/search" else 404), context  # the upstream's
+            if status == 200:
+                assert headers["x-upstream"] == "results", context
+        self.upstream.clear()
+
     async def check_path_variants(self, targets: Sequence[str]) -> None:
         """Spellings of a search path that a front-end may treat as the search route are
         decided too. Sent as raw bytes: an HTTP client library would tidy the paths up."""
@@ -426,12 +477,29 @@ async def raw_get(base: str, target: str) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+@web.middleware
+async def _printable_results(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The upstream's search results (tests/upstream.py), with a body that holds control
+    characters (multipart's CRLF, UTF-16's NULs) shown in `X-Body` as "?" instead of failing
+    the answer: the tests here send such bodies through to the search front-end."""
+    if request.path not in ("/search", "/autocomplete"):
+        response: web.StreamResponse = await handler(request)
+        return response
+    body = await request.read()
+    shown = "".join(c if " " <= c < "\x7f" else "?" for c in body.decode("ascii", "replace"))
+    return web.Response(
+        text="results page",
+        headers={"X-Upstream": "results", "X-Method": request.method, "X-Body": shown[:200]},
+    )
+
+
 @contextlib.asynccontextmanager
 async def services() -> AsyncIterator[tuple[int, int, Engine, Seen, Seen]]:
     """The upstream and the decision service on free loopback ports: (upstream port, decision
     service port, engine, requests the upstream answered, requests the service answered)."""
     upstream_seen, authz_seen = Seen(), Seen()
     app = upstream_app()
+    app.middlewares.append(_printable_results)
     upstream_seen.attach(app)
     upstream = TestServer(app, host="127.0.0.1")
     await upstream.start_server()
@@ -448,11 +516,139 @@ async def services() -> AsyncIterator[tuple[int, int, Engine, Seen, Seen]]:
         await upstream.close()
 
 
+# Intercept's default routes, with JSON bodies read on /search too (`json_pointers`), as an
+# operator whose front-end takes JSON searches configures it: the second Intercept (proxy mode)
+# that the proxies send search bodies to runs with these.
+JSON_ROUTES = [
+    route.model_copy(update={"json_pointers": ("/q",)}) if route.name == "search" else route
+    for route in DEFAULT_ROUTES
+]
+
+
 @contextlib.asynccontextmanager
 async def intercept_proxy(upstream_port: int) -> AsyncIterator[tuple[int, Engine]]:
-    """Intercept's reverse proxy (`mode: proxy`) in front of the upstream: (port, engine)."""
-    async with running_proxy(f"http://127.0.0.1:{upstream_port}") as (base, engine):
+    """Intercept's reverse proxy (`mode: proxy`, routes `JSON_ROUTES`) in front of the
+    upstream: (port, engine)."""
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    async with running_proxy(upstream, routes=JSON_ROUTES) as (base, engine):
         yield int(base.rsplit(":", 1)[1]), engine
+
+
+# --- searches that carry their query in a body ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodySearch:
+    """One request with a search body: sent as raw bytes (`raw_request`), so the method, the
+    framing (Content-Length or chunked) and the body are exactly as written here."""
+
+    name: str
+    method: str
+    target: str
+    content_type: str
+    body: bytes
+    chunked: bool = False
+
+    @property
+    def suggestions(self) -> bool:
+        """An autocomplete route: a match is answered with an empty suggestion list."""
+        return self.target.startswith("/autocompleter")
+
+
+def _multipart(field_name: str, value: str) -> bytes:
+    return (
+        f'--XyZ\r\nContent-Disposition: form-data; name="{field_name}"\r\n\r\n{value}\r\n'
+        f'--XyZ\r\nContent-Disposition: form-data; name="lang"\r\n\r\nen\r\n--XyZ--\r\n'
+    ).encode()
+
+
+def body_searches(phrase: str) -> list[BodySearch]:
+    """Every way tested here of sending `phrase` as a search in a request body: the forms a
+    browser posts, JSON, methods other than POST (Werkzeug reads a form body whatever the
+    method, GET included), a UTF-16 form, chunked bodies, another spelling of the path, and
+    an autocomplete route that reads its body (`/autocompleter`)."""
+    form = "application/x-www-form-urlencoded"
+    plus = phrase.replace(" ", "+")
+    urlencoded = f"q={plus}".encode()
+    multipart = "multipart/form-data; boundary=XyZ"
+    json_body = json.dumps({"q": phrase}).encode()
+    later = f"lang=en&query={plus}".encode()
+    spaced = f"q={phrase.replace(' ', '%20')}".encode()
+    return [
+        BodySearch("form POST", "POST", "/search", form, urlencoded),
+        BodySearch("form POST, query later", "POST", "/search", form, later),
+        BodySearch("form POST, %20", "POST", "/search", form, spaced),
+        BodySearch("multipart POST", "POST", "/search", multipart, _multipart("q", phrase)),
+        BodySearch("JSON POST", "POST", "/search", "application/json", json_body),
+        BodySearch("form PUT", "PUT", "/search", form, urlencoded),
+        BodySearch("multipart PUT", "PUT", "/search", multipart, _multipart("q", phrase)),
+        BodySearch("JSON PUT", "PUT", "/search", "application/json", json_body),
+        BodySearch("form PATCH", "PATCH", "/search", form, urlencoded),
+        BodySearch("form DELETE", "DELETE", "/search", form, urlencoded),
+        BodySearch("form OPTIONS", "OPTIONS", "/search", form, urlencoded),
+        BodySearch("form GET", "GET", "/search", form, urlencoded),
+        BodySearch("UTF-16 form POST", "POST", "/search", form + "; charset=utf-16",
+                   f"q={plus}".encode("utf-16")),
+        BodySearch("chunked form POST", "POST", "/search", form, urlencoded, chunked=True),
+        BodySearch("chunked multipart POST", "POST", "/search", multipart,
+                   _multipart("q", phrase), chunked=True),
+        BodySearch("chunked form GET", "GET", "/search", form, urlencoded, chunked=True),
+        BodySearch("form POST, /SEARCH/", "POST", "/SEARCH/", form, urlencoded),
+        BodySearch("form POST, autocompleter", "POST", "/autocompleter", form, urlencoded),
+    ]  # fmt: skip
+
+
+BLOCKED_BODIES = body_searches("blocked example")
+BENIGN_BODIES = body_searches("teapot museum")
+
+
+async def raw_request(base: str, search: BodySearch) -> tuple[int, dict[str, str], bytes]:
+    """Send `search` as raw bytes over a fresh connection: (status, headers with lower-case
+    names, body with any chunked framing removed)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    head = (
+        f"{search.method} {search.target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: {search.content_type}\r\nConnection: close\r\n"
+    )
+    if search.chunked:
+        half = len(search.body) // 2
+        framed = b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part)
+            for part in (search.body[:half], search.body[half:])
+            if part
+        )
+        payload = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + framed + b"0\r\n\r\n"
+    else:
+        payload = (head + f"Content-Length: {len(search.body)}\r\n\r\n").encode() + search.body
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(payload)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    raw_head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _unchunk(body)
+    return int(status_line.split()[1]), headers, body
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out
 
 
 def isolated_env(home: Path) -> dict[str, str]:

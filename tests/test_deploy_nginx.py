@@ -29,7 +29,7 @@ from tests.deploy_helpers import (
     running_process,
     services,
 )
-from tests.upstream import raw_exchange
+from tests.upstream import fetch, raw_exchange
 
 SHIPPED = DEPLOY / "nginx" / "intercept.conf"
 
@@ -50,18 +50,31 @@ http {{
 """
 
 
+# The search location's lines that send requests with a body to Intercept's reverse proxy:
+# removing them is the configuration's unsafe opt-out.
+BODY_ROUTING = """\
+        error_page 418 = @search_body;
+        if ($intercept_search_body) {
+            return 418;
+        }
+"""
+
+
 @contextlib.asynccontextmanager
 async def deployed(
     tmp: Path,
     *,
-    post_via_proxy: bool = False,
     intercept_down: bool = False,
     fail_open: bool = False,
+    refuse_bodies: bool = False,
+    unsafe: bool = False,
 ) -> AsyncIterator[Deployment]:
-    """nginx with the shipped configuration in front of the upstream, asking Intercept.
-    `post_via_proxy`: with the shipped "#post" lines enabled, and Intercept's reverse proxy
-    running for them; `intercept_down`: Intercept's address is one where nothing listens;
-    `fail_open`: with the shipped "#failopen" lines enabled."""
+    """nginx with the shipped configuration in front of the upstream, asking Intercept, and
+    Intercept's reverse proxy running for the searches with a body (as shipped).
+    `intercept_down`: the decision service's address is one where nothing listens;
+    `fail_open`: with the shipped "#failopen" lines enabled; `refuse_bodies`: with the
+    "#refuse" lines enabled and no reverse proxy running; `unsafe`: the body routing removed
+    (the opt-out the file warns about)."""
     nginx = require_binary("nginx", "nginx")
     async with contextlib.AsyncExitStack() as stack:
         upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
@@ -75,10 +88,14 @@ async def deployed(
         }
         if fail_open:
             replacements["#failopen "] = ""
-        if post_via_proxy:
+        if refuse_bodies:
+            replacements["#refuse "] = ""
+            proxy_port = free_port()  # nothing listens there
+        else:
             proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
-            replacements["#post "] = ""
-            replacements[f"{INTERCEPT_PROXY};"] = f"127.0.0.1:{proxy_port};"
+        replacements[f"{INTERCEPT_PROXY};"] = f"127.0.0.1:{proxy_port};"
+        if unsafe:
+            replacements[BODY_ROUTING] = ""
         (tmp / "intercept.conf").write_text(render(SHIPPED.read_text(), replacements))
         # as root, nginx's workers would otherwise run as nobody, who cannot enter `tmp`
         user = "user root;\n" if os.geteuid() == 0 else ""
@@ -174,13 +191,49 @@ async def test_access_log_records_no_search(nginx: Deployment, tmp_path: Path) -
     assert "/_intercept/" not in log
 
 
-async def test_post_search_routes_through_intercept_proxy_mode(tmp_path: Path) -> None:
-    """The shipped "#post" lines enabled: POST searches (and a warned one's continue button) go
-    through `intercept serve --mode proxy`, which reads the body; GET searches still ask the
-    decision service."""
-    async with deployed(tmp_path, post_via_proxy=True) as nginx:
-        await nginx.check_post_through_proxy_mode()
+async def test_post_search_routes_through_intercept_proxy_mode(nginx: Deployment) -> None:
+    """As shipped: POST searches (and a warned one's continue button) go through `intercept
+    serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
+    await nginx.check_post_through_proxy_mode()
+    await nginx.check_blocked_search()
+
+
+async def test_every_blocked_search_body_is_decided(nginx: Deployment) -> None:
+    """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
+    DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
+    Intercept's reverse proxy and never reaches the search front-end."""
+    await nginx.check_blocked_bodies_decided()
+    assert nginx.authz.requests == []  # the decision service, which cannot see bodies: never
+
+
+async def test_benign_search_bodies_reach_the_front_end_intact(nginx: Deployment) -> None:
+    await nginx.check_benign_bodies_pass()
+
+
+async def test_search_bodies_refused_with_the_refuse_line(tmp_path: Path) -> None:
+    """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
+    Intercept needed; GET searches are decided as usual."""
+    async with deployed(tmp_path, refuse_bodies=True) as nginx:
+        await nginx.check_blocked_bodies_decided(refused=405)
+        status, headers, _ = await fetch("POST", nginx.base + "/search", data={"q": "kites"})
+        assert status == 405, nginx.explain()
+        assert headers["Allow"] == "GET, HEAD"
+        assert nginx.upstream.requests == []
         await nginx.check_blocked_search()
+
+
+async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:
+    """The risk the file states for its opt-out, measured: without the body routing, every
+    blocked search body reaches the front-end (what the shipped file did before it routed
+    them)."""
+    async with deployed(tmp_path, unsafe=True) as nginx:
+        outcome = await nginx.send_blocked_bodies()
+        assert all(reached for _, reached in outcome.values()), outcome
+        nginx.upstream.clear()
+        status, headers, _ = await nginx.get(BLOCKED)  # GET searches are still decided
+        assert status == 200, nginx.explain()
+        assert "X-Upstream" not in headers
+        assert nginx.upstream.requests == []
 
 
 @pytest.mark.parametrize("fail_open", [False, True])
