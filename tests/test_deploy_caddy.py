@@ -29,17 +29,32 @@ from tests.deploy_helpers import (
     running_process,
     services,
 )
+from tests.upstream import fetch
 
 SHIPPED = DEPLOY / "caddy" / "Caddyfile"
 
 
+# The route's lines that send requests with a body to Intercept's reverse proxy: removing them
+# is the configuration's unsafe opt-out.
+BODY_ROUTING = (
+    "\t\treverse_proxy @search_method 127.0.0.1:8082 # FILL IN: Intercept (--mode proxy)\n",
+    "\t\t\treverse_proxy @has_body 127.0.0.1:8082 # FILL IN: the same\n",
+)
+
+
 @contextlib.asynccontextmanager
 async def deployed(
-    tmp: Path, *, intercept_down: bool = False, post_via_proxy: bool = False
+    tmp: Path,
+    *,
+    intercept_down: bool = False,
+    refuse_bodies: bool = False,
+    unsafe: bool = False,
 ) -> AsyncIterator[Deployment]:
-    """Caddy with the shipped Caddyfile in front of the upstream, asking Intercept
-    (`intercept_down`: at an address where nothing listens; `post_via_proxy`: with the shipped
-    "#post" lines enabled, and Intercept's reverse proxy running for them)."""
+    """Caddy with the shipped Caddyfile in front of the upstream, asking Intercept, and
+    Intercept's reverse proxy running for the searches with a body (as shipped).
+    `intercept_down`: the decision service's address is one where nothing listens;
+    `refuse_bodies`: with the "#refuse" lines enabled and no reverse proxy running; `unsafe`:
+    the body routing removed (the opt-out the file warns about)."""
     caddy = require_binary("caddy", "caddy")
     async with contextlib.AsyncExitStack() as stack:
         upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
@@ -48,15 +63,18 @@ async def deployed(
         port = free_port()
         intercept = free_port() if intercept_down else authz_port
         replacements = {
+            **({line: "" for line in BODY_ROUTING} if unsafe else {}),
             "admin localhost:2019": "admin off",
             ":8090 {": f":{port} {{\n\tbind 127.0.0.1",
             INTERCEPT: f"127.0.0.1:{intercept}",
             SEARCH_FRONTEND: f"127.0.0.1:{upstream_port}",
         }
-        if post_via_proxy:
+        if refuse_bodies:
+            replacements["#refuse "] = ""
+            proxy_port = free_port()  # nothing listens there
+        else:
             proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
-            replacements["#post "] = ""
-            replacements[INTERCEPT_PROXY] = f"127.0.0.1:{proxy_port}"
+        replacements[INTERCEPT_PROXY] = f"127.0.0.1:{proxy_port}"
         (tmp / "Caddyfile").write_text(render(SHIPPED.read_text(), replacements))
         argv = [caddy, "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"]
         async with running_process(argv, port, tmp, env=isolated_env(tmp)) as process:
@@ -140,10 +158,46 @@ async def test_intercept_down_fails_closed_and_logs_no_query(tmp_path: Path) -> 
     assert "remote_ip" not in stderr  # ... or the searcher's address
 
 
-async def test_post_search_routes_through_intercept_proxy_mode(tmp_path: Path) -> None:
-    """The shipped "#post" lines enabled: POST searches (and a warned one's continue button) go
-    through `intercept serve --mode proxy`, which reads the body; GET searches still ask the
-    decision service."""
-    async with deployed(tmp_path, post_via_proxy=True) as caddy:
-        await caddy.check_post_through_proxy_mode()
+async def test_post_search_routes_through_intercept_proxy_mode(caddy: Deployment) -> None:
+    """As shipped: POST searches (and a warned one's continue button) go through `intercept
+    serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
+    await caddy.check_post_through_proxy_mode()
+    await caddy.check_blocked_search()
+
+
+async def test_every_blocked_search_body_is_decided(caddy: Deployment) -> None:
+    """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
+    DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
+    Intercept's reverse proxy and never reaches the search front-end."""
+    await caddy.check_blocked_bodies_decided()
+    assert caddy.authz.requests == []  # the decision service, which cannot see bodies: never
+
+
+async def test_benign_search_bodies_reach_the_front_end_intact(caddy: Deployment) -> None:
+    await caddy.check_benign_bodies_pass()
+
+
+async def test_search_bodies_refused_with_the_refuse_lines(tmp_path: Path) -> None:
+    """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
+    Intercept needed; GET searches are decided as usual."""
+    async with deployed(tmp_path, refuse_bodies=True) as caddy:
+        await caddy.check_blocked_bodies_decided(refused=405)
+        status, headers, _ = await fetch("POST", caddy.base + "/search", data={"q": "kites"})
+        assert status == 405, caddy.explain()
+        assert headers["Allow"] == "GET, HEAD"
+        assert caddy.upstream.requests == []
         await caddy.check_blocked_search()
+
+
+async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:
+    """The risk the file states for its opt-out, measured: without the body routing, every
+    blocked search body reaches the front-end (what the shipped file did before it routed
+    them)."""
+    async with deployed(tmp_path, unsafe=True) as caddy:
+        outcome = await caddy.send_blocked_bodies()
+        assert all(reached for _, reached in outcome.values()), outcome
+        caddy.upstream.clear()
+        status, headers, _ = await caddy.get(BLOCKED)  # GET searches are still decided
+        assert status == 403, caddy.explain()
+        assert "X-Upstream" not in headers
+        assert caddy.upstream.requests == []
