@@ -110,11 +110,27 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
 
 
 class Timeouts(_Model):
-    """Seconds to wait for the upstream: connecting, the response head, and each body read."""
+    """Seconds to wait for the upstream: a free slot in the upstream pool, connecting, the
+    response head, and each body read."""
 
+    pool: float = Field(default=2.0, gt=0)
     connect: float = Field(default=5.0, gt=0)
     header: float = Field(default=30.0, gt=0)
     read_idle: float = Field(default=60.0, gt=0)
+
+
+class UpstreamPoolSettings(_Model):
+    """Requests relayed to the upstream at once (each holds one connection), and how many of
+    those slots only search routes may use, so slow other paths cannot starve searches."""
+
+    size: int = Field(default=256, ge=2, le=65536)
+    search_reserved: int = Field(default=64, ge=0)
+
+    @model_validator(mode="after")
+    def _reserve_below_size(self) -> Self:
+        if self.search_reserved >= self.size:
+            raise ValueError("search_reserved must be below size")
+        return self
 
 
 class Limits(_Model):
@@ -172,6 +188,10 @@ class LedgerSettings(_Model):
     )
     flush_seconds: float = Field(default=5.0, gt=0, le=300)
     retention_days: int = Field(default=400, ge=1)
+    # counts the last flush at shutdown cannot write (full disk, database down) go to files
+    # SPOOL.<id>, replayed by the next start; null: intercept-spool.jsonl beside a SQLite
+    # ledger file, or in the working directory for PostgreSQL (intercept.spool)
+    spool: Path | None = None
 
 
 class Reload(_Model):
@@ -261,6 +281,7 @@ class Config(_Model):
     huge_pages: bool = True  # 2 MiB pages under the loaded rule set (intercept.hugepages)
     routes: tuple[Route, ...] = DEFAULT_ROUTES
     timeouts: Timeouts = Timeouts()
+    upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
     limits: Limits = Limits()
     forwarded: Forwarded = Forwarded()
     variants: Variants = Variants()
@@ -327,9 +348,15 @@ warn:
   ttl_seconds: 900
 
 timeouts:                         # seconds
+  pool: 2                         # for a free slot in the upstream pool; then 503
   connect: 5
   header: 30                      # until the upstream's response head
   read_idle: 60                   # between two reads of the upstream's body
+
+upstream_pool:                    # proxy mode: requests relayed to the upstream at once
+  size: 256                       # each holds one upstream connection
+  search_reserved: 64             # slots only search routes may use: slow other paths
+                                  #   never make searches wait
 
 limits:
   request_target: 8190            # longer: 414
@@ -343,6 +370,8 @@ ledger:                           # research ledger: hourly aggregate counts onl
   url: "sqlite:intercept-ledger.db"   # or postgresql://user:pass@host/db; null: off
   flush_seconds: 5                # a crash loses at most this much counting
   retention_days: 400
+  spool: null                     # counts unwritable at shutdown wait here for the next
+                                  #   start; null: beside a SQLite ledger, else working dir
 
 reload:                           # live reload of rules and messages (also on SIGHUP)
   watch: true                     # when files under rules/messages change

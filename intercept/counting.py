@@ -107,6 +107,14 @@ class Counts:
             ["kind"],
             registry=r,
         )
+        self.upstream_pool_timeouts = Counter(
+            "intercept_upstream_pool_timeouts",
+            "Requests answered 503 because no upstream pool slot came free within "
+            "timeouts.pool (proxy mode), by route kind (search, other): the pool is too "
+            "small for the load, not an upstream failure.",
+            ["route_kind"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "intercept_build_info",
             "1, labelled with the version of Intercept that is running.",
@@ -163,6 +171,8 @@ class Counts:
         self._upstream_up: Gauge | None = None
         for kind in ("refused", "timeout", "reset"):
             self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
+        for route_kind in ("search", "other"):
+            self.upstream_pool_timeouts.labels(route_kind)
         alive = weakref.ref(self)
 
         def forget_in_child() -> None:  # the parent counts what it tallied, not the child

@@ -17,9 +17,12 @@ from aiohttp import web
 
 from intercept.core import Answer, Engine, Pass
 from intercept.deadlines import Deadlines
+from intercept.extract import find_route
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 from intercept.upstream_health import EXTRAS_KEY, UpstreamHealth, probe_forever
+from intercept.upstream_pool import EXTRAS_KEY as POOL_KEY
+from intercept.upstream_pool import UpstreamPool
 
 __all__ = ["Engine", "ProxyDoor", "decide_request", "read_bounded"]
 
@@ -74,7 +77,8 @@ class ProxyDoor:
     10 µs a request (measured against the same pass-through written as an application).
     `open()` starts the upstream client, the deadline sweep and, with `readiness.upstream`,
     the upstream probe; `close()` ends them. The upstream's health (`health`, also in
-    `engine.extras` for the admin listener) is this door's: one per worker."""
+    `engine.extras` for the admin listener) and the pool of upstream slots (`pool`, sized
+    by `upstream_pool`, with its share for search routes) are this door's: one per worker."""
 
     def __init__(self, engine: Engine) -> None:
         scrub_aiohttp_logs()
@@ -85,6 +89,9 @@ class ProxyDoor:
         self._prober: asyncio.Task[None] | None = None
         self.health = UpstreamHealth(engine.config.upstream, engine.counts.upstream_up())
         engine.extras[EXTRAS_KEY] = self.health
+        settings = engine.config.upstream_pool
+        self.pool = UpstreamPool(settings.size, settings.search_reserved)
+        engine.extras[POOL_KEY] = self.pool
 
     async def open(self) -> None:
         timeouts = self.engine.config.timeouts
@@ -94,7 +101,9 @@ class ProxyDoor:
         self._session = aiohttp.ClientSession(
             # the header and idle-read timeouts are deadlines (intercept.deadlines), not timers
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
+            # no limit of its own: `self.pool` bounds the requests (so the connections), and
+            # a wait inside aiohttp would count against the header timeout, as a slow upstream
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # never share one searcher's cookies
             # headers go on as received: none that the client did not send
@@ -140,6 +149,8 @@ class ProxyDoor:
             outcome.body,
             lambda status: _send(engine.error(status, request.headers)),
             health=self.health,
+            pool=self.pool,
+            search=find_route(engine.routes, outcome.target.partition("?")[0]) is not None,
             method=outcome.method,
             content_type=outcome.content_type,
         )

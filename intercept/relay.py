@@ -2,9 +2,13 @@
 
 The raw request target is sent as received; headers go both ways less the hop-by-hop ones
 (RFC 9110 7.6.1, and every header named in `Connection`); bodies are streamed, never
-decompressed; redirects are not followed. The response head must arrive within the header
-timeout, counted from when the request has been sent in full; a body cut short upstream ends
-the client's connection instead of looking complete.
+decompressed; redirects are not followed. Each request holds a slot of the upstream pool
+(`intercept.upstream_pool`) while it lasts; one that finds none free waits at most the pool
+timeout, then gets 503 with `Retry-After`, counted in `intercept_upstream_pool_timeouts_total`
+and never held against the upstream (its errors and health are about the upstream answering).
+The response head must arrive within the header timeout, counted from when the request has
+been sent in full; a body cut short upstream ends the client's connection instead of looking
+complete.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from intercept.config import Config
 from intercept.counting import Counts
 from intercept.deadlines import Deadlines
 from intercept.upstream_health import UpstreamHealth
+from intercept.upstream_pool import UpstreamPool
 
 __all__ = ["HOP_BY_HOP", "forward"]
 
@@ -145,22 +150,40 @@ async def forward(
     error: Callable[[int], web.StreamResponse],
     *,
     health: UpstreamHealth,
+    pool: UpstreamPool,
+    search: bool,
     method: str | None = None,
     content_type: str | None = None,
 ) -> web.StreamResponse:
     """Relay `request` (or the buffered `body` and `method` instead of its own) to `target`
-    on the configured upstream; `error(status)` answers 502 and 504. Each upstream error is
-    counted and told to `health`, as is each response head that arrives.
+    on the configured upstream; `error(status)` answers 502, 503 and 504. Each upstream error
+    is counted and told to `health`, as is each response head that arrives.
 
-    The response head must come within the header timeout, counted from when the request has
-    been sent in full (an upload may take longer); then each body read within the idle
-    timeout. Both are deadlines swept by `deadlines`; the connect timeout is aiohttp's."""
+    First a slot of `pool` for the request's class (`search`: on a search route): taken at
+    once when one is free, else waited for within the pool timeout (then 503). The response
+    head must come within the header timeout, counted from when the request has been sent in
+    full (an upload may take longer); then each body read within the idle timeout. These are
+    deadlines swept by `deadlines`; the connect timeout is aiohttp's."""
     timeouts = config.timeouts
     task: Any = asyncio.current_task()
     url = URL(config.upstream_base + target, encoded=True)
     headers = _upstream_headers(
         request, config, body_replaced=body is not None, content_type=content_type
     )
+    if not pool.take(search):
+        deadlines.set(task, timeouts.pool)
+        try:
+            await pool.wait(search)
+        except asyncio.CancelledError:
+            if not deadlines.clear(task):
+                raise  # not ours: the server is stopping or the client went away
+            task.uncancel()
+            counts.upstream_pool_timeouts.labels("search" if search else "other").inc()
+            busy = error(503)
+            busy.headers["Retry-After"] = "1"
+            if request.body_exists and not request.content.is_eof():
+                busy.force_close()  # the body was never read: no next request can be found
+            return busy
     data: Any = body
     upload: _Upload | None = None
     if body is None and request.body_exists:
@@ -245,6 +268,7 @@ async def forward(
         deadlines.clear(task)
         if upstream is not None:
             upstream.release()
+        pool.give(search)
 
 
 def _failed(counts: Counts, health: UpstreamHealth, kind: str) -> None:
