@@ -14,7 +14,8 @@
 - `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time,
   why the last reload was refused), ledger status, upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
-  modes), uptime. No request-derived data exists.
+  modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
+  version, rules, loaded_at; `intercept.served`). No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
   messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
   of a refused set (the old one keeps serving). No token configured: 404, the endpoint is off.
@@ -34,7 +35,8 @@ from intercept import __version__
 from intercept.core import Engine
 from intercept.counting import CONTENT_TYPE_LATEST
 from intercept.logscrub import scrub_aiohttp_logs
-from intercept.reload import Reloader, notify_siblings
+from intercept.reload import Reloader
+from intercept.served import workers
 from intercept.upstream_health import health_of
 
 __all__ = ["build_admin_app", "status"]
@@ -65,6 +67,7 @@ def status(engine: Engine) -> dict[str, Any]:
         "ledger": asdict(ledger.status) if ledger is not None else None,
         "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
         "upstream": health.status() if health is not None else None,
+        "workers": workers(),  # with --workers N: the version each worker serves
     }
 
 
@@ -119,9 +122,7 @@ async def _reload(request: web.Request) -> web.Response:
     offered = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     if not hmac.compare_digest(offered, f"Bearer {token}".encode()):
         return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
-    result = await reloader.reload("POST /admin/reload", force=True)
-    if result.ok:
-        notify_siblings()  # the other workers load the same files
+    result = await reloader.reload_all("POST /admin/reload")  # every worker, see there
     return web.json_response(result.as_dict(), status=200 if result.ok else 422)
 
 

@@ -10,6 +10,14 @@ file, line and rule id (never a phrase or example text: lists are confidential).
 Triggers: SIGHUP, a change of the files under `rules` and `messages` (polled every
 `reload.poll_seconds`), `POST /admin/reload` and `intercept reload` (which posts there).
 A reload whose files have not changed since the last successful one is skipped unless forced.
+SIGHUP, `POST /admin/reload` and `intercept reload` force it: an edit that keeps the files'
+size and modification time (an rsync with `-t`, a checkout) is loaded all the same; a forced
+reload that yields the rule set already served logs "rule set VERSION unchanged".
+
+With `--workers N` every trigger reaches every worker (`intercept.supervisor`): each worker
+polls the files itself, SIGHUP is passed on to all, and `POST /admin/reload` reloads the
+receiving worker and then has the supervisor pass a SIGHUP to all (`Reloader.reload_all`).
+Each worker publishes the version it serves (`intercept.served`) for `/admin/status`.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from intercept.errors import InterceptError, Problem, RuleError
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages, load_pages
 from intercept.ruleset import RuleSet
+from intercept.served import publish
 
 __all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "signature_of"]
 
 _LOG = logging.getLogger("intercept.reload")
+_ECHO_SECONDS = 5.0  # a supervisor passes a SIGHUP on within milliseconds
 Signature = tuple[tuple[str, int, int], ...]
 
 
@@ -136,6 +146,7 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._loaded = self._signature() if loaded is None else loaded
         self._refused: Signature | None = None  # files of the last refused set
+        self._echo_until = 0.0  # a SIGHUP before then is this worker's own notice coming back
         self.last: ReloadResult | None = None
 
     def _signature(self) -> Signature:
@@ -147,6 +158,10 @@ class Reloader:
         async with self._lock:
             engine = self.engine
             started = time.monotonic()
+            if reason == "SIGHUP" and started < self._echo_until:
+                self._echo_until = 0.0  # loaded just before this worker had it sent
+                _LOG.info("reload (%s): rule set %s unchanged", reason, engine.rules.version)
+                return ReloadResult(True, False, engine.rules.version, len(engine.rules))
             try:
                 signature = self._signature()  # before reading: a later change is seen
                 if not force and signature == self._loaded:
@@ -176,13 +191,29 @@ class Reloader:
                 # supervisor (MADV_COLLAPSE ignores the kernel's sharing limits)
                 worker = os.environ.get("INTERCEPT_WORKER") == "1"
                 await asyncio.to_thread(advise_heap, not worker)
+            publish(engine)
             seconds = time.monotonic() - started
-            _LOG.info(
-                "reload (%s): rule set %s -> %s, %d rules, %.2fs",
-                reason, old, rules.version, len(rules), seconds,
-            )  # fmt: skip
+            if rules.version == old:  # forced, same rules (the messages may have changed)
+                _LOG.info("reload (%s): rule set %s unchanged", reason, old)
+            else:
+                _LOG.info(
+                    "reload (%s): rule set %s -> %s, %d rules, %.2fs",
+                    reason, old, rules.version, len(rules), seconds,
+                )  # fmt: skip
             self.last = ReloadResult(True, True, rules.version, len(rules), (), seconds)
             return self.last
+
+    async def reload_all(self, reason: str) -> ReloadResult:
+        """A forced reload here and then, in a worker of `--workers N`, in every worker: the
+        supervisor passes a SIGHUP on to all of them (SIGHUP reloads are forced, so an edit
+        that kept the files' size and modification time reaches the siblings too). The SIGHUP
+        coming back to this worker within `_ECHO_SECONDS` is skipped: the files were just
+        read. A refused set is not passed on."""
+        result = await self.reload(reason, force=True)
+        if result.ok and os.environ.get("INTERCEPT_WORKER") == "1":
+            self._echo_until = time.monotonic() + _ECHO_SECONDS
+            notify_siblings()
+        return result
 
     async def watch(self, interval: float, *, files: bool = True) -> None:
         """Reload when the files change (with `files`; a refused set is retried once its

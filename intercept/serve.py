@@ -26,6 +26,7 @@ from intercept.pages import load_pages
 from intercept.preflight import check_listeners, production_cautions
 from intercept.proxy import Engine, ProxyDoor
 from intercept.reload import Reloader, Signature, load_checked, signature_of
+from intercept.served import publish
 from intercept.supervisor import supervise
 
 if TYPE_CHECKING:
@@ -358,7 +359,8 @@ async def _serve(
     hangups: set[asyncio.Task[object]] = set()
 
     def hangup() -> None:
-        task: asyncio.Task[object] = asyncio.create_task(reloader.reload("SIGHUP"))
+        reload = reloader.reload("SIGHUP", force=True)  # an in-place edit too: see there
+        task: asyncio.Task[object] = asyncio.create_task(reload)
         hangups.add(task)
         task.add_done_callback(hangups.discard)
 
@@ -367,6 +369,7 @@ async def _serve(
     if _EarlyHangup.pending:
         _EarlyHangup.pending = False
         hangup()
+    publish(engine)  # with --workers N: the version this worker serves, for /admin/status
     if ready is not None:
         ready(runner)
     try:

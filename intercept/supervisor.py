@@ -68,6 +68,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
+from intercept import served
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.hugepages import advise_heap
@@ -170,6 +171,7 @@ class _Supervisor:
             loop.add_signal_handler(sig, self.stop, sig, 0)
         loop.add_signal_handler(signal.SIGHUP, self.hangup)
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        served.clear()
         watcher = asyncio.create_task(self.follower.watch())
         try:
             self.spawn_later(self.start_all())
@@ -215,7 +217,7 @@ class _Supervisor:
             return
         self.forward(signal.SIGHUP)
         self.follower.hangup = True  # also seen by a replacement about to be forked
-        self.spawn_later(self.follower.catch_up_locked())
+        self.spawn_later(self.follower.catch_up_locked(force=True))
 
     def reap(self) -> None:
         for slot in self.slots:
@@ -317,6 +319,8 @@ class _Supervisor:
             from prometheus_client.multiprocess import mark_process_dead
 
             mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges go; its counters stay in the sums
+        if pid:
+            served.forget(pid)  # /admin/status lists it no more
         if self.stopping:
             if code not in (0, -signal.SIGTERM, -signal.SIGINT):  # the last two: before it
                 # had its handlers, so with nothing in flight
@@ -375,7 +379,9 @@ class _Follower:
 
     def due(self) -> bool:
         """Whether the workers have loaded, or are loading, files the supervisor has not."""
-        if not (self.config.reload.watch or self.hangup):
+        if self.hangup:  # forced, as the workers' SIGHUP reloads are
+            return True
+        if not self.config.reload.watch:
             return False
         return signature_of(self.config) not in (self.loaded, self.refused)
 
@@ -384,8 +390,11 @@ class _Follower:
             await self.catch_up(force=force)
 
     async def catch_up(self, *, force: bool = False) -> None:
-        """Load the files if they changed since the last load or refusal (or `force`); call
-        with `lock` held. A refused set is kept out, as the workers keep it out."""
+        """Load the files if they changed since the last load or refusal (or `force`, or a
+        SIGHUP came: the workers' SIGHUP reloads are forced, so an edit that kept the files'
+        size and modification time is followed too); call with `lock` held. A refused set is
+        kept out, as the workers keep it out."""
+        force = force or self.hangup
         self.hangup = False
         signature = signature_of(self.config)  # before reading, as the workers take it
         if not force and signature in (self.loaded, self.refused):
