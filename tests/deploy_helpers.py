@@ -640,6 +640,28 @@ async def raw_request(base: str, search: BodySearch) -> tuple[int, dict[str, str
     return int(status_line.split()[1]), headers, body
 
 
+async def h2c_get_with_body(base: str, body: bytes) -> tuple[int, bytes]:
+    """A GET of /search over cleartext HTTP/2 whose form body is announced by no
+    Content-Length (possible in HTTP/2 and nowhere in the headers a proxy sees), sent with
+    curl: (status, body of the answer). Skips the test without curl."""
+    curl = require_binary("curl", "curl")
+    process = await asyncio.create_subprocess_exec(
+        *(curl, "--silent", "--show-error", "--http2-prior-knowledge", "--max-time", "10"),
+        *("-X", "GET", "-H", "Content-Type: application/x-www-form-urlencoded"),
+        *("-H", "Transfer-Encoding: chunked", "--data-binary", "@-"),
+        *("--write-out", "\n%{http_version} %{http_code}", base + "/search"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(body), 15)
+    answer, _, summary = out.rpartition(b"\n")
+    version, _, status = summary.decode().partition(" ")
+    assert process.returncode == 0, (summary, err)
+    assert version == "2", (summary, err)
+    return int(status), answer
+
+
 def _unchunk(data: bytes) -> bytes:
     out = b""
     while data:

@@ -22,6 +22,7 @@ from tests.deploy_helpers import (
     SEARCH_FRONTEND,
     Deployment,
     free_port,
+    h2c_get_with_body,
     intercept_proxy,
     isolated_env,
     render,
@@ -49,12 +50,14 @@ async def deployed(
     intercept_down: bool = False,
     refuse_bodies: bool = False,
     unsafe: bool = False,
+    h2c: bool = False,
 ) -> AsyncIterator[Deployment]:
     """Caddy with the shipped Caddyfile in front of the upstream, asking Intercept, and
     Intercept's reverse proxy running for the searches with a body (as shipped).
     `intercept_down`: the decision service's address is one where nothing listens;
     `refuse_bodies`: with the "#refuse" lines enabled and no reverse proxy running; `unsafe`:
-    the body routing removed (the opt-out the file warns about)."""
+    the body routing removed (the opt-out the file warns about); `h2c`: the listener speaks
+    cleartext HTTP/2 too (Caddy's global `servers { protocols h1 h2 h2c }`)."""
     caddy = require_binary("caddy", "caddy")
     async with contextlib.AsyncExitStack() as stack:
         upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
@@ -64,7 +67,8 @@ async def deployed(
         intercept = free_port() if intercept_down else authz_port
         replacements = {
             **({line: "" for line in BODY_ROUTING} if unsafe else {}),
-            "admin localhost:2019": "admin off",
+            "admin localhost:2019": "admin off"
+            + ("\n\tservers {\n\t\tprotocols h1 h2 h2c\n\t}" if h2c else ""),
             ":8090 {": f":{port} {{\n\tbind 127.0.0.1",
             INTERCEPT: f"127.0.0.1:{intercept}",
             SEARCH_FRONTEND: f"127.0.0.1:{upstream_port}",
@@ -187,6 +191,22 @@ async def test_search_bodies_refused_with_the_refuse_lines(tmp_path: Path) -> No
         assert headers["Allow"] == "GET, HEAD"
         assert caddy.upstream.requests == []
         await caddy.check_blocked_search()
+
+
+async def test_an_unannounced_http2_get_body_is_decided(tmp_path: Path) -> None:
+    """Over HTTP/2 a GET's body needs no Content-Length, and Caddy shows no sign of it in the
+    headers: @has_body reads the body itself, so the search goes to Intercept's reverse
+    proxy, which decides on the body and passes an allowed one on intact."""
+    async with deployed(tmp_path, h2c=True) as caddy:
+        status, body = await h2c_get_with_body(caddy.base, b"q=blocked+example")
+        assert status == 200, caddy.explain()  # block_status, from the reverse proxy
+        assert b"/_intercept/go/" in body
+        assert caddy.upstream.requests == []
+        status, body = await h2c_get_with_body(caddy.base, b"q=teapot+museum")
+        assert status == 200, caddy.explain()
+        assert body == b"results page"
+        assert caddy.upstream.bodies == [b"q=teapot+museum"]
+        assert caddy.authz.requests == []
 
 
 async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from tests.deploy_helpers import (
     SEARCH_FRONTEND,
     Deployment,
     free_port,
+    h2c_get_with_body,
     intercept_proxy,
     render,
     require_binary,
@@ -68,13 +69,14 @@ async def deployed(
     fail_open: bool = False,
     refuse_bodies: bool = False,
     unsafe: bool = False,
+    http2: bool = False,
 ) -> AsyncIterator[Deployment]:
     """nginx with the shipped configuration in front of the upstream, asking Intercept, and
     Intercept's reverse proxy running for the searches with a body (as shipped).
     `intercept_down`: the decision service's address is one where nothing listens;
     `fail_open`: with the shipped "#failopen" lines enabled; `refuse_bodies`: with the
     "#refuse" lines enabled and no reverse proxy running; `unsafe`: the body routing removed
-    (the opt-out the file warns about)."""
+    (the opt-out the file warns about); `http2`: the listener speaks cleartext HTTP/2 too."""
     nginx = require_binary("nginx", "nginx")
     async with contextlib.AsyncExitStack() as stack:
         upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
@@ -84,7 +86,7 @@ async def deployed(
         replacements = {
             f"{SEARCH_FRONTEND};": f"127.0.0.1:{upstream_port};",
             f"{INTERCEPT};": f"127.0.0.1:{free_port() if intercept_down else authz_port};",
-            "listen 8090;": f"listen 127.0.0.1:{port};",
+            "listen 8090;": f"listen 127.0.0.1:{port}{' http2' if http2 else ''};",
         }
         if fail_open:
             replacements["#failopen "] = ""
@@ -234,6 +236,19 @@ async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> 
         assert status == 200, nginx.explain()
         assert "X-Upstream" not in headers
         assert nginx.upstream.requests == []
+
+
+async def test_an_unannounced_http2_get_body_never_reaches_the_front_end(tmp_path: Path) -> None:
+    """Over HTTP/2 a GET's body needs no Content-Length, so nginx cannot tell it has one and the
+    decision service decides on the URI alone: the front-end then gets the GET without the
+    body (the search location passes none on), never a body nobody decided."""
+    async with deployed(tmp_path, http2=True) as nginx:
+        for phrase in (b"blocked+example", b"teapot+museum"):
+            nginx.upstream.clear()
+            status, body = await h2c_get_with_body(nginx.base, b"q=" + phrase)
+            assert status == 200, (body[:200], nginx.explain())
+            assert nginx.upstream.requests == [("GET", "/search")]
+            assert nginx.upstream.bodies == [b""]
 
 
 @pytest.mark.parametrize("fail_open", [False, True])
