@@ -49,15 +49,17 @@ async def deployed(
     *,
     intercept_down: bool = False,
     refuse_bodies: bool = False,
+    proxy_down: bool = False,
     unsafe: bool = False,
     h2c: bool = False,
 ) -> AsyncIterator[Deployment]:
     """Caddy with the shipped Caddyfile in front of the upstream, asking Intercept, and
     Intercept's reverse proxy running for the searches with a body (as shipped).
     `intercept_down`: the decision service's address is one where nothing listens;
-    `refuse_bodies`: with the "#refuse" lines enabled and no reverse proxy running; `unsafe`:
-    the body routing removed (the opt-out the file warns about); `h2c`: the listener speaks
-    cleartext HTTP/2 too (Caddy's global `servers { protocols h1 h2 h2c }`)."""
+    `refuse_bodies`: with the "#refuse" lines enabled and no reverse proxy running;
+    `proxy_down`: as shipped, but no reverse proxy running; `unsafe`: the body routing removed
+    (the opt-out the file warns about); `h2c`: the listener speaks cleartext HTTP/2 too
+    (Caddy's global `servers { protocols h1 h2 h2c }`)."""
     caddy = require_binary("caddy", "caddy")
     async with contextlib.AsyncExitStack() as stack:
         upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
@@ -75,6 +77,7 @@ async def deployed(
         }
         if refuse_bodies:
             replacements["#refuse "] = ""
+        if refuse_bodies or proxy_down:
             proxy_port = free_port()  # nothing listens there
         else:
             proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
@@ -207,6 +210,16 @@ async def test_an_unannounced_http2_get_body_is_decided(tmp_path: Path) -> None:
         assert body == b"results page"
         assert caddy.upstream.bodies == [b"q=teapot+museum"]
         assert caddy.authz.requests == []
+
+
+async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(tmp_path: Path) -> None:
+    """Without the second Intercept, searches with a body are refused (502), never passed on
+    unchecked; GET searches are decided as usual."""
+    async with deployed(tmp_path, proxy_down=True) as caddy:
+        outcome = await caddy.send_blocked_bodies()
+        assert {status for status, _ in outcome.values()} == {502}, outcome
+        assert not any(reached for _, reached in outcome.values()), outcome
+        await caddy.check_benign_search()
 
 
 async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:

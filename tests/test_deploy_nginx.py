@@ -68,6 +68,7 @@ async def deployed(
     intercept_down: bool = False,
     fail_open: bool = False,
     refuse_bodies: bool = False,
+    proxy_down: bool = False,
     unsafe: bool = False,
     http2: bool = False,
 ) -> AsyncIterator[Deployment]:
@@ -75,7 +76,8 @@ async def deployed(
     Intercept's reverse proxy running for the searches with a body (as shipped).
     `intercept_down`: the decision service's address is one where nothing listens;
     `fail_open`: with the shipped "#failopen" lines enabled; `refuse_bodies`: with the
-    "#refuse" lines enabled and no reverse proxy running; `unsafe`: the body routing removed
+    "#refuse" lines enabled and no reverse proxy running; `proxy_down`: as shipped, but
+    no reverse proxy running; `unsafe`: the body routing removed
     (the opt-out the file warns about); `http2`: the listener speaks cleartext HTTP/2 too."""
     nginx = require_binary("nginx", "nginx")
     async with contextlib.AsyncExitStack() as stack:
@@ -92,6 +94,7 @@ async def deployed(
             replacements["#failopen "] = ""
         if refuse_bodies:
             replacements["#refuse "] = ""
+        if refuse_bodies or proxy_down:
             proxy_port = free_port()  # nothing listens there
         else:
             proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
@@ -222,6 +225,16 @@ async def test_search_bodies_refused_with_the_refuse_line(tmp_path: Path) -> Non
         assert headers["Allow"] == "GET, HEAD"
         assert nginx.upstream.requests == []
         await nginx.check_blocked_search()
+
+
+async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(tmp_path: Path) -> None:
+    """Without the second Intercept, searches with a body are refused (502), never passed on
+    unchecked; GET searches are decided as usual."""
+    async with deployed(tmp_path, proxy_down=True) as nginx:
+        outcome = await nginx.send_blocked_bodies()
+        assert {status for status, _ in outcome.values()} == {502}, outcome
+        assert not any(reached for _, reached in outcome.values()), outcome
+        await nginx.check_benign_search()
 
 
 async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:
