@@ -360,7 +360,7 @@ class Deployment:
         assert self.upstream.requests == []
 
     async def check_post_through_proxy_mode(self) -> None:
-        """With the shipped "#post" lines: POST searches go through Intercept's reverse proxy
+        """As shipped (nginx, Caddy): POST searches go through Intercept's reverse proxy
         (blocked, allowed, and warned then continued with the body resent); the decision
         service never hears of them."""
         status, headers, body = await fetch(
