@@ -12,7 +12,8 @@
   `readiness.upstream: true`, which also probes the upstream so that a replica taken out sees
   it answer again (`intercept.upstream_health`); then 503 with the problem "upstream failing".
 - `GET /admin/status`: JSON for operators: mode, rule set (version, count, lists, load time,
-  why the last reload was refused), ledger status, upstream health (proxy mode: address,
+  why the last reload was refused), ledger status (and its spool: `spool`, the rows and
+  counts waiting there, `spooled_rows`, `spooled_counts`), upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
   modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
   version, rules, loaded_at; `intercept.served`). No request-derived data exists.
@@ -64,7 +65,7 @@ def status(engine: Engine) -> dict[str, Any]:
             "loaded_at": engine.rules_loaded_at,
             "last_reload_refused": list(engine.reload_problems) or None,
         },
-        "ledger": asdict(ledger.status) if ledger is not None else None,
+        "ledger": {**asdict(ledger.status), **ledger.spool} if ledger is not None else None,
         "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
         "upstream": health.status() if health is not None else None,
         "workers": workers(),  # with --workers N: the version each worker serves

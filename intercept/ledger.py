@@ -15,6 +15,12 @@ crash (SIGKILL, power loss) loses the counts buffered since the last successful 
 one flush interval, plus whatever was still pending because the database was unreachable
 (`status.pending` shows how many).
 
+Counts that cannot be written at shutdown (a full disk, a database that is down) go to a local
+spool file, when the ledger has one (`intercept serve` always gives it one: `ledger.spool`):
+the same aggregate rows, replayed into the ledger by the next start, and after every later
+successful flush (idempotently: see `intercept.spool`). Only when the spool cannot be written
+either are they lost, and their number is logged.
+
 A database that is down, locked or full never fails a request: a failed flush puts its counts
 back into the buffer, to be retried with the next flush; the failure is counted in
 `status.failures` and described (exception type and a scrubbed message, with no password and
@@ -49,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 from intercept.errors import InterceptError
+from intercept.spool import Spool, SpoolError
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,6 +192,16 @@ def _daily_sql(table: str, placeholder: str) -> str:
     )
 
 
+# A replayed spool file's marker: key `spool:<file id>`, value the replay's Unix time (so
+# that pruning removes it with the buckets of its age).
+_MARK_SQL: Final = (
+    "INSERT INTO ledger_meta (key, value) VALUES ('spool:' || %s, %s) ON CONFLICT (key) DO NOTHING"
+)
+_UNMARK_SQL: Final = (
+    "DELETE FROM ledger_meta WHERE key LIKE 'spool:%%' AND CAST(value AS BIGINT) < %s"
+)
+
+
 def _rows_by_table(batch: _Batch) -> dict[str, list[tuple[Any, ...]]]:
     """The batch as upsert parameters per table, sorted so that concurrent writers take row
     locks in the same order (no deadlocks between replicas)."""
@@ -211,6 +228,12 @@ class _Backend(ABC):
     @abstractmethod
     def write(self, rows: dict[str, list[tuple[Any, ...]]]) -> None:
         """Add the rows' counts in one transaction; raise on any failure (nothing applied)."""
+
+    def write_once(self, rows: dict[str, list[tuple[Any, ...]]], marker: str, now: int) -> bool:
+        """Add the rows' counts together with the marker `marker` in `ledger_meta`, in one
+        transaction, unless the marker is already there (then add nothing and return False):
+        a spool file is replayed at most once, whatever crashes or races."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replay a spool")
 
     @abstractmethod
     def prune(self, before_hour: int) -> int:
@@ -292,6 +315,16 @@ class _SQLite(_Backend):
 
         self._transaction(work)
 
+    def write_once(self, rows: dict[str, list[tuple[Any, ...]]], marker: str, now: int) -> bool:
+        def work(conn: sqlite3.Connection) -> int:
+            if conn.execute(_MARK_SQL.replace("%s", "?"), (marker, str(now))).rowcount != 1:
+                return 0  # replayed before (the file outlived a crash)
+            for table, params in rows.items():
+                conn.executemany(_upsert_sql(table, "?"), params)
+            return 1
+
+        return self._transaction(work) == 1
+
     def prune(self, before_hour: int) -> int:
         def work(conn: sqlite3.Connection) -> int:
             deleted = 0
@@ -299,6 +332,7 @@ class _SQLite(_Backend):
                 deleted += conn.execute(
                     f"DELETE FROM {table} WHERE hour < ?", (before_hour,)
                 ).rowcount
+            conn.execute(_UNMARK_SQL.replace("%s", "?"), (before_hour,))
             return deleted
 
         return self._transaction(work)
@@ -390,12 +424,25 @@ class _PostgreSQL(_Backend):
 
         self._transaction(work)
 
+    def write_once(self, rows: dict[str, list[tuple[Any, ...]]], marker: str, now: int) -> bool:
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            # a concurrent replay of the same file waits here for the first to commit
+            if conn.execute(_MARK_SQL, (marker, str(now))).rowcount != 1:
+                return 0
+            with conn.cursor() as cursor:
+                for table, params in rows.items():
+                    cursor.executemany(_upsert_sql(table, "%s"), params)
+            return 1
+
+        return self._transaction(work) == 1
+
     def prune(self, before_hour: int) -> int:
         def work(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
             deleted = 0
             for table in TABLES:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE hour < %s", (before_hour,))
                 deleted += max(cursor.rowcount, 0)
+            conn.execute(_UNMARK_SQL, (before_hour,))
             return deleted
 
         return self._transaction(work)
@@ -464,6 +511,9 @@ class Ledger:
 
     `add_*` may be called from any thread (a short lock guards the buffer); in the aiohttp
     server they run on the event loop and `run()` does the database I/O in a worker thread.
+    With a `spool` (a path prefix, see `intercept.spool`), counts that the last flush of
+    `aclose()` or `close()` cannot write are spooled there, and `run()` replays spool files
+    at its start and after every successful flush.
     """
 
     def __init__(
@@ -472,8 +522,11 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         on_failure: Callable[[], None] | None = None,
+        spool: Path | None = None,
     ) -> None:
         self._backend = backend
+        self._spool = None if spool is None else Spool(spool, TABLES)
+        self._spooled = (0, 0) if self._spool is None else self._spool.waiting()
         self._clock = clock
         self._on_failure = on_failure
         self._buffer: _Batch = {}
@@ -510,13 +563,15 @@ class Ledger:
         on_failure: Callable[[], None] | None = None,
         busy_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        spool: Path | None = None,
     ) -> Ledger:
         """A ledger writing to `url` (see the module docstring). Nothing is opened until the
         first flush, so a database that is down does not stop the server from starting.
         `on_failure` is called once per failed flush (on the event loop for `run()`), e.g. to
-        increment a metric. Raises `LedgerError` for a URL it cannot use."""
+        increment a metric. `spool`: see the class. Raises `LedgerError` for a URL it cannot
+        use."""
         backend = _backend(url, busy_timeout=busy_timeout, connect_timeout=connect_timeout)
-        return cls(backend, clock=clock, on_failure=on_failure)
+        return cls(backend, clock=clock, on_failure=on_failure, spool=spool)
 
     # -- the hot path --
 
@@ -636,36 +691,137 @@ class Ledger:
         return await self._flush()
 
     async def run(self, interval: float) -> None:
-        """Flush every `interval` seconds until cancelled (then call `aclose()`)."""
+        """Replay the spool, then flush every `interval` seconds until cancelled (then call
+        `aclose()`); after every successful flush, replay spool files that appeared (a
+        sibling worker's, spooled while the database was down)."""
         if interval <= 0:
             raise ValueError("the flush interval must be positive")
+        if self._spool is not None:
+            await asyncio.to_thread(self.replay_spool)
         while True:
             await asyncio.sleep(interval)
-            await self._flush()
+            if await self._flush() and self._spool is not None:
+                await asyncio.to_thread(self.replay_spool)
 
     async def aclose(self) -> None:
         """The final flush (one attempt, after any flush in flight), then close the
-        database. Counts that cannot be written now are lost; their number is logged."""
+        database. Counts that cannot be written now go to the spool; only if there is none,
+        or it cannot be written either, are they lost, and their number is logged."""
         if self._inflight is not None:
             await asyncio.shield(self._inflight)
         ok = await self._flush()
-        await asyncio.to_thread(self._close_backend)
         if not ok:
-            logger.error(
-                "research ledger: %d counts could not be written at shutdown: %s",
-                self.status.pending,
-                self._last_error,
-            )
+            await asyncio.to_thread(self._spool_rest, "shutdown")
+        await asyncio.to_thread(self._close_backend)
 
     def close(self) -> None:
-        """`flush_now()`, then close the database (synchronous `aclose`)."""
+        """`flush_now()` (spooling what it cannot write), then close the database
+        (synchronous `aclose`)."""
         if not self.flush_now():
-            logger.error(
-                "research ledger: %d counts could not be written at close: %s",
-                self.status.pending,
-                self._last_error,
-            )
+            self._spool_rest("close")
         self._close_backend()
+
+    def _spool_rest(self, when: str) -> None:
+        """The buffered counts into a new spool file; kept buffered (and logged as lost at
+        exit) when there is no spool or it cannot be written."""
+        with self._lock:
+            batch = {key: count for key, count in self._buffer.items() if count}
+            self._buffer = {}
+        events = sum(batch.values())
+        problem = "no spool configured"
+        if self._spool is not None and batch:
+            try:
+                path = self._spool.write(batch.items())
+            except OSError as error:
+                problem = f"nor spooled: {scrub_error(error)}"
+            else:
+                with self._lock:
+                    rows, counts = self._spooled
+                    self._spooled = (rows + len(batch), counts + events)
+                logger.warning(
+                    "research ledger: %d counts could not be written at %s (%s); spooled as "
+                    "%d rows to %s, added to the ledger by the next start",
+                    events,
+                    when,
+                    self._last_error,
+                    len(batch),
+                    path,
+                )
+                return
+        with self._lock:
+            buffer = self._buffer
+            for key, count in batch.items():
+                buffer[key] = buffer.get(key, 0) + count
+        logger.error(
+            "research ledger: %d counts could not be written at %s: %s; %s",
+            self.status.pending,
+            when,
+            self._last_error,
+            problem,
+        )
+
+    def replay_spool(self) -> int:
+        """Add every spool file's rows to the ledger (each file once: see `intercept.spool`)
+        and delete the files; stop at the first database failure (the files stay for the
+        next attempt). Blocking. Returns the number of counts added."""
+        spool = self._spool
+        if spool is None:
+            return 0
+        added = waiting_rows = waiting_counts = 0
+        failing = False
+        for path in spool.files():
+            try:
+                content = spool.read(path)
+            except SpoolError as error:
+                logger.warning(
+                    "research ledger: spool file %s is malformed (%s); set aside as %s.bad",
+                    path,
+                    error,
+                    path.name,
+                )
+                spool.quarantine(path)
+                continue
+            except OSError:  # gone meanwhile: a sibling worker replayed it
+                continue
+            if not failing:
+                try:
+                    with self._io_lock:
+                        applied = self._backend.write_once(
+                            _rows_by_table(content.rows), content.id, int(self._clock())
+                        )
+                except Exception as error:
+                    failing = True
+                    logger.warning(
+                        "research ledger: spool not replayed yet (%d counts wait): %s",
+                        content.counts,
+                        self._backend.describe(error),
+                    )
+                else:
+                    spool.remove(path)
+                    if applied:
+                        added += content.counts
+                        logger.info(
+                            "research ledger: %d spooled counts (%d rows) added from %s",
+                            content.counts,
+                            len(content.rows),
+                            path,
+                        )
+                    continue
+            waiting_rows += len(content.rows)
+            waiting_counts += content.counts
+        with self._lock:
+            self._spooled = (waiting_rows, waiting_counts)
+        return added
+
+    @property
+    def spool(self) -> dict[str, Any]:
+        """For `/admin/status`: the spool's path prefix (None without a spool) and the rows
+        and counts in its files waiting to be replayed, as last seen (when the ledger was
+        made, after each replay attempt, and after spooling)."""
+        with self._lock:
+            rows, counts = self._spooled
+        prefix = None if self._spool is None else str(self._spool.prefix)
+        return {"spool": prefix, "spooled_rows": rows, "spooled_counts": counts}
 
     def _close_backend(self) -> None:
         with self._io_lock:

@@ -225,12 +225,19 @@ async def start_admin(
 
 
 def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
-    """Open the configured research ledger and feed it `engine`'s counts."""
+    """Open the configured research ledger, with its spool (`ledger.spool`, by default
+    beside a SQLite ledger file or in the working directory), and feed it `engine`'s
+    counts."""
     if config.ledger.url is None:
         return None
-    from intercept.ledger import Ledger
+    from intercept.ledger import Ledger, sqlite_path
+    from intercept.spool import default_spool_path
 
-    ledger = Ledger.from_url(config.ledger.url, on_failure=engine.counts.ledger_failures.inc)
+    url = config.ledger.url
+    spool = config.ledger.spool or default_spool_path(
+        sqlite_path(url) if url.startswith("sqlite:") else None
+    )
+    ledger = Ledger.from_url(url, on_failure=engine.counts.ledger_failures.inc, spool=spool)
     engine.counts.ledger = ledger
     return ledger
 
@@ -265,7 +272,7 @@ def start_ledger_thread(config: Config, engine: Engine) -> Ledger | None:
     begin()
     os.register_at_fork(after_in_child=begin)
     if ledger is not None:
-        atexit.register(ledger.flush_now)
+        atexit.register(ledger.close)  # what cannot be written is spooled
     return ledger
 
 
