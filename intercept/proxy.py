@@ -17,7 +17,6 @@ from aiohttp import web
 
 from intercept.core import Answer, Engine, Pass
 from intercept.deadlines import Deadlines
-from intercept.extract import find_route
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 from intercept.upstream_health import EXTRAS_KEY, UpstreamHealth, probe_forever
@@ -150,7 +149,7 @@ class ProxyDoor:
             lambda status: _send(engine.error(status, request.headers)),
             health=self.health,
             pool=self.pool,
-            search=find_route(engine.routes, outcome.target.partition("?")[0]) is not None,
+            routes=engine.routes,
             method=outcome.method,
             content_type=outcome.content_type,
         )

@@ -28,6 +28,7 @@ from yarl import URL
 from intercept.config import Config
 from intercept.counting import Counts
 from intercept.deadlines import Deadlines
+from intercept.extract import RouteTable, find_route
 from intercept.upstream_health import UpstreamHealth
 from intercept.upstream_pool import UpstreamPool
 
@@ -151,7 +152,7 @@ async def forward(
     *,
     health: UpstreamHealth,
     pool: UpstreamPool,
-    search: bool,
+    routes: RouteTable,
     method: str | None = None,
     content_type: str | None = None,
 ) -> web.StreamResponse:
@@ -159,25 +160,23 @@ async def forward(
     on the configured upstream; `error(status)` answers 502, 503 and 504. Each upstream error
     is counted and told to `health`, as is each response head that arrives.
 
-    First a slot of `pool` for the request's class (`search`: on a search route): taken at
-    once when one is free, else waited for within the pool timeout (then 503). The response
-    head must come within the header timeout, counted from when the request has been sent in
-    full (an upload may take longer); then each body read within the idle timeout. These are
-    deadlines swept by `deadlines`; the connect timeout is aiohttp's."""
+    First a slot of `pool`: a shared one while there is one, else, for a request on a search
+    route (in `routes`, looked up only then), one of the reserved ones; else one waited for
+    within the pool timeout (then 503). The response head must come within the header
+    timeout, counted from when the request has been sent in full (an upload may take
+    longer); then each body read within the idle timeout. These are deadlines swept by
+    `deadlines`; the connect timeout is aiohttp's."""
     timeouts = config.timeouts
     task: Any = asyncio.current_task()
     url = URL(config.upstream_base + target, encoded=True)
     headers = _upstream_headers(
         request, config, body_replaced=body is not None, content_type=content_type
     )
-    if not pool.take(search):
-        deadlines.set(task, timeouts.pool)
-        try:
-            await pool.wait(search)
-        except asyncio.CancelledError:
-            if not deadlines.clear(task):
-                raise  # not ours: the server is stopping or the client went away
-            task.uncancel()
+    search = False  # the kind of slot held: a reserved one only when the shared ones are taken
+    if not pool.take(False):
+        search = find_route(routes, target.partition("?")[0]) is not None
+        taken = search and pool.take(True)
+        if not taken and not await _wait_for_slot(pool, search, deadlines, task, timeouts.pool):
             counts.upstream_pool_timeouts.labels("search" if search else "other").inc()
             busy = error(503)
             busy.headers["Retry-After"] = "1"
@@ -269,6 +268,22 @@ async def forward(
         if upstream is not None:
             upstream.release()
         pool.give(search)
+
+
+async def _wait_for_slot(
+    pool: UpstreamPool, search: bool, deadlines: Deadlines, task: Any, seconds: float
+) -> bool:
+    """Wait at most `seconds` for a slot of `pool`: True when one is held. Not told to the
+    upstream's health: a full pool says nothing about the upstream answering."""
+    deadlines.set(task, seconds)
+    try:
+        await pool.wait(search)
+    except asyncio.CancelledError:
+        if not deadlines.clear(task):
+            raise  # not ours: the server is stopping or the client went away
+        task.uncancel()
+        return False
+    return True
 
 
 def _failed(counts: Counts, health: UpstreamHealth, kind: str) -> None:

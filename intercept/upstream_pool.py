@@ -1,14 +1,17 @@
 """Slots for requests to the upstream: a bounded pool with a share kept for search routes.
 
 The reverse proxy relays at most `size` requests at a time (each holds one upstream
-connection while it lasts). Requests on routes that are not search routes (result pages'
-assets, images, whatever else the front-end serves) may hold at most `size - search_reserved`
-of them, so `search_reserved` slots are always left for searches: a slow non-search path,
-however many requests pile onto it, cannot make searches wait. Searches may use the whole
-pool when nothing else does.
+connection while it lasts). `size - search_reserved` of the slots are shared: every request
+takes one of those while there is one. The other `search_reserved` slots are kept for
+requests on search routes that find the shared ones taken; so a slow path that is not a
+search route (result pages' assets, images, whatever else the front-end serves), however many
+requests pile onto it, cannot make searches wait, and searches may still use the whole pool.
+The caller says which kind of slot it asks for (`search` True: a reserved one, or a shared
+one if any), and only when a shared one is not free does it need to know whether the
+request is a search (the relay looks the route up only then).
 
 Taking a free slot is one synchronous call (`take`); only a request that finds none waits
-(`wait`), first come first served within its class, and how long it may wait is the caller's
+(`wait`), first come first served within its kind, and how long it may wait is the caller's
 business (the relay's pool deadline). A slot handed to a waiter that was cancelled meanwhile
 goes back at once, so none is ever lost.
 
@@ -32,24 +35,25 @@ def pool_of(extras: dict[str, object]) -> UpstreamPool | None:
 
 
 class UpstreamPool:
-    """`size` slots, of which requests that are not searches hold at most
-    `size - search_reserved` (see the module docstring)."""
+    """`size` slots, of which `size - search_reserved` are shared: slots of kind `search`
+    False count against those; kind True (searches) may take any (see the module
+    docstring)."""
 
     def __init__(self, size: int, search_reserved: int) -> None:
         if not 0 <= search_reserved < size:
             raise ValueError("search_reserved must be at least 0 and below size")
         self.size = size
-        self.shared = size - search_reserved  # what requests other than searches may hold
+        self.shared = size - search_reserved
         self.in_use = 0
-        self.others_in_use = 0
+        self.others_in_use = 0  # shared slots in use (kind False)
         self._waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
 
     def _free_for(self, search: bool) -> bool:
         return self.in_use < self.size and (search or self.others_in_use < self.shared)
 
     def take(self, search: bool) -> bool:
-        """Take a slot if one is free for this class and nobody of the class waits for one;
-        False: call `wait`."""
+        """Take a slot of this kind if one is free and nobody waits for one of the kind;
+        False: none taken (call `wait`, or `take(True)` for a search)."""
         if self._waiting[search] or not self._free_for(search):
             return False
         self._hold(search)
@@ -72,7 +76,8 @@ class UpstreamPool:
 
     def give(self, search: bool) -> None:
         """Give back a slot taken with `take` or `wait`, to the longest waiter it can serve:
-        searches first, since they may use slots the others may not."""
+        searches first, since they may use slots the others may not. `search`: the kind it
+        was taken as."""
         self.in_use -= 1
         if not search:
             self.others_in_use -= 1
@@ -90,7 +95,7 @@ class UpstreamPool:
             self.others_in_use += 1
 
     def status(self) -> dict[str, int]:
-        """Slots in use and requests waiting, by class: for status pages and tests."""
+        """Slots in use and requests waiting, by kind: for status pages and tests."""
         return {
             "size": self.size,
             "search_reserved": self.size - self.shared,
