@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
+from intercept import listeners
 from intercept.admin import build_admin_app
 from intercept.authz import AuthzDoor
 from intercept.config import Config
@@ -201,7 +202,7 @@ async def start(
         await door.open()
         await runner.setup()
         host, port = _host_port(config.listen)
-        await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
+        await listeners.site(runner, host, port, reuse_port=reuse_port).start()
     except BaseException:
         await runner.cleanup()  # closes the door too: no upstream client left behind
         raise
@@ -220,7 +221,7 @@ async def start_admin(
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     host, port = _host_port(config.admin_listen)
-    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port).start()
+    await listeners.site(runner, host, port, reuse_port=reuse_port).start()
     return runner
 
 
@@ -415,14 +416,15 @@ async def _prune_daily(ledger: Ledger, days: int) -> None:
 
 def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; requests in flight finish first. With `workers` > 1,
-    the rules are loaded once and that many forked processes share the listeners
-    (SO_REUSEPORT), replaced when one dies (`intercept.supervisor`); the metrics are summed
-    across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before the metrics library is
-    imported: `intercept serve` does so)."""
+    the rules are loaded once and that many forked processes share the listeners the
+    supervisor holds (`intercept.listeners`), replaced when one dies (`intercept.supervisor`);
+    the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before
+    the metrics library is imported: `intercept serve` does so)."""
     check_listeners(config)  # an address in use is said at once, not after the rules load
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return
+    listeners.hold(config)  # the supervisor's own: a second instance cannot take the address
     _EarlyHangup.install()
     loaded = signature_of(config)
     engine = build_engine(config)  # once, shared copy-on-write by the workers

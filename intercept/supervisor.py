@@ -1,7 +1,9 @@
 """The supervisor of `intercept serve --workers N`: N forked workers, kept at N.
 
-The supervisor loads the rules once; the workers are forked from it and share what it loaded
-copy-on-write, each serving the public and admin listeners (SO_REUSEPORT). It then only keeps
+The supervisor binds the public and admin listeners and holds them as long as it runs
+(`intercept.listeners`: no second instance can take the addresses, even while workers are
+replaced), then loads the rules once; the workers are forked from it, share what it loaded
+copy-on-write and accept connections from the same listening sockets. It then only keeps
 them running:
 
 - A worker that ends without being asked is replaced, whatever ended it: a signal (SIGKILL
@@ -9,9 +11,10 @@ them running:
   (workers only exit when told to stop, so an exit nobody asked for leaves the server one
   worker short all the same). Each replacement counts one in
   `intercept_worker_restarts_total`, written by the supervisor to the multiprocess metrics
-  folder and so summed into every worker's `/metrics`. Meanwhile the kernel hands new
-  connections to the listeners still open: only the requests that were in flight on the dead
-  worker, or waiting in its accept queue, fail. Its counts of the last second (not yet handed
+  folder and so summed into every worker's `/metrics`. Meanwhile the workers still running
+  accept the new connections (the listening sockets and their accept queue are shared, and
+  the supervisor's keep them open): only the requests that were in flight on the dead worker
+  fail. Its counts of the last second (not yet handed
   to the metrics) are lost; what it had handed over stays in the totals.
 - Backoff: a replacement starts at once (measured: forked 30-100 ms after a SIGKILL and
   answering 10-25 ms later). If it too dies within `STABLE_SECONDS` of its start, the next

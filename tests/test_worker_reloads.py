@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, intercept_process
 from tests.test_workers import ROOT, Server, _decision, _rules, serving
 
 TOKEN = "a-reload-token-of-enough-length"
@@ -127,3 +128,63 @@ def test_a_file_change_reaches_every_worker_and_an_empty_sighup_says_so(tmp_path
         log = server.stderr()
     unchanged = f"reload (SIGHUP): rule set {second} unchanged"
     assert log.count(unchanged) == 2, log  # one line from each worker
+
+
+# --- one instance per address ---------------------------------------------------------------------
+
+
+def _second_instance(server: Server, public: str, admin: str) -> tuple[int, str]:
+    """Start another `serve --workers 2` on `public` and `admin` (host:port): its exit status
+    and stderr (it is killed, and the test fails, if it has not exited within 30 s)."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
+        "INTERCEPT_LEDGER__URL": "null",
+    }
+    command = ["serve", "--workers", "2", "--mode", "authz", "--listen", public,
+               "--admin-listen", admin, "--rules", str(ROOT / "rules"),
+               "--messages", str(ROOT / "messages")]  # fmt: skip
+    with intercept_process(*command, env=environment) as proc:
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second instance on the same address is running")
+        assert proc.stderr is not None
+        return code, proc.stderr.read()
+
+
+def _blocks_everything(server: Server) -> None:
+    """Every decision comes from the first instance: its phrase is blocked every time."""
+    assert [_decision(server, "blocked+example") for _ in range(PROBES)] == [403] * PROBES
+
+
+def test_a_second_instance_on_the_same_address_refuses_to_start() -> None:
+    args = ["--mode", "authz", "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages")]
+    with serving(*args) as server:
+        public = server.public.removeprefix("http://")
+        _blocks_everything(server)
+        code, errors = _second_instance(server, public, f"127.0.0.1:{free_port()}")
+        assert code == 2, errors
+        assert f"public listener (listen) {public}" in errors, errors
+        code, errors = _second_instance(server, f"127.0.0.1:{free_port()}", server.admin)
+        assert code == 2, errors
+        assert f"admin listener (admin_listen) {server.admin}" in errors, errors
+        _blocks_everything(server)
+
+        # while no worker is running (both killed, the supervisor not yet replacing them),
+        # the address stays the first instance's: the supervisor itself holds the listeners
+        workers = server.workers()
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            code, errors = _second_instance(server, public, f"127.0.0.1:{free_port()}")
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert code == 2, errors
+        assert f"public listener (listen) {public}" in errors, errors
+        deadline = time.monotonic() + 20
+        while len({pid for pid, _ in server.serving()} - workers) < 2:
+            assert time.monotonic() < deadline, "the killed workers were not replaced"
+        _blocks_everything(server)
+        server.stop()
