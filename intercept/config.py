@@ -117,6 +117,12 @@ class Timeouts(_Model):
     connect: float = Field(default=5.0, gt=0)
     header: float = Field(default=30.0, gt=0)
     read_idle: float = Field(default=60.0, gt=0)
+    # clients, on both listeners: a complete request head, counted from the connection's
+    # start or the head's first byte (slowloris); the next request on an idle kept-alive
+    # connection (above the 60 s nginx keeps idle upstream connections, so that a proxy in
+    # front does not reuse one that Intercept is closing)
+    client_header: float = Field(default=10.0, gt=0, le=300)
+    keepalive: float = Field(default=75.0, gt=0, le=3600)
 
 
 class UpstreamPoolSettings(_Model):
@@ -140,6 +146,10 @@ class Limits(_Model):
     headers: int = Field(default=32768, ge=1024, le=1048576)
     query: int = Field(default=2048, ge=16)
     body: int = Field(default=65536, ge=1024)
+    # open client connections per process; at the cap a new one closes the oldest idle one,
+    # or is answered 503 (intercept.connections). None: derived from the file limit
+    connections: int | None = Field(default=None, ge=1)
+    admin_connections: int = Field(default=64, ge=1)  # the admin listener's own budget
 
 
 class Forwarded(_Model):
@@ -352,6 +362,8 @@ timeouts:                         # seconds
   connect: 5
   header: 30                      # until the upstream's response head
   read_idle: 60                   # between two reads of the upstream's body
+  client_header: 10               # a client's request head must be complete by then
+  keepalive: 75                   # an idle client connection is closed after this
 
 upstream_pool:                    # proxy mode: requests relayed to the upstream at once
   size: 256                       # each holds one upstream connection
@@ -363,6 +375,9 @@ limits:
   headers: 32768                  # all header lines together; more: 431
   query: 2048                     # characters of one query value; more: 414 (GET), 413 (body)
   body: 65536                     # bytes of a search body that is read to find the query: 413
+  connections: null               # open client connections per process; null: from the
+                                  #   file limit (raised to the hard limit at start), <= 10000
+  admin_connections: 64           # the admin listener's own, so /readyz answers under a flood
 
 workers: 1                        # processes sharing the listeners (SO_REUSEPORT)
 

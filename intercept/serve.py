@@ -22,6 +22,7 @@ from intercept import listeners
 from intercept.admin import build_admin_app
 from intercept.authz import AuthzDoor
 from intercept.config import Config
+from intercept.connections import AcceptErrorLog, GatedServer, TimedHandler, caps_for, prepare
 from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
 from intercept.preflight import check_listeners, production_cautions
@@ -76,7 +77,7 @@ def runner_options(config: Config) -> dict[str, Any]:
     parser limits a little above the configured ones, so that those are answered by
     Intercept's checks; what the parser itself refuses is answered by `_DoorHandler`. At most
     128 header lines (aiohttp's default) bound what one request's headers can occupy before
-    the total is checked."""
+    the total is checked. Idle client connections close after `timeouts.keepalive`."""
     if config.access_log:
         from intercept.accesslog import ACCESS_LOGGER, SafeAccessLogger
 
@@ -92,6 +93,7 @@ def runner_options(config: Config) -> dict[str, Any]:
         "max_field_size": _field_limit(config),
         "max_headers": _MAX_HEADER_LINES,
         "auto_decompress": False,  # request bodies are forwarded as they were sent
+        "keepalive_timeout": config.timeouts.keepalive,
     }
 
 
@@ -125,7 +127,7 @@ def settle_pages(config: Config) -> None:
 _MAX_HEADER_LINES = 128
 
 
-class _DoorHandler(web.RequestHandler):
+class _DoorHandler(TimedHandler):
     """aiohttp's connection handler, with Intercept's own pages for what its parser refuses
     (a request line or header over the limits, too many headers, malformed HTTP) and for a
     front door's own failure: the status the limits promise (414, 431), in the default
@@ -167,13 +169,16 @@ def _parser_status(config: Config, status: int, exc: BaseException | None) -> in
     return status
 
 
-class _DoorServer(web.Server):
+class _DoorServer(GatedServer):
+    handler_class = _DoorHandler
+
     def __init__(self, door: ProxyDoor | AuthzDoor, **options: Any) -> None:
         super().__init__(door, **options)
         self.door = door
 
     def __call__(self) -> web.RequestHandler:
-        handler = _DoorHandler(self, loop=self._loop, **self._kwargs)
+        handler = super().__call__()
+        assert isinstance(handler, _DoorHandler)
         handler.engine = self.door.engine
         return handler
 
@@ -197,7 +202,10 @@ async def start(
     the caller cleans the runner up."""
     engine = engine or build_engine(config)
     door = AuthzDoor(engine) if config.mode == "authz" else ProxyDoor(engine)
-    runner = _DoorRunner(door, **runner_options(config))
+    AcceptErrorLog(asyncio.get_running_loop()).install()  # EMFILE: a line per 10 s, no flood
+    cap = caps_for(config)[0]
+    header_timeout = config.timeouts.client_header
+    runner = _DoorRunner(door, cap=cap, header_timeout=header_timeout, **runner_options(config))
     try:
         await door.open()
         await runner.setup()
@@ -216,13 +224,46 @@ async def start_admin(
     reloader: Reloader | None = None,
     reuse_port: bool = False,
 ) -> web.AppRunner:
-    """Start the admin listener (metrics, health, status, reload); the caller cleans it up."""
+    """Start the admin listener (metrics, health, status, reload); the caller cleans it up.
+    Its connections have their own cap (`limits.admin_connections`) and the same deadlines
+    as the public listener's."""
     app = build_admin_app(engine, reloader)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = _AdminRunner(
+        app,
+        cap=caps_for(config)[1],
+        header_timeout=config.timeouts.client_header,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=config.timeouts.keepalive,
+    )
     await runner.setup()
     host, port = _host_port(config.admin_listen)
     await listeners.site(runner, host, port, reuse_port=reuse_port).start()
     return runner
+
+
+class _AdminRunner(web.AppRunner):
+    """aiohttp's application runner on a `GatedServer`: the admin app's own server, rebuilt
+    with the cap and the head deadline."""
+
+    def __init__(
+        self, app: web.Application, *, cap: int, header_timeout: float, **options: Any
+    ) -> None:
+        super().__init__(app, **options)
+        self._gate = (cap, header_timeout)
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        cap, header_timeout = self._gate
+        return GatedServer(
+            made.request_handler,
+            cap=cap,
+            header_timeout=header_timeout,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
 
 
 def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
@@ -420,6 +461,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     supervisor holds (`intercept.listeners`), replaced when one dies (`intercept.supervisor`);
     the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before
     the metrics library is imported: `intercept serve` does so)."""
+    prepare(config)  # the file limit raised to the hard limit, and said
     check_listeners(config)  # an address in use is said at once, not after the rules load
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
