@@ -39,6 +39,8 @@ class UpstreamPool:
     False count against those; kind True (searches) may take any (see the module
     docstring)."""
 
+    __slots__ = ("_others", "_searches", "in_use", "others_in_use", "shared", "size")
+
     def __init__(self, size: int, search_reserved: int) -> None:
         if not 0 <= search_reserved < size:
             raise ValueError("search_reserved must be at least 0 and below size")
@@ -46,7 +48,8 @@ class UpstreamPool:
         self.shared = size - search_reserved
         self.in_use = 0
         self.others_in_use = 0  # shared slots in use (kind False)
-        self._waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
+        self._searches: deque[asyncio.Future[None]] = deque()  # waiting, kind True
+        self._others: deque[asyncio.Future[None]] = deque()  # waiting, kind False
 
     def _free_for(self, search: bool) -> bool:
         return self.in_use < self.size and (search or self.others_in_use < self.shared)
@@ -54,16 +57,21 @@ class UpstreamPool:
     def take(self, search: bool) -> bool:
         """Take a slot of this kind if one is free and nobody waits for one of the kind;
         False: none taken (call `wait`, or `take(True)` for a search)."""
-        if self._waiting[search] or not self._free_for(search):
-            return False
-        self._hold(search)
+        if search:
+            if self._searches or self.in_use >= self.size:
+                return False
+        else:
+            if self._others or self.in_use >= self.size or self.others_in_use >= self.shared:
+                return False
+            self.others_in_use += 1
+        self.in_use += 1
         return True
 
     async def wait(self, search: bool) -> None:
         """Wait for a slot, in turn; when this returns, the slot is held. Cancelling the
         wait gives up the turn (and a slot handed over in the meantime)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._waiting[search]
+        queue = self._searches if search else self._others
         queue.append(waiter)
         try:
             await waiter
@@ -81,8 +89,11 @@ class UpstreamPool:
         self.in_use -= 1
         if not search:
             self.others_in_use -= 1
-        for kind in (True, False):
-            queue = self._waiting[kind]
+        if self._searches or self._others:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        for kind, queue in ((True, self._searches), (False, self._others)):
             while queue and self._free_for(kind):
                 waiter = queue.popleft()
                 if not waiter.done():
@@ -101,6 +112,6 @@ class UpstreamPool:
             "search_reserved": self.size - self.shared,
             "in_use": self.in_use,
             "others_in_use": self.others_in_use,
-            "searches_waiting": len(self._waiting[True]),
-            "others_waiting": len(self._waiting[False]),
+            "searches_waiting": len(self._searches),
+            "others_waiting": len(self._others),
         }
