@@ -158,8 +158,8 @@ class ListenError(InterceptError):
 
 def check_listeners(config: Config) -> None:
     """Bind each configured listener's address once and let it go, so that an address in use
-    (by another program, or by another Intercept: this bind does not share ports the way the
-    workers' SO_REUSEPORT sockets do) is refused before the rules load. Port 0 (any free port)
+    (by another program, or by another Intercept, whose supervisor holds its listeners:
+    `intercept.listeners`) is refused before the rules load. Port 0 (any free port)
     is not checked. Raises `ListenError` naming the public or admin listener."""
     listeners = (("public listener (listen)", config.listen),
                  ("admin listener (admin_listen)", config.admin_listen))  # fmt: skip
