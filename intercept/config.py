@@ -379,7 +379,7 @@ limits:
                                   #   file limit (raised to the hard limit at start), <= 10000
   admin_connections: 64           # the admin listener's own, so /readyz answers under a flood
 
-workers: 1                        # processes sharing the listeners (SO_REUSEPORT)
+workers: 1                        # processes sharing the listeners the supervisor holds
 
 ledger:                           # research ledger: hourly aggregate counts only
   url: "sqlite:intercept-ledger.db"   # or postgresql://user:pass@host/db; null: off
