@@ -1,10 +1,11 @@
 """Client connections under abuse, against real `intercept serve` processes on loopback: many
 idle connections under a small file limit, a slowloris head, an idle keep-alive connection.
 
-Cost: about 25 s (two 1,100-connection runs of ~8 s, one timeout run of ~8 s)."""
+Cost: about 45 s (three 1,100-connection runs of ~7 s, two timeout runs of ~13 s)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import socket
@@ -18,7 +19,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from intercept.connections import GatedServer
 from tests.processes import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -122,7 +125,7 @@ def _idle(port: int, count: int, stack: ExitStack) -> None:
 def many_files() -> Iterator[None]:
     """This test process holds 1,100+ sockets: its own soft file limit raised for the test."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = IDLE_CONNECTIONS + 400
+    need = IDLE_CONNECTIONS + 500
     if hard != resource.RLIM_INFINITY and hard < need:
         pytest.skip(f"the hard file limit ({hard}) is below {need}: raise it (ulimit -Hn)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
@@ -137,6 +140,7 @@ def many_files() -> Iterator[None]:
 def test_idle_connections_beyond_the_file_limit_starve_nothing(mode: str, tmp_path: Path) -> None:
     with serving(tmp_path, mode, file_limit=FILE_LIMIT) as server, ExitStack() as stack:
         _idle(server.port, IDLE_CONNECTIONS, stack)
+        _idle(server.admin_port, 100, stack)  # over its own cap (64) too
         time.sleep(1.0)  # the server accepts (and sheds) what it can
         searches = [_timed_status(server.public + _search_path(mode)) for _ in range(5)]
         ready = [_timed_status(server.admin + "/readyz") for _ in range(5)]
@@ -229,3 +233,59 @@ def test_slow_heads_and_idle_connections_are_closed_in_time(mode: str, tmp_path:
             assert 0.8 < silent < 2.0, report
             assert 0.8 < kept < 2.0, report
             assert 2.3 < idle < 3.5, report
+
+
+@pytest.mark.usefixtures("many_files")
+def test_accept_errors_are_summed_up_not_traced(tmp_path: Path) -> None:
+    """A cap configured above the file limit lets `accept()` fail with EMFILE: the log says
+    so in one line per 10 s with a count, not a traceback per failed accept."""
+    env = {"INTERCEPT_LIMITS__CONNECTIONS": "5000"}
+    with serving(tmp_path, "proxy", file_limit=FILE_LIMIT, env=env) as server, ExitStack() as stack:
+        _idle(server.port, IDLE_CONNECTIONS, stack)
+        time.sleep(4.0)
+        log = server.stderr.read_text()
+    said = [line for line in log.splitlines() if "accept failed" in line]
+    assert len(said) == 1, log[-3000:]  # the first at once; the next one 10 s later
+    assert "EMFILE" in said[0], said
+    assert "Traceback" not in log, log[-3000:]
+    assert len(log) < 20_000
+
+
+async def test_at_the_cap_with_every_connection_busy_a_new_one_is_answered_503() -> None:
+    """No idle connection to shed: the newcomer gets a bare 503 and is closed; the busy ones
+    finish; once one is gone, a new connection is served."""
+    release = asyncio.Event()
+
+    async def slow(request: web.BaseRequest) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    server = GatedServer(slow, cap=2, header_timeout=5.0)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+    try:
+        busy = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _, writer in busy:
+            writer.write(request)
+            await writer.drain()
+        await asyncio.sleep(0.2)  # both requests in progress
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await asyncio.wait_for(reader.read(), 5.0)  # to EOF: closed by the server
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        release.set()
+        for reader, writer in busy:
+            head = await asyncio.wait_for(reader.readuntil(b"done"), 5.0)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            writer.close()
+        await asyncio.sleep(0.2)  # the closes reach the server
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        assert (await asyncio.wait_for(reader.readuntil(b"done"), 5.0)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    finally:
+        listener.close()
+        await server.shutdown(1.0)
+        await listener.wait_closed()
