@@ -273,11 +273,12 @@ def test_security_context() -> None:
 
 
 def test_writable_places_are_empty_dirs() -> None:
-    """The root file system is read-only: /tmp and the workers' metrics folder are emptyDirs."""
+    """The root file system is read-only: /tmp, the workers' metrics folder and the working
+    folder (the ledger's spool) are emptyDirs."""
     env = {v["name"]: v.get("value") for v in container()["env"]}
     writable = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]
                 if not m.get("readOnly")}  # fmt: skip
-    assert set(writable) == {"/tmp", env["PROMETHEUS_MULTIPROC_DIR"]}
+    assert set(writable) == {"/tmp", env["PROMETHEUS_MULTIPROC_DIR"], "/var/lib/intercept"}
     for name in writable.values():
         assert "emptyDir" in volume(name)
         assert "sizeLimit" in volume(name)["emptyDir"]
@@ -355,10 +356,15 @@ def project(folder: Path, files: Mapping[str, str], generation: int) -> None:
 
 @contextlib.contextmanager
 def pod_process(argv: list[str], env: Mapping[str, str], log: Path) -> Iterator[Any]:
+    """The pod's command, in a working folder of its own (the image's /var/lib/intercept,
+    where the ledger spools what the unreachable test database could not take)."""
+    workdir = log.parent / "workdir"
+    workdir.mkdir()
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=output, stderr=output
-        )
+            argv, env=dict(env), cwd=workdir, stdin=subprocess.DEVNULL, stdout=output,
+            stderr=output,
+        )  # fmt: skip
     try:
         yield process
     finally:
