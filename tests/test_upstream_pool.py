@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from intercept.admin import status as status_of
 from intercept.config import ConfigError, load_config
 from intercept.core import Engine
 from intercept.upstream_health import health_of
@@ -198,6 +199,10 @@ async def test_a_hanging_path_cannot_starve_searches() -> None:
         assert not health.failing
         assert counts.registry.get_sample_value("intercept_upstream_up") == 1
         assert not any(task.done() for task in hanging[: SIZE - RESERVED])  # still hanging
+        shown = status_of(engine)["upstream_pool"]  # what /admin/status shows
+        assert (shown["size"], shown["search_reserved"], shown["in_use"]) == (
+            SIZE, RESERVED, SIZE - RESERVED
+        )  # fmt: skip
 
 
 async def test_searches_may_use_the_whole_pool_and_wait_only_for_their_own() -> None:
