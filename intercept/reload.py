@@ -45,7 +45,7 @@ from intercept.ruleset import RuleSet
 from intercept.served import publish, reload_state, request_reload
 
 __all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "notify_siblings",
-           "problems_of",
+           "problems_of", "serve_as_worker_of",
            "signature_of"]  # fmt: skip
 
 _LOG = logging.getLogger("intercept.reload")
@@ -278,10 +278,20 @@ def _refreeze() -> None:
     gc.freeze()
 
 
+_SUPERVISOR: list[int] = []  # the pid of this worker's supervisor, once it is one
+
+
+def serve_as_worker_of(supervisor: int) -> None:
+    """Mark this process a worker of `supervisor` (called in the forked child)."""
+    _SUPERVISOR[:] = [supervisor]
+
+
 def notify_siblings() -> None:
     """In a worker of `--workers N`, ask the supervising parent to reload (it re-forks every
-    worker from what it loaded, so all of them end on the same version)."""
-    if os.environ.get("INTERCEPT_WORKER") == "1":
+    worker from what it loaded, so all of them end on the same version). Only while that
+    parent lives: once it is gone this worker's parent is init or a subreaper, which must
+    never get a SIGHUP from it (systemd would reload itself)."""
+    if os.environ.get("INTERCEPT_WORKER") == "1" and os.getppid() in _SUPERVISOR:
         import signal
 
         os.kill(os.getppid(), signal.SIGHUP)

@@ -496,6 +496,9 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
             if first and ready is not None:
                 ready(runner)
 
+        # the flag forked with the supervisor is the supervisor's: a worker inheriting it
+        # set would ask for a reload at start, and every re-forked worker again, forever
+        _EarlyHangup.pending = False
         asyncio.run(_serve(config, up, engine, loaded=current, reuse_port=True))
 
     hangup, _EarlyHangup.pending = _EarlyHangup.pending, False  # the supervisor acts on it

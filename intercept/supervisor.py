@@ -92,7 +92,13 @@ from intercept.config import Config
 from intercept.core import Engine
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages
-from intercept.reload import Signature, load_checked, problems_of, signature_of
+from intercept.reload import (
+    Signature,
+    load_checked,
+    problems_of,
+    serve_as_worker_of,
+    signature_of,
+)
 from intercept.ruleset import RuleSet, compile_rules
 
 __all__ = ["FIRST_DELAY", "GIVE_UP_AFTER", "MAX_DELAY", "READY_SECONDS", "RETIRE", "STABLE_SECONDS",
@@ -362,6 +368,7 @@ class _Supervisor:
                     os.close(slot.ready_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.environ["INTERCEPT_WORKER"] = "1"  # see intercept.reload.notify_siblings
+            serve_as_worker_of(os.getppid())  # never signal whoever adopts it later
             self.serve_worker(first, loaded, _announcer(ready_fd))
         except BaseException as error:  # nothing about a request exists at this point
             print(f"intercept serve: worker {os.getpid()} stopped: {error}", file=sys.stderr)
