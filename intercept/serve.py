@@ -440,8 +440,6 @@ async def _serve(
             for site in (*runner.sites, *admin.sites):
                 await site.stop()
             publish(engine, draining=True)
-            await asyncio.sleep(0.5)  # connections just accepted send their request first:
-            # the cleanup below closes idle connections, and would reset those
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):

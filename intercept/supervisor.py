@@ -51,18 +51,10 @@ them running:
   its live gauges and its entry go as for any other. The reload is recorded finished once
   every slot runs a new worker and every old one has stopped accepting. If a new worker dies
   before it is ready, the roll stops there (logged); its slot keeps the old worker.
-- Memory: the files are first validated in a forked child (it shares the old set and
-  exits); only a good set makes the supervisor drop the old one (the collector unfrozen,
-  run and frozen again, `malloc_trim`) and compile the new one into the freed heap, so it
-  keeps no stale copy and no fragmented heap for the new workers to inherit. The new
-  workers share the new set copy-on-write; the old set's last pages go with the old
-  workers. Measured with 50,000 rules and 2 workers (bench/worker_memory.py): total PSS
-  264 MiB at start, 265 MiB after 3 reloads (compiling next to the old set and dropping it
-  afterwards: 346 MiB, 1.31x); each reload about 18 s from SIGHUP to both workers
-  replaced (validation, compile, two re-forks on 2 cores). If the files change between
-  the validation and the compile and the compile fails, no good set is left to fork
-  from: that is logged, the workers keep serving, and a dead worker's replacement waits
-  for the next good load.
+- Memory: after a good load the supervisor drops the previous set at once (the collector
+  unfrozen, run and frozen again, then `malloc_trim`): it keeps no stale copy. The new
+  workers share the new set copy-on-write; the old set's last pages go with the old workers.
+  Measured with 50,000 rules and 2 workers: see bench/worker_memory.py.
 
 A replacement for a dead worker is forked from the rules the supervisor holds, which are the
 ones every worker serves. The loads run in a thread while `lock` is held: no fork happens
@@ -75,7 +67,6 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import json
 import logging
 import os
 import signal
@@ -99,7 +90,7 @@ from intercept.reload import (
     serve_as_worker_of,
     signature_of,
 )
-from intercept.ruleset import RuleSet, compile_rules
+from intercept.ruleset import RuleSet
 
 __all__ = ["FIRST_DELAY", "GIVE_UP_AFTER", "MAX_DELAY", "READY_SECONDS", "RETIRE", "STABLE_SECONDS",
            "ServeWorker", "supervise"]  # fmt: skip
@@ -315,8 +306,6 @@ class _Supervisor:
     async def spawn(self, slot: _Slot, delay: float = 0.0) -> None:
         """Fork the slot's worker, after `delay`, from rules brought up to date first."""
         await asyncio.sleep(delay)
-        while self.follower.lost:  # nothing good to fork from: wait for a good load
-            await asyncio.sleep(1.0)
         async with self.follower.lock:
             if self.stopping or slot.pid:  # a roll has started this slot's worker already
                 return
@@ -471,22 +460,13 @@ class _Reloads:
         self.loaded = loaded  # the files' signature before the current set was read
         self.refused: Signature | None = None  # the files of the last set refused
         self.generation = 0
-        self.lost = False  # no good set to fork from (see `reload`)
         self.lock = asyncio.Lock()
 
-    def record(
-        self,
-        finished: bool,
-        problems: tuple[str, ...] = (),
-        changed: bool = False,
-        version: str | None = None,
-    ) -> None:
-        """Write the reload's state for the workers (`intercept.served.record_reload`);
-        `version`: the one the workers serve, if not the supervisor's."""
+    def record(self, finished: bool, problems: tuple[str, ...] = (), changed: bool = False) -> None:
         rules = self.engine.rules
         served.record_reload({
             "generation": self.generation, "finished": finished, "ok": not problems,
-            "changed": changed, "version": version or rules.version, "rules": len(rules),
+            "changed": changed, "version": rules.version, "rules": len(rules),
             "problems": list(problems),
         })  # fmt: skip
 
@@ -500,35 +480,23 @@ class _Reloads:
             self.generation += 1
             self.record(False)
             engine, started = self.engine, time.monotonic()
-            old = engine.rules.version
-            try:  # validated in a child first: the old set is dropped only for a good one
-                problems = await _in_daemon_thread(lambda: _validate_in_child(self.config))
-                if not problems:
-                    engine.rules = _EMPTY  # the new set is compiled into the freed heap
-                    _drop_old_set()
-                    rules, pages = await _in_daemon_thread(self._load)
-            except Exception as error:  # changed again meanwhile, and now refused
+            try:
+                rules, pages = await _in_daemon_thread(self._load)
+            except Exception as error:  # the last good set stays
                 problems = problems_of(error)
-                if engine.rules is _EMPTY:
-                    self.lost = True
-                    _LOG.error(
-                        "supervisor: the rule files changed while they were loaded and are "
-                        "now refused; the workers keep serving rule set %s, and a worker "
-                        "that dies is replaced once a good set loads", old,
-                    )  # fmt: skip
-            if problems:  # the last good set stays
                 self.refused = signature
                 engine.counts.rule_load_failures.inc()
                 engine.reload_problems = problems
                 _RELOAD_LOG.warning(
                     "reload (%s) refused, still serving rule set %s: %s",
-                    reason, old, "; ".join(problems[:5]),
+                    reason, engine.rules.version, "; ".join(problems[:5]),
                 )  # fmt: skip
-                self.record(True, problems, version=old)
+                self.record(True, problems)
                 return
+            old = engine.rules.version
             engine.use(rules, pages)
             del rules, pages
-            self.loaded, self.refused, self.lost = signature, None, False
+            self.loaded, self.refused = signature, None
             _drop_old_set()
             await self.roll()
             seconds = time.monotonic() - started
@@ -568,46 +536,6 @@ class _Reloads:
                     await self.reload("files changed")
             except Exception as error:  # the watcher must outlive any one bad poll
                 _LOG.warning("supervisor: rule files poll failed (%s)", type(error).__name__)
-
-
-_EMPTY = compile_rules([])
-
-
-def _validate_in_child(config: Config) -> tuple[str, ...]:
-    """Load and check the configured rules and pages in a forked child (it shares the old
-    set and costs no lasting memory): the problems of a refused set, or none. Runs in a
-    thread; the child resets the signal handling it inherits before it does anything."""
-    read_fd, write_fd = os.pipe()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-    try:
-        pid = os.fork()
-        if pid == 0:  # the child: this thread is now its main thread
-            code = 0
-            try:
-                os.close(read_fd)
-                signal.set_wakeup_fd(-1)
-                for sig in _HANDLED:
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                try:
-                    load_checked(config)
-                    problems: tuple[str, ...] = ()
-                except Exception as error:
-                    problems = problems_of(error)
-                with os.fdopen(write_fd, "wb") as pipe:
-                    pipe.write(json.dumps(list(problems)).encode())
-            except BaseException:
-                code = 1
-            os._exit(code)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not data:
-        return ("unexpected failure while validating the rules",)
-    return tuple(str(problem) for problem in json.loads(data))
 
 
 def _drop_old_set() -> None:

@@ -122,10 +122,9 @@ def test_a_file_change_reaches_every_worker_and_an_empty_sighup_says_so(tmp_path
         second = _converged(server, first)
         assert [_decision(server, "beta+two") for _ in range(PROBES)] == [403] * PROBES
 
-        pids = server.workers()
         server.proc.send_signal(signal.SIGHUP)  # nothing changed since
-        assert _swapped(server, pids, "") == second  # re-forked all the same (the messages
-        # may have changed), on the same rule set
+        time.sleep(2.0)
+        assert set(_workers(server).values()) == {second}
         server.stop()
         log = server.stderr()
     unchanged = f"reload (SIGHUP): rule set {second} unchanged"
@@ -294,8 +293,8 @@ def test_reloads_re_fork_the_workers_with_no_failed_search_and_no_stale_copy(
         assert decisions.answered > 100
         time.sleep(1.0)
         after = _total_pss_kib(server)
-        # before re-forking (each worker compiled its own copy, the supervisor kept the start
-        # set) 3.7x with 50,000 rules; now 1.0x (bench/worker_memory.py)
+        # before re-forking: each worker compiled its own copy and the supervisor kept the
+        # start set, 2.7x at start with 20,000 rules (see bench/worker_memory.py)
         assert after <= 1.3 * at_start, (at_start, after)
         server.stop()
         log = server.stderr()
