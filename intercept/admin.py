@@ -16,12 +16,10 @@
   counts waiting there, `spooled_rows`, `spooled_counts`), upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
   modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
-  version, rules, loaded_at, draining; `intercept.served`). No request-derived data exists.
+  version, rules, loaded_at; `intercept.served`). No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
   messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
-  of a refused set (the old one keeps serving). With `--workers N` the supervisor loads and
-  re-forks the workers; the answer comes once that has finished. No token configured: 404,
-  the endpoint is off.
+  of a refused set (the old one keeps serving). No token configured: 404, the endpoint is off.
 """
 
 from __future__ import annotations
@@ -39,9 +37,8 @@ from intercept.core import Engine
 from intercept.counting import CONTENT_TYPE_LATEST
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.reload import Reloader
-from intercept.served import reload_state, workers
+from intercept.served import workers
 from intercept.upstream_health import health_of
-from intercept.upstream_pool import pool_of
 
 __all__ = ["build_admin_app", "status"]
 
@@ -56,10 +53,6 @@ def status(engine: Engine) -> dict[str, Any]:
     engine.counts.sync_logged()  # the ledger's `pending` includes this second's tallies
     ledger = engine.counts.ledger
     health = health_of(engine.extras)
-    refused = list(engine.reload_problems)
-    state = reload_state()  # with --workers N the supervisor's reloads (intercept.served)
-    if state is not None and state.get("finished"):
-        refused = [str(problem) for problem in state.get("problems", [])]
     return {
         "version": __version__,
         "mode": engine.config.mode,
@@ -70,12 +63,11 @@ def status(engine: Engine) -> dict[str, Any]:
             "count": len(rules),
             "lists": [info.name for info in rules.lists],
             "loaded_at": engine.rules_loaded_at,
-            "last_reload_refused": refused or None,
+            "last_reload_refused": list(engine.reload_problems) or None,
         },
         "ledger": {**asdict(ledger.status), **ledger.spool} if ledger is not None else None,
         "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
         "upstream": health.status() if health is not None else None,
-        "upstream_pool": pool.status() if (pool := pool_of(engine.extras)) else None,
         "workers": workers(),  # with --workers N: the version each worker serves
     }
 

@@ -27,9 +27,9 @@ from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
 from intercept.preflight import check_listeners, production_cautions
 from intercept.proxy import Engine, ProxyDoor
-from intercept.reload import Reloader, Signature, load_checked, notify_siblings, signature_of
+from intercept.reload import Reloader, Signature, load_checked, signature_of
 from intercept.served import publish
-from intercept.supervisor import RETIRE, supervise
+from intercept.supervisor import supervise
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -390,10 +390,10 @@ async def _serve(
     except BaseException:
         await runner.cleanup()  # the upstream client too: nothing left unclosed
         raise
-    tasks = [asyncio.create_task(engine.counts.sync_every(1.0))]
-    if not reuse_port:  # a worker never loads rules: its supervisor does (and re-forks it)
-        poll = config.reload.poll_seconds
-        tasks.append(asyncio.create_task(reloader.watch(poll, files=config.reload.watch)))
+    tasks = [
+        asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch)),
+        asyncio.create_task(engine.counts.sync_every(1.0)),
+    ]
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
@@ -403,22 +403,11 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    retiring = False
     if reuse_port:  # a worker: stop with the supervisor, even one killed without a word
         tasks.append(asyncio.create_task(_orphaned(os.getppid(), stop)))
-
-        def retire() -> None:  # replaced by a worker forked from a newer rule set
-            nonlocal retiring
-            retiring = True
-            stop.set()
-
-        loop.add_signal_handler(RETIRE, retire)
     hangups: set[asyncio.Task[object]] = set()
 
     def hangup() -> None:
-        if reuse_port:  # the supervisor reloads, for every worker
-            notify_siblings()
-            return
         reload = reloader.reload("SIGHUP", force=True)  # an in-place edit too: see there
         task: asyncio.Task[object] = asyncio.create_task(reload)
         hangups.add(task)
@@ -436,10 +425,6 @@ async def _serve(
         await stop.wait()
     finally:
         engine.extras["draining"] = True  # /readyz says 503: load balancers stop sending
-        if retiring:  # its replacement accepts on both listeners; /admin/status says so
-            for site in (*runner.sites, *admin.sites):
-                await site.stop()
-            publish(engine, draining=True)
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
@@ -495,7 +480,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
                 ready(runner)
 
         # the flag forked with the supervisor is the supervisor's: a worker inheriting it
-        # set would ask for a reload at start, and every re-forked worker again, forever
+        # set would ask for a reload at start, and so would every replacement after it
         _EarlyHangup.pending = False
         asyncio.run(_serve(config, up, engine, loaded=current, reuse_port=True))
 

@@ -33,39 +33,32 @@ them running:
   The supervisor returns when every worker has exited: normally (exit 0 from
   `intercept serve`), or with `SystemExit(1)` when some worker did not stop cleanly or it
   gave up.
-- Reloads are the supervisor's alone (`_Reloads`); the workers never load rules. Triggers:
-  SIGHUP (from the operator; a SIGHUP sent to a worker is passed up; a worker answering
-  `POST /admin/reload` sends one after naming its trigger, `intercept.served`), a change of
-  the files (polled every `reload.poll_seconds` with `reload.watch`), a new UTC day when a
-  served rule has an expiry date. SIGHUP reloads are forced (an edit that kept the files'
-  size and modification time is loaded too); a forced reload that yields the rule set
-  already served logs "rule set VERSION unchanged". The set is loaded, validated and
-  compiled once, in a thread; a refused set is logged, counted
-  (`intercept_rule_load_failures_total`) and recorded for `/admin/status`, and the last good
-  set stays (for the workers and for replacements).
-- Re-fork on every good load (`roll`), one slot at a time: a worker is forked from the new
-  set, and once it is ready (listening) the old one is retired (`RETIRE`): it stops
-  accepting on both listeners, marks its `/admin/status` entry draining, finishes its
-  requests in flight and exits. The listening sockets are the supervisor's, so no connection
-  is refused meanwhile. A retired worker's exit is no death: not restarted, not counted;
-  its live gauges and its entry go as for any other. The reload is recorded finished once
-  every slot runs a new worker and every old one has stopped accepting. If a new worker dies
-  before it is ready, the roll stops there (logged); its slot keeps the old worker.
-- Memory: after a good load the supervisor drops the previous set at once (the collector
-  unfrozen, run and frozen again, then `malloc_trim`): it keeps no stale copy. The new
-  workers share the new set copy-on-write; the old set's last pages go with the old workers.
-  Measured with 50,000 rules and 2 workers: see bench/worker_memory.py.
+- SIGHUP (from the operator, or from a worker's `POST /admin/reload` through
+  `intercept.reload.notify_siblings`) goes to the workers running at that moment, replacements
+  included; a worker forked afterwards is forked from the reloaded rules, see next.
 
-A replacement for a dead worker is forked from the rules the supervisor holds, which are the
-ones every worker serves. The loads run in a thread while `lock` is held: no fork happens
-during one.
+A replacement never serves an older rule set than its siblings. The supervisor's own copy of
+the rules is kept on the set the workers serve (`_Follower`): it reloads on the same triggers
+as they do (every SIGHUP; a change of the files, polled every `reload.poll_seconds` when
+`reload.watch` is on; a new UTC day when a served rule has an expiry date), from the same
+files, and refuses what they refuse, keeping the last good set, as they do. It also looks
+once more just before forking, so a change the workers have seen but the supervisor has not
+polled yet is not missed. Having the replacement load the files itself would be simpler but
+wrong twice: with the files now refused, it would fall back to the set loaded at start
+(rules since removed would block again, rules since added would not), and with
+`reload.watch` off it would serve files the others have not been told to load. Keeping the
+supervisor's copy current costs no memory in steady state (it holds one set either way, and
+after the workers have reloaded the start set is shared with nobody), one more load of CPU
+per reload, and its replacements share the current set copy-on-write. The supervisor's loads
+run in a thread; no fork happens while one runs. It counts and logs nothing about them (the
+workers do), and only marks the new set for huge pages: collapsing would copy pages it still
+shares with the workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -83,27 +76,18 @@ from intercept.config import Config
 from intercept.core import Engine
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages
-from intercept.reload import (
-    Signature,
-    load_checked,
-    problems_of,
-    serve_as_worker_of,
-    signature_of,
-)
+from intercept.reload import Signature, load_checked, serve_as_worker_of, signature_of
 from intercept.ruleset import RuleSet
 
-__all__ = ["FIRST_DELAY", "GIVE_UP_AFTER", "MAX_DELAY", "READY_SECONDS", "RETIRE", "STABLE_SECONDS",
-           "ServeWorker", "supervise"]  # fmt: skip
+__all__ = ["FIRST_DELAY", "GIVE_UP_AFTER", "MAX_DELAY", "STABLE_SECONDS", "ServeWorker",
+           "supervise"]  # fmt: skip
 
 STABLE_SECONDS = 10.0  # a worker that lived this long restarts at once and resets its slot
 FIRST_DELAY = 0.5  # the wait after a second quick death in a row; doubled each time
 MAX_DELAY = 30.0
 GIVE_UP_AFTER = 5  # workers in a row that died before they were ready
-READY_SECONDS = 60.0  # the longest a re-forked worker may take to listen
-RETIRE = signal.SIGUSR2  # to a worker replaced by a newer one: drain and exit
 
 _LOG = logging.getLogger("intercept.supervisor")
-_RELOAD_LOG = logging.getLogger("intercept.reload")
 _HANDLED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 _T = TypeVar("_T")
 
@@ -148,7 +132,7 @@ def _describe(code: int) -> str:
     return f"exited with status {code}"
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True)
 class _Slot:
     """One of the N places a worker runs in; `pid` 0 while it has none."""
 
@@ -159,7 +143,6 @@ class _Slot:
     ready: bool = False
     first: bool = False  # this worker announces that the server is up
     quick: int = 0  # its workers that died in a row within STABLE_SECONDS of their start
-    retiring: bool = False  # an old worker told to drain (in `extra`, not in `slots`)
 
 
 class _Supervisor:
@@ -174,10 +157,9 @@ class _Supervisor:
         self.config = config
         self.engine = engine
         self.serve_worker = serve_worker
-        self.follower = _Reloads(config, engine, loaded, self.roll)
-        self.hangup_at_start = hangup
+        self.follower = _Follower(config, engine, loaded)
+        self.follower.hangup = hangup
         self.slots = [_Slot(index) for index in range(config.workers)]
-        self.extra: list[_Slot] = []  # workers being started or retired by a roll
         self.tasks: set[asyncio.Task[None]] = set()  # restarts, loads: dropped on stop
         self.unready = 0  # workers in a row that died before they were ready
         self.announced = False
@@ -196,8 +178,6 @@ class _Supervisor:
         watcher = asyncio.create_task(self.follower.watch())
         try:
             self.spawn_later(self.start_all())
-            if self.hangup_at_start:
-                self.hangup()
             await self.done.wait()
         finally:
             watcher.cancel()
@@ -216,7 +196,7 @@ class _Supervisor:
         task.add_done_callback(self.tasks.discard)
 
     def live(self) -> list[int]:
-        return [slot.pid for slot in (*self.slots, *self.extra) if slot.pid]
+        return [slot.pid for slot in self.slots if slot.pid]
 
     def forward(self, sig: int) -> None:
         for pid in self.live():
@@ -238,11 +218,12 @@ class _Supervisor:
     def hangup(self) -> None:
         if self.stopping:
             return
-        reason = served.take_request() or "SIGHUP"
-        self.spawn_later(self.follower.reload(reason, force=True))
+        self.forward(signal.SIGHUP)
+        self.follower.hangup = True  # also seen by a replacement about to be forked
+        self.spawn_later(self.follower.catch_up_locked(force=True))
 
     def reap(self) -> None:
-        for slot in (*self.slots, *self.extra):
+        for slot in self.slots:
             if not slot.pid:
                 continue
             try:
@@ -252,62 +233,15 @@ class _Supervisor:
             if pid:
                 self.ended(slot, os.waitstatus_to_exitcode(status))
 
-    # --- re-forks after a reload -----------------------------------------------------------
-
-    async def roll(self) -> None:
-        """Replace every slot's worker with one forked from the rules just loaded (see the
-        module docstring); called with the reload lock held. Returns once every old worker
-        has stopped accepting (or ended)."""
-        retired: list[_Slot] = []
-        for slot in self.slots:
-            if self.stopping:
-                break
-            if not slot.pid:  # dead, its replacement waiting: forked from the new set
-                continue
-            incoming = _Slot(slot.index, quick=slot.quick)
-            self.extra.append(incoming)
-            try:
-                self.fork(incoming)
-            except OSError as error:
-                self.extra.remove(incoming)
-                _LOG.error("intercept serve: cannot start a worker (%s)", error.strerror)
-                break
-            deadline = time.monotonic() + READY_SECONDS
-            while not incoming.ready and incoming.pid and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            if not incoming.ready:
-                _LOG.error("intercept serve: a re-forked worker did not start; worker %d "
-                           "keeps serving the previous rule set", slot.pid)  # fmt: skip
-                if incoming.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(incoming.pid, signal.SIGKILL)
-                break
-            self.extra.remove(incoming)
-            old = _Slot(slot.index, slot.pid, slot.started, slot.ready_fd, slot.ready,
-                        retiring=True)  # fmt: skip
-            slot.pid, slot.started, slot.ready_fd = (
-                incoming.pid,
-                incoming.started,
-                incoming.ready_fd,
-            )
-            slot.ready, slot.first = True, False
-            self.extra.append(old)
-            retired.append(old)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(old.pid, RETIRE)
-        deadline = time.monotonic() + 10.0
-        while any(old.pid and not served.draining(old.pid) for old in retired):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
-
     # --- workers ---------------------------------------------------------------------------
 
     async def spawn(self, slot: _Slot, delay: float = 0.0) -> None:
         """Fork the slot's worker, after `delay`, from rules brought up to date first."""
         await asyncio.sleep(delay)
         async with self.follower.lock:
-            if self.stopping or slot.pid:  # a roll has started this slot's worker already
+            if self.follower.due():
+                await self.follower.catch_up()
+            if self.stopping:
                 return
             replacing = slot.started > 0
             try:
@@ -352,7 +286,7 @@ class _Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             before = self.hup_before
             signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
-            for slot in (*self.slots, *self.extra):
+            for slot in self.slots:
                 if slot.ready_fd >= 0:
                     os.close(slot.ready_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -391,14 +325,6 @@ class _Supervisor:
             mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges go; its counters stay in the sums
         if pid:
             served.forget(pid)  # /admin/status lists it no more
-        if slot in self.extra:  # retired by a roll (or a roll's worker that did not start)
-            self.extra.remove(slot)
-            if not slot.retiring:
-                _LOG.warning("intercept serve: re-forked worker %d %s", pid, _describe(code))
-            elif code not in (0, -RETIRE):
-                _LOG.warning("intercept serve: retired worker %d %s", pid, _describe(code))
-            self.check_done()
-            return
         if self.stopping:
             if code not in (0, -signal.SIGTERM, -signal.SIGINT):  # the last two: before it
                 # had its handlers, so with nothing in flight
@@ -443,72 +369,51 @@ def _announcer(fd: int) -> Callable[[], None]:
     return listening
 
 
-class _Reloads:
-    """The supervisor's reloads (see the module docstring). `lock` is held around every load
-    (and the re-fork after it) and every fork, so no fork happens while one runs."""
+class _Follower:
+    """The supervisor's rules, kept on the set the workers serve (see the module docstring).
+    `lock` is held around every load and every fork, so no fork happens while one runs."""
 
-    def __init__(
-        self,
-        config: Config,
-        engine: Engine,
-        loaded: Signature,
-        roll: Callable[[], Coroutine[Any, Any, None]],
-    ) -> None:
+    def __init__(self, config: Config, engine: Engine, loaded: Signature) -> None:
         self.config = config
         self.engine = engine
-        self.roll = roll
         self.loaded = loaded  # the files' signature before the current set was read
         self.refused: Signature | None = None  # the files of the last set refused
-        self.generation = 0
+        self.hangup = False  # a SIGHUP came whose load has not run yet
         self.lock = asyncio.Lock()
 
-    def record(self, finished: bool, problems: tuple[str, ...] = (), changed: bool = False) -> None:
-        rules = self.engine.rules
-        served.record_reload({
-            "generation": self.generation, "finished": finished, "ok": not problems,
-            "changed": changed, "version": rules.version, "rules": len(rules),
-            "problems": list(problems),
-        })  # fmt: skip
+    def due(self) -> bool:
+        """Whether the workers have loaded, or are loading, files the supervisor has not."""
+        if self.hangup:  # forced, as the workers' SIGHUP reloads are
+            return True
+        if not self.config.reload.watch:
+            return False
+        return signature_of(self.config) not in (self.loaded, self.refused)
 
-    async def reload(self, reason: str, *, force: bool = False) -> None:
-        """Load the files if they changed since the last load or refusal (or `force`); on
-        success drop the old set and re-fork every worker from the new one."""
+    async def catch_up_locked(self, *, force: bool = False) -> None:
         async with self.lock:
-            signature = signature_of(self.config)  # before reading: a later change is seen
-            if not force and signature in (self.loaded, self.refused):
-                return
-            self.generation += 1
-            self.record(False)
-            engine, started = self.engine, time.monotonic()
-            try:
-                rules, pages = await _in_daemon_thread(self._load)
-            except Exception as error:  # the last good set stays
-                problems = problems_of(error)
-                self.refused = signature
-                engine.counts.rule_load_failures.inc()
-                engine.reload_problems = problems
-                _RELOAD_LOG.warning(
-                    "reload (%s) refused, still serving rule set %s: %s",
-                    reason, engine.rules.version, "; ".join(problems[:5]),
-                )  # fmt: skip
-                self.record(True, problems)
-                return
-            old = engine.rules.version
-            engine.use(rules, pages)
-            del rules, pages
-            self.loaded, self.refused = signature, None
-            _drop_old_set()
-            await self.roll()
-            seconds = time.monotonic() - started
-            version = engine.rules.version
-            if version == old:  # forced, same rules (the messages may have changed)
-                _RELOAD_LOG.info("reload (%s): rule set %s unchanged", reason, old)
-            else:
-                _RELOAD_LOG.info(
-                    "reload (%s): rule set %s -> %s, %d rules, %.2fs",
-                    reason, old, version, len(engine.rules), seconds,
-                )  # fmt: skip
-            self.record(True, changed=version != old)
+            await self.catch_up(force=force)
+
+    async def catch_up(self, *, force: bool = False) -> None:
+        """Load the files if they changed since the last load or refusal (or `force`, or a
+        SIGHUP came: the workers' SIGHUP reloads are forced, so an edit that kept the files'
+        size and modification time is followed too); call with `lock` held. A refused set is
+        kept out, as the workers keep it out."""
+        force = force or self.hangup
+        self.hangup = False
+        signature = signature_of(self.config)  # before reading, as the workers take it
+        if not force and signature in (self.loaded, self.refused):
+            return
+        try:
+            rules, pages = await _in_daemon_thread(self._load)
+        except Exception:  # the workers report it; the last good set stays
+            self.refused = signature
+            return
+        self.engine.use(rules, pages)
+        self.loaded, self.refused = signature, None
+        if gc.get_freeze_count():  # as after the first load: see intercept.serve.settle_heap
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def _load(self) -> tuple[RuleSet, Pages]:
         rules, pages = load_checked(self.config)
@@ -517,8 +422,8 @@ class _Reloads:
         return rules, pages
 
     async def watch(self) -> None:
-        """The file and day triggers: changed files (with `reload.watch`), and a new UTC day
-        when a served rule has an expiry date. Runs until cancelled."""
+        """Follow the workers' own triggers: changed files (with `reload.watch`), and a new
+        UTC day when a served rule has an expiry date. Runs until cancelled."""
         poll = self.config.reload.poll_seconds
         day = _today()
         while True:
@@ -527,30 +432,12 @@ class _Reloads:
                 if _today() != day:
                     day = _today()
                     if any(spec.expires is not None for spec in self.engine.rules.rules):
-                        await self.reload("a new day: expiry dates", force=True)
-                elif self.config.reload.watch and signature_of(self.config) not in (
-                    self.loaded,
-                    self.refused,
-                ):
-                    await asyncio.sleep(min(poll, 0.5))  # let an editor or a copy finish
-                    await self.reload("files changed")
-            except Exception as error:  # the watcher must outlive any one bad poll
+                        await self.catch_up_locked(force=True)
+                elif self.config.reload.watch and self.due():
+                    await asyncio.sleep(min(poll, 0.5))  # as the workers wait for a copy
+                    await self.catch_up_locked()
+            except Exception as error:  # the follower must outlive any one bad poll
                 _LOG.warning("supervisor: rule files poll failed (%s)", type(error).__name__)
-
-
-def _drop_old_set() -> None:
-    """Free the set just replaced: it was frozen out of the collector's reach at start (see
-    `intercept.serve.settle_heap`), so unfreeze, collect, freeze the new one; then hand the
-    freed heap back to the system (glibc's `malloc_trim`), so the next workers do not
-    inherit it."""
-    if gc.get_freeze_count():
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-    else:
-        gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _today() -> str:
