@@ -39,6 +39,7 @@ from intercept.logscrub import scrub_aiohttp_logs
 from intercept.reload import Reloader
 from intercept.served import workers
 from intercept.upstream_health import health_of
+from intercept.upstream_pool import pool_of
 
 __all__ = ["build_admin_app", "status"]
 
@@ -68,6 +69,7 @@ def status(engine: Engine) -> dict[str, Any]:
         "ledger": {**asdict(ledger.status), **ledger.spool} if ledger is not None else None,
         "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
         "upstream": health.status() if health is not None else None,
+        "upstream_pool": pool.status() if (pool := pool_of(engine.extras)) else None,
         "workers": workers(),  # with --workers N: the version each worker serves
     }
 
