@@ -65,29 +65,25 @@ class Server:
             return answer
 
     def version_of(self, pid: int, seconds: float = 20) -> str:
-        """The rule set version worker `pid` serves, once it answers its admin listener."""
+        """The rule set version worker `pid` serves, once it is listening and has said so in
+        `/admin/status` (the workers share one accept queue: which one answers a given
+        connection cannot be chosen, so the status list is asked)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                status = self.status()
+                listed = dict(self.serving())
             except (urllib.error.URLError, OSError):  # a worker dying just now
                 continue
-            rules = status["rules"]
-            assert isinstance(rules, dict)
-            if status["pid"] == pid:
-                return str(rules["version"])
+            if pid in listed:
+                return listed[pid]
+            time.sleep(0.05)
         raise AssertionError(f"worker {pid} never answered")
 
     def serving(self) -> set[tuple[int, str]]:
-        """(pid, rule set version) of the workers that answer 24 admin requests."""
-        seen = set()
-        for _ in range(24):
-            status = self.status()
-            rules = status["rules"]
-            assert isinstance(rules, dict)
-            assert isinstance(status["pid"], int)
-            seen.add((status["pid"], str(rules["version"])))
-        return seen
+        """(pid, rule set version) of every living worker, as `/admin/status` lists them."""
+        listed = self.status()["workers"]
+        assert isinstance(listed, list)
+        return {(int(entry["pid"]), str(entry["version"])) for entry in listed}
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://{self.admin}/metrics", timeout=10) as reply:
