@@ -16,10 +16,13 @@
   counts waiting there, `spooled_rows`, `spooled_counts`), upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
   modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
-  version, rules, loaded_at; `intercept.served`). No request-derived data exists.
+  version, rules, loaded_at, draining; `intercept.served`). No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
   messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
-  of a refused set (the old one keeps serving). No token configured: 404, the endpoint is off.
+  of a refused set (the old one keeps serving). With `--workers N` the supervisor loads and
+  re-forks the workers; the answer comes once that has finished, 503 with `behind` (how many
+  workers still serve the previous set) when some re-forked worker did not start. No token
+  configured: 404, the endpoint is off.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from intercept.core import Engine
 from intercept.counting import CONTENT_TYPE_LATEST
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.reload import Reloader
-from intercept.served import workers
+from intercept.served import reload_state, workers
 from intercept.upstream_health import health_of
 from intercept.upstream_pool import pool_of
 
@@ -54,6 +57,11 @@ def status(engine: Engine) -> dict[str, Any]:
     engine.counts.sync_logged()  # the ledger's `pending` includes this second's tallies
     ledger = engine.counts.ledger
     health = health_of(engine.extras)
+    refused = list(engine.reload_problems)
+    state = reload_state()  # with --workers N the supervisor's reloads (intercept.served)
+    behind = int(state.get("behind", 0)) if state is not None else 0
+    if state is not None and state.get("finished"):
+        refused = [] if behind else [str(problem) for problem in state.get("problems", [])]
     return {
         "version": __version__,
         "mode": engine.config.mode,
@@ -64,7 +72,8 @@ def status(engine: Engine) -> dict[str, Any]:
             "count": len(rules),
             "lists": [info.name for info in rules.lists],
             "loaded_at": engine.rules_loaded_at,
-            "last_reload_refused": list(engine.reload_problems) or None,
+            "last_reload_refused": refused or None,
+            "workers_behind": behind,  # --workers N: still on the previous set, retried
         },
         "ledger": {**asdict(ledger.status), **ledger.spool} if ledger is not None else None,
         "cautions": [{"code": c.code, "message": c.message} for c in engine.cautions],
@@ -126,7 +135,8 @@ async def _reload(request: web.Request) -> web.Response:
     if not hmac.compare_digest(offered, f"Bearer {token}".encode()):
         return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
     result = await reloader.reload_all("POST /admin/reload")  # every worker, see there
-    return web.json_response(result.as_dict(), status=200 if result.ok else 422)
+    code = 200 if result.ok else 503 if result.behind else 422  # 503: set good, roll not
+    return web.json_response(result.as_dict(), status=code)
 
 
 def build_admin_app(engine: Engine, reloader: Reloader | None = None) -> web.Application:

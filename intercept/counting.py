@@ -39,7 +39,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from intercept import __version__
+from intercept import __version__, metricfiles
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -343,5 +343,6 @@ class Counts:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
+            with metricfiles.reading():  # no ended worker's files merged meanwhile
+                return generate_latest(registry)
         return generate_latest(self.registry)

@@ -14,10 +14,14 @@ SIGHUP, `POST /admin/reload` and `intercept reload` force it: an edit that keeps
 size and modification time (an rsync with `-t`, a checkout) is loaded all the same; a forced
 reload that yields the rule set already served logs "rule set VERSION unchanged".
 
-With `--workers N` every trigger reaches every worker (`intercept.supervisor`): each worker
-polls the files itself, SIGHUP is passed on to all, and `POST /admin/reload` reloads the
-receiving worker and then has the supervisor pass a SIGHUP to all (`Reloader.reload_all`).
-Each worker publishes the version it serves (`intercept.served`) for `/admin/status`.
+With `--workers N` the workers never load rules: the supervisor is the only one that does
+(`intercept.supervisor`), once per trigger, and re-forks the workers from the new set. It
+polls the files, takes SIGHUP (a SIGHUP sent to a worker is passed up to it), and a worker
+answering `POST /admin/reload` (or `intercept reload`) asks it with a SIGHUP and answers
+with its result (`Reloader.reload_all`): 200 once every worker slot runs a worker forked
+from the new set and the old workers have stopped accepting, 422 with the problems of a
+refused set. Each worker publishes the version it serves (`intercept.served`) for
+`/admin/status`.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ from intercept.errors import InterceptError, Problem, RuleError
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages, load_pages
 from intercept.ruleset import RuleSet
-from intercept.served import publish
+from intercept.served import publish, reload_state, request_reload
 
 __all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "notify_siblings",
-           "serve_as_worker_of", "signature_of"]  # fmt: skip
+           "problems_of", "serve_as_worker_of",
+           "signature_of"]  # fmt: skip
 
 _LOG = logging.getLogger("intercept.reload")
-_ECHO_SECONDS = 5.0  # a supervisor passes a SIGHUP on within milliseconds
+_SUPERVISOR_SECONDS = 600.0  # a 50,000-rule load and two re-forks take well under a minute
 Signature = tuple[tuple[str, int, int], ...]
 
 
@@ -58,6 +63,7 @@ class ReloadResult:
     rules: int
     problems: tuple[str, ...] = ()
     seconds: float = 0.0
+    behind: int = 0  # workers still serving the previous set (a re-fork did not start)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -67,6 +73,7 @@ class ReloadResult:
             "rules": self.rules,
             "problems": list(self.problems),
             "seconds": round(self.seconds, 3),
+            "behind": self.behind,
         }
 
 
@@ -128,7 +135,7 @@ def load_checked(config: Config) -> tuple[RuleSet, Pages]:
     return rules, pages
 
 
-def _describe(error: Exception) -> tuple[str, ...]:
+def problems_of(error: Exception) -> tuple[str, ...]:
     if isinstance(error, RuleError):
         return tuple(str(problem) for problem in error.problems)
     if isinstance(error, InterceptError):
@@ -147,7 +154,6 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._loaded = self._signature() if loaded is None else loaded
         self._refused: Signature | None = None  # files of the last refused set
-        self._echo_until = 0.0  # a SIGHUP before then is this worker's own notice coming back
         self.last: ReloadResult | None = None
 
     def _signature(self) -> Signature:
@@ -159,17 +165,13 @@ class Reloader:
         async with self._lock:
             engine = self.engine
             started = time.monotonic()
-            if reason == "SIGHUP" and started < self._echo_until:
-                self._echo_until = 0.0  # loaded just before this worker had it sent
-                _LOG.info("reload (%s): rule set %s unchanged", reason, engine.rules.version)
-                return ReloadResult(True, False, engine.rules.version, len(engine.rules))
             try:
                 signature = self._signature()  # before reading: a later change is seen
                 if not force and signature == self._loaded:
                     return ReloadResult(True, False, engine.rules.version, len(engine.rules))
                 rules, pages = await asyncio.to_thread(load_checked, self.config)
             except Exception as error:  # every failure is reported, none stops the server
-                problems = _describe(error)
+                problems = problems_of(error)
                 engine.counts.rule_load_failures.inc()
                 engine.reload_problems = problems
                 self._refused = self._signature()
@@ -205,16 +207,34 @@ class Reloader:
             return self.last
 
     async def reload_all(self, reason: str) -> ReloadResult:
-        """A forced reload here and then, in a worker of `--workers N`, in every worker: the
-        supervisor passes a SIGHUP on to all of them (SIGHUP reloads are forced, so an edit
-        that kept the files' size and modification time reaches the siblings too). The SIGHUP
-        coming back to this worker within `_ECHO_SECONDS` is skipped: the files were just
-        read. A refused set is not passed on."""
-        result = await self.reload(reason, force=True)
-        if result.ok and os.environ.get("INTERCEPT_WORKER") == "1":
-            self._echo_until = time.monotonic() + _ECHO_SECONDS
+        """A forced reload (an edit that kept the files' size and modification time is
+        loaded too). In a worker of `--workers N`: asked of the supervisor, which loads once
+        and re-forks every worker from the new set; its result is returned once it has
+        finished (see the module docstring)."""
+        if os.environ.get("INTERCEPT_WORKER") != "1":
+            return await self.reload(reason, force=True)
+        async with self._lock:
+            started = time.monotonic()
+            before = reload_state()
+            generation = int(before["generation"]) if before else 0
+            request_reload(reason)
             notify_siblings()
-        return result
+            while True:  # a load started after this request has finished
+                state = reload_state()
+                if state and int(state["generation"]) > generation and state["finished"]:
+                    break
+                if time.monotonic() - started > _SUPERVISOR_SECONDS:
+                    problem = "the supervisor did not finish the reload in time"
+                    rules = self.engine.rules
+                    return ReloadResult(False, False, rules.version, len(rules), (problem,))
+                await asyncio.sleep(0.05)
+            problems = tuple(str(problem) for problem in state["problems"])
+            self.last = ReloadResult(
+                bool(state["ok"]), bool(state["changed"]), str(state["version"]),
+                int(state["rules"]), problems, time.monotonic() - started,
+                int(state.get("behind", 0)),
+            )  # fmt: skip
+            return self.last
 
     async def watch(self, interval: float, *, files: bool = True) -> None:
         """Reload when the files change (with `files`; a refused set is retried once its
@@ -270,10 +290,10 @@ def serve_as_worker_of(supervisor: int) -> None:
 
 
 def notify_siblings() -> None:
-    """In a worker of `--workers N`, ask the supervising parent to pass a SIGHUP on to every
-    worker, so all of them end on the same version. Only while that parent lives: once it is
-    gone this worker's parent is init or a subreaper, which must never get a SIGHUP from it
-    (systemd would reload itself)."""
+    """In a worker of `--workers N`, ask the supervising parent to reload (it re-forks every
+    worker from what it loaded, so all of them end on the same version). Only while that
+    parent lives: once it is gone this worker's parent is init or a subreaper, which must
+    never get a SIGHUP from it (systemd would reload itself)."""
     if os.environ.get("INTERCEPT_WORKER") == "1" and os.getppid() in _SUPERVISOR:
         import signal
 

@@ -27,9 +27,9 @@ from intercept.hugepages import advise_heap
 from intercept.pages import load_pages
 from intercept.preflight import check_listeners, production_cautions
 from intercept.proxy import Engine, ProxyDoor
-from intercept.reload import Reloader, Signature, load_checked, signature_of
+from intercept.reload import Reloader, Signature, load_checked, notify_siblings, signature_of
 from intercept.served import publish
-from intercept.supervisor import supervise
+from intercept.supervisor import RETIRE, supervise
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -135,6 +135,13 @@ class _DoorHandler(TimedHandler):
     the connection is closed as aiohttp does."""
 
     engine: Engine
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if self.engine.extras.get("draining") and not resp.prepared:
+            resp.force_close()  # stopping: the client opens its next connection elsewhere
+        return await super().finish_response(request, resp, start_time)
 
     def handle_error(
         self,
@@ -390,10 +397,10 @@ async def _serve(
     except BaseException:
         await runner.cleanup()  # the upstream client too: nothing left unclosed
         raise
-    tasks = [
-        asyncio.create_task(reloader.watch(config.reload.poll_seconds, files=config.reload.watch)),
-        asyncio.create_task(engine.counts.sync_every(1.0)),
-    ]
+    tasks = [asyncio.create_task(engine.counts.sync_every(1.0))]
+    if not reuse_port:  # a worker never loads rules: its supervisor does (and re-forks it)
+        poll = config.reload.poll_seconds
+        tasks.append(asyncio.create_task(reloader.watch(poll, files=config.reload.watch)))
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
@@ -403,11 +410,22 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    retiring = False
     if reuse_port:  # a worker: stop with the supervisor, even one killed without a word
         tasks.append(asyncio.create_task(_orphaned(os.getppid(), stop)))
+
+        def retire() -> None:  # replaced by a worker forked from a newer rule set
+            nonlocal retiring
+            retiring = True
+            stop.set()
+
+        loop.add_signal_handler(RETIRE, retire)
     hangups: set[asyncio.Task[object]] = set()
 
     def hangup() -> None:
+        if reuse_port:  # the supervisor reloads, for every worker
+            notify_siblings()
+            return
         reload = reloader.reload("SIGHUP", force=True)  # an in-place edit too: see there
         task: asyncio.Task[object] = asyncio.create_task(reload)
         hangups.add(task)
@@ -425,6 +443,12 @@ async def _serve(
         await stop.wait()
     finally:
         engine.extras["draining"] = True  # /readyz says 503: load balancers stop sending
+        if retiring:  # its replacement accepts on both listeners; /admin/status says so
+            for site in (*runner.sites, *admin.sites):
+                await site.stop()
+            publish(engine, draining=True)
+            await asyncio.sleep(0.5)  # connections just accepted send their request first:
+            # the cleanup below closes idle connections, and would reset those
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
@@ -480,7 +504,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
                 ready(runner)
 
         # the flag forked with the supervisor is the supervisor's: a worker inheriting it
-        # set would ask for a reload at start, and so would every replacement after it
+        # set would ask for a reload at start, and every re-forked worker again, forever
         _EarlyHangup.pending = False
         asyncio.run(_serve(config, up, engine, loaded=current, reuse_port=True))
 

@@ -9,6 +9,17 @@ nothing derived from a request. The supervisor clears the folder at start and re
 worker's file when it ends; files of processes no longer alive are passed over all the same
 (a worker killed while its supervisor was also killed). Outside `--workers N` nothing is
 written and `workers()` is None.
+
+A worker that is being retired (replaced by one forked from a newer rule set) first stops
+accepting, then rewrites its entry with `draining: true`, and is listed until it has ended.
+
+Reloads with `--workers N` are the supervisor's (`intercept.supervisor`). It records each
+one in `reload.state` (`record_reload`): a generation number, whether it has finished, and
+its result (ok, version, rule count, the problems of a refused set: file, line, rule id,
+never rule text), which `/admin/status` shows as `last_reload_refused` and which a worker
+answering `POST /admin/reload` waits for. Such a worker names its trigger in
+`reload.request` (`request_reload`) before it signals the supervisor, so the supervisor's
+log line says "POST /admin/reload", not "SIGHUP".
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from typing import Any
 
 from intercept.core import Engine
 
-__all__ = ["clear", "forget", "publish", "workers"]
+__all__ = ["clear", "draining", "forget", "publish", "record_reload", "reload_state",
+           "request_reload", "take_request", "workers"]  # fmt: skip
 
 
 def _folder() -> Path | None:
@@ -34,19 +46,66 @@ def _supervised() -> bool:
     return os.environ.get("INTERCEPT_WORKER") == "1"
 
 
-def publish(engine: Engine) -> None:
-    """In a worker: record the rule set `engine` serves now (written whole, then renamed, so a
-    reader never sees half a file). Elsewhere: nothing."""
+def publish(engine: Engine, *, draining: bool = False) -> None:
+    """In a worker: record the rule set `engine` serves now, and whether it is `draining`
+    (retired: it accepts no more connections). Elsewhere: nothing."""
     folder = _folder()
     if folder is None or not _supervised():
         return
     rules = engine.rules
     entry = {"pid": os.getpid(), "version": rules.version, "rules": len(rules),
-             "loaded_at": engine.rules_loaded_at}  # fmt: skip
+             "loaded_at": engine.rules_loaded_at, "draining": draining}  # fmt: skip
+    _write(folder, f"{os.getpid()}.json", entry)
+
+
+def _write(folder: Path, name: str, entry: dict[str, Any]) -> None:
+    """Written whole, then renamed: a reader never sees half a file."""
     folder.mkdir(exist_ok=True)
-    temporary = folder / f".{os.getpid()}.tmp"
+    temporary = folder / f".{name}.{os.getpid()}.tmp"
     temporary.write_text(json.dumps(entry), encoding="utf-8")
-    os.replace(temporary, folder / f"{os.getpid()}.json")
+    os.replace(temporary, folder / name)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not written yet, or removed meanwhile
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def record_reload(state: dict[str, Any]) -> None:
+    """In the supervisor: the state of its latest reload (see the module docstring)."""
+    folder = _folder()
+    if folder is not None:
+        _write(folder, "reload.state", state)
+
+
+def reload_state() -> dict[str, Any] | None:
+    """The supervisor's latest reload, or None (none yet, or not `--workers N`)."""
+    folder = _folder()
+    if folder is None or not _supervised():
+        return None
+    return _read(folder / "reload.state")
+
+
+def request_reload(reason: str) -> None:
+    """In a worker: name the trigger of the reload it is about to ask the supervisor for."""
+    folder = _folder()
+    if folder is not None:
+        _write(folder, "reload.request", {"reason": reason})
+
+
+def take_request() -> str | None:
+    """In the supervisor: the trigger a worker named, once; None if none did."""
+    folder = _folder()
+    if folder is None:
+        return None
+    entry = _read(folder / "reload.request")
+    with contextlib.suppress(OSError):
+        (folder / "reload.request").unlink()
+    reason = entry.get("reason") if entry else None
+    return reason if isinstance(reason, str) else None
 
 
 def forget(pid: int) -> None:
@@ -62,6 +121,13 @@ def clear() -> None:
     folder = _folder()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def draining(pid: int) -> bool:
+    """Whether worker `pid` has said it is draining (it accepts no more connections)."""
+    folder = _folder()
+    entry = _read(folder / f"{pid}.json") if folder is not None else None
+    return bool(entry and entry.get("draining"))
 
 
 def _alive(pid: int) -> bool:
@@ -83,10 +149,7 @@ def workers() -> list[dict[str, Any]] | None:
         return None
     found = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # removed meanwhile
-            continue
-        if isinstance(entry, dict) and _alive(int(entry.get("pid", 0))):
+        entry = _read(path)
+        if entry is not None and _alive(int(entry.get("pid", 0))):
             found.append(entry)
     return sorted(found, key=lambda entry: int(entry["pid"]))

@@ -304,6 +304,20 @@ def _decision(server: Server, query: str) -> int:
         return error.code
 
 
+def _settled(server: Server, seconds: float = 30) -> None:
+    """Wait until `/admin/status` lists exactly the living workers, none of them draining
+    (a reload re-forks every worker and retires the old ones)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        listed = server.status()["workers"]
+        assert isinstance(listed, list)
+        pids = {int(entry["pid"]) for entry in listed}
+        if not any(entry["draining"] for entry in listed) and pids == server.workers():
+            return
+        assert time.monotonic() < deadline, f"the workers never settled: {listed}"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("trigger", ["SIGHUP", "files changed"])
 def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path, trigger: str) -> None:
     folder = tmp_path / "rules"
@@ -330,6 +344,7 @@ def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path, tr
         while {version for _, version in server.serving()} & first:
             assert time.monotonic() < deadline, "the workers never reloaded"
         (second,) = {version for _, version in server.serving()}
+        _settled(server)  # the reload's re-fork has finished: no old worker left
 
         before = server.workers()
         os.kill(min(before), signal.SIGKILL)
