@@ -9,10 +9,22 @@ The pipeline, in input order:
    (`intercept.normalize.normalize(phrase, rule=True)`), and two terms with the same readings
    match exactly the same queries, so only the first spelling is kept;
 4. skip terms that cannot be rules: those that normalize to nothing, and those too long;
-5. compile one rule per remaining term and run it over a dictionary word list: a term that
-   matches more than `max_dictionary_hits` ordinary words is flagged for review;
-6. write a rule file in the repository's format: one rule per term with ids `PREFIX-0001`...,
-   each with its term as a `match` example so that `intercept check` runs it.
+5. group terms that share a reading without reading alike (`b1ll` reads as `bill` or `blll`,
+   so it overlaps `bill`): they go into one rule, that of the first, as its `terms`. Apart,
+   `intercept check` would warn that two rules hold the same phrase; together, the rule
+   matches what each term matched, and nothing a curator wrote is dropped;
+6. compile one rule per group and run it over a dictionary word list: a rule that matches
+   more than `max_dictionary_hits` ordinary words is flagged for review;
+7. find diacritic collisions as `intercept check` does (`intercept.check.collisions`): a term
+   that matches frequent ordinary words of other languages only after folding (`fur` and the
+   German `für`). Those words are written as `match` examples of the rule, under a REVIEW
+   comment, and reported. That is what a curator reviewing a fresh import needs: the file
+   says what the rule does and `check` verifies it, so the import passes `check --strict`,
+   while the comment and the report point at the words to judge; deleting such an example
+   brings `check`'s warning back. `unless` would not do: it folds alike, so `unless: [für]`
+   would stop the rule matching `fur` too; dropping the term would lose what it catches;
+8. write a rule file in the repository's format: one rule per group with ids `PREFIX-0001`...,
+   each with its terms as `match` examples so that `intercept check` runs them.
 
 Everything found on the way is kept in an `ImportResult` for the report.
 """
@@ -29,6 +41,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+from intercept.check import SHOWN_COLLISIONS, Collided, collisions
 from intercept.errors import InterceptError, RuleError
 from intercept.normalize import normalize
 from intercept.ruleschema import (
@@ -101,12 +114,16 @@ class ImportResult:
     read: int = 0
     duplicates: list[tuple[Term, Term]] = field(default_factory=list)  # (dropped, first)
     merged: list[tuple[Term, Term]] = field(default_factory=list)  # (merged, kept)
-    overlaps: list[tuple[Term, Term]] = field(default_factory=list)  # (later, earlier)
+    # (later, earlier): the later term is written into the rule of the earlier one
+    overlaps: list[tuple[Term, Term]] = field(default_factory=list)
     skipped: list[tuple[Term, str]] = field(default_factory=list)  # (term, reason)
-    terms: list[Term] = field(default_factory=list)  # written, one rule each, in order
+    groups: list[tuple[Term, ...]] = field(default_factory=list)  # each rule's terms, in order
     rules: tuple[RuleSpec, ...] = ()
     flags: list[Flag] = field(default_factory=list)
-    no_self_match: list[str] = field(default_factory=list)  # rule ids written without example
+    # (rule id, term): a term that, as a query, does not match its rule: no example for it
+    no_self_match: list[tuple[str, str]] = field(default_factory=list)
+    # (rule id, term, the ordinary words it matches after folding, most frequent first)
+    collisions: list[tuple[str, Term, tuple[Collided, ...]]] = field(default_factory=list)
     wordlist: str | None = None  # the word list checked against, None when not checked
     words: int = 0
     max_dictionary_hits: int = 3
@@ -115,6 +132,11 @@ class ImportResult:
     @property
     def written(self) -> int:
         return len(self.rules)
+
+    @property
+    def terms(self) -> list[Term]:
+        """Every term written, in rule order."""
+        return [term for group in self.groups for term in group]
 
     def summary(self) -> str:
         """The counts on one line."""
@@ -147,8 +169,8 @@ class ImportResult:
             out += [f"  {t.where}: {t.text!r}: {reason}" for t, reason in self.skipped]
         if self.overlaps:
             out.append(
-                f"overlapping ({len(self.overlaps)}), kept apart, share a normalized reading "
-                "(`intercept check` warns about them):"
+                f"overlapping ({len(self.overlaps)}), share a normalized reading, written into "
+                "the rule of the earlier term:"
             )
             out += [
                 f"  {t.where}: {t.text!r} reads like {other.text!r} ({other.where})"
@@ -174,10 +196,20 @@ class ImportResult:
                 f"e.g. {', '.join(f.examples)}"
                 for f in self.flags
             ]
+        if self.collisions:
+            out.append(
+                f"diacritic collisions ({len(self.collisions)}), also match ordinary words "
+                "after folding, written as match examples for review:"
+            )
+            out += [
+                f"  {rule} {t.text!r} ({t.where}): {_collided_text(hits)}"
+                for rule, t, hits in self.collisions
+            ]
         if self.no_self_match:
+            missing = ", ".join(f"{rule} {text!r}" for rule, text in self.no_self_match)
             out.append(
                 f"written without a match example ({len(self.no_self_match)}), the term as a "
-                f"query does not match its own rule: {', '.join(self.no_self_match)}"
+                f"query does not match its own rule: {missing}"
             )
         out.append(f"summary: {self.summary()}")
         return out
@@ -296,12 +328,15 @@ def _readings(text: str) -> frozenset[str]:
     return frozenset(form for form in normalize(text, rule=True).alternatives if form.strip())
 
 
-def _clean(terms: Sequence[Term], result: ImportResult) -> list[Term]:
-    """Drop duplicates, merge terms that read alike, skip terms that cannot be rules."""
+def _clean(terms: Sequence[Term], result: ImportResult) -> list[list[Term]]:
+    """Drop duplicates, merge terms that read alike, skip terms that cannot be rules, group
+    terms that share a reading (in the group of the earliest; a term that joins two groups
+    joins them too)."""
     exact: dict[str, Term] = {}
     alike: dict[frozenset[str], Term] = {}
     by_reading: dict[str, Term] = {}
-    kept: list[Term] = []
+    group_of: dict[str, int] = {}  # reading: index of its group in `groups`
+    groups: list[list[Term]] = []
     for term in terms:
         if term.text in exact:
             result.duplicates.append((term, exact[term.text]))
@@ -323,8 +358,24 @@ def _clean(terms: Sequence[Term], result: ImportResult) -> list[Term]:
             result.overlaps.append((term, earlier))
         for reading in readings:
             by_reading.setdefault(reading, term)
-        kept.append(term)
-    return kept
+        joined = sorted({group_of[r] for r in readings if r in group_of})
+        if joined:
+            index = joined[0]
+            for other in joined[1:]:  # the term joins groups apart until now
+                groups[index] += groups[other]
+                groups[other] = []
+            groups[index].append(term)
+        else:
+            index = len(groups)
+            groups.append([term])
+        if len(joined) > 1:  # rare: the readings of the groups joined now point to `index`
+            for reading, where in list(group_of.items()):
+                if where in joined:
+                    group_of[reading] = index
+        for reading in readings:
+            group_of[reading] = index
+    order = {id(term): number for number, term in enumerate(terms)}
+    return [sorted(group, key=lambda t: order[id(t)]) for group in groups if group]
 
 
 def check_label(kind: str, value: str) -> str:
@@ -353,38 +404,57 @@ def rule_id(prefix: str, number: int, total: int) -> str:
     return made
 
 
+def _spec(
+    rid: str, group: Sequence[Term], make: tuple[str, str, str, Action, MatchMode]
+) -> RuleSpec:
+    _, category, language, action, match = make
+    texts = tuple(term.text for term in group)
+    return RuleSpec(rid, category, action, language, match, terms=texts, examples_match=texts,
+                    file=group[0].file, line=group[0].line)  # fmt: skip
+
+
 def _compile(
-    terms: list[Term], result: ImportResult, make: tuple[str, str, str, Action, MatchMode]
-) -> tuple[list[Term], list[RuleSpec], RuleSet]:
-    """One rule per term, compiled; terms the compiler refuses (over its limits once normalized)
-    are moved to `result.skipped` and the rest compiled again."""
-    prefix, category, language, action, match = make
+    groups: list[list[Term]], result: ImportResult, make: tuple[str, str, str, Action, MatchMode]
+) -> tuple[list[list[Term]], list[RuleSpec], RuleSet]:
+    """One rule per group, compiled; terms the compiler refuses (over its limits once
+    normalized) are moved to `result.skipped` and the rest compiled again."""
+    reason = "too long once normalized (the matcher's limit)"
     while True:
         specs = [
-            RuleSpec(
-                id=rule_id(prefix, number, len(terms)),
-                category=category,
-                action=action,
-                language=language,
-                match=match,
-                terms=(term.text,),
-                examples_match=(term.text,),
-                file=term.file,
-                line=term.line,
-            )
-            for number, term in enumerate(terms, 1)
+            _spec(rule_id(make[0], number, len(groups)), group, make)
+            for number, group in enumerate(groups, 1)
         ]
         try:
-            return terms, specs, compile_rules(specs)
+            return groups, specs, compile_rules(specs)
         except RuleError as error:
             refused = {problem.rule_id for problem in error.problems}
-            reason = "too long once normalized (the matcher's limit)"
-            result.skipped += [
-                (t, reason) for t, s in zip(terms, specs, strict=True) if s.id in refused
-            ]
-            terms = [t for t, s in zip(terms, specs, strict=True) if s.id not in refused]
-            if not terms:
+            kept: list[list[Term]] = []
+            for group, spec in zip(groups, specs, strict=True):
+                if spec.id in refused:  # which of its terms: each alone
+                    fits = [t for t in group if _compiles(_spec(spec.id, [t], make))]
+                    result.skipped += [(t, reason) for t in group if t not in fits]
+                    group = fits
+                if group:
+                    kept.append(group)
+            groups = kept
+            if not groups:
                 return [], [], compile_rules([])
+
+
+def _compiles(spec: RuleSpec) -> bool:
+    try:
+        compile_rules([spec])
+    except RuleError:
+        return False
+    return True
+
+
+def _collided_text(hits: Sequence[Collided]) -> str:
+    """Up to `SHOWN_COLLISIONS` words with language and frequency, as `intercept check`
+    names them."""
+    text = ", ".join(hit.describe() for hit in hits[:SHOWN_COLLISIONS])
+    more = len(hits) - SHOWN_COLLISIONS
+    return f"{text} and {more} more" if more > 0 else text
 
 
 def dictionary_hits(
@@ -456,6 +526,14 @@ def _render_yaml(
     ]
     if flags:
         out.append("# Rules that match many dictionary words carry a REVIEW comment.")
+    if result.collisions:
+        out.append(
+            "# Rules whose terms also match ordinary words of other languages after folding carry"
+        )
+        out.append(
+            "# a REVIEW comment; those words are written as match examples (delete one to be "
+            "warned again)."
+        )
     out += [
         "list:",
         f"  name: {yaml_text(name)}",
@@ -469,17 +547,31 @@ def _render_yaml(
         "rules:",
     ]
     without_example = set(result.no_self_match)
+    collided: dict[str, list[tuple[Term, tuple[Collided, ...]]]] = {}
+    for rule, term, hits in result.collisions:
+        collided.setdefault(rule, []).append((term, hits))
     for spec in result.rules:
         flag = flags.get(spec.id)
         if flag is not None:
             words = ", ".join(_comment_text(word) for word in flag.examples)
             out.append(f"  # REVIEW: matches {flag.hits} dictionary words, e.g. {words}")
-        if spec.id in without_example:
-            out.append("  # REVIEW: the term as a query does not match this rule")
+        examples = [t for t in spec.terms if (spec.id, t) not in without_example]
+        for text in spec.terms:
+            if text not in examples:
+                out.append(
+                    f"  # REVIEW: the term {_comment_text(repr(text))} as a query does not "
+                    "match this rule"
+                )
+        for term, hits in collided.get(spec.id, []):
+            out.append(
+                f"  # REVIEW: {_comment_text(repr(term.text))} also matches ordinary words "
+                f"after folding: {_comment_text(_collided_text(hits))}"
+            )
+            examples += [hit.word for hit in hits if hit.word not in examples]
         out.append(f"  - id: {yaml_text(spec.id, quote=False)}")
-        out.append(f"    terms: [{yaml_text(spec.terms[0])}]")
-        if spec.id not in without_example:
-            out.append(f"    examples: {{match: [{yaml_text(spec.terms[0])}]}}")
+        out.append(f"    terms: [{', '.join(yaml_text(t) for t in spec.terms)}]")
+        if examples:
+            out.append(f"    examples: {{match: [{', '.join(yaml_text(t) for t in examples)}]}}")
     return "\n".join(out) + "\n"
 
 
@@ -512,23 +604,29 @@ def import_terms(
     result = ImportResult(source, used_column, read=len(terms))
     result.max_dictionary_hits = max_dictionary_hits
     make = (id_prefix, category, language, action, match)
-    kept = _clean(terms, result)
-    kept, specs, rules = _compile(kept, result, make)
+    groups, specs, rules = _compile(_clean(terms, result), result, make)
     if not specs:
         raise TermFileError(f"{source}: no terms to import ({result.summary()})")
-    result.terms, result.rules = kept, tuple(specs)
+    result.groups, result.rules = [tuple(group) for group in groups], tuple(specs)
     result.no_self_match = [
-        spec.id
+        (spec.id, text)
         for spec in specs
-        if spec.id not in {m.rule_id for m in rules.match_all(spec.terms[0])}
+        for text in spec.terms
+        if spec.id not in {m.rule_id for m in rules.match_all(text)}
+    ]
+    by_text = {
+        (spec.id, t.text): t for spec, group in zip(specs, groups, strict=True) for t in group
+    }
+    result.collisions = [
+        (spec.id, by_text[spec.id, phrase], hits) for spec, phrase, hits in collisions(rules)
     ]
     if wordlist is not None:
         words = read_wordlist(wordlist)
         result.wordlist, result.words = str(wordlist), len(words)
         hits = dictionary_hits(rules, words)
         result.flags = [
-            Flag(spec.id, term, *hits[spec.id])
-            for spec, term in zip(specs, kept, strict=True)
+            Flag(spec.id, group[0], *hits[spec.id])
+            for spec, group in zip(specs, groups, strict=True)
             if spec.id in hits and hits[spec.id][0] > max_dictionary_hits
         ]
     result.yaml = _render_yaml(result, Path(path).stem, today or date.today(), make)

@@ -225,8 +225,9 @@ def test_dictionary_flagging_with_a_small_word_list(
     text = out_file.read_text(encoding="utf-8")
     assert (
         "  # REVIEW: matches 5 dictionary words, e.g. lamp, lamps, lamppost, lamplight, "
-        "lampshade\n  - id: IMP-0001\n"
-    ) in text
+        "lampshade\n  # REVIEW: 'lamp' also matches ordinary words after folding: "
+    ) in text  # the prefix also starts lämpö (fi) and lámpara (es), written as examples
+    assert text.index("lampshade\n") < text.index("  - id: IMP-0001\n")
     assert text.count("REVIEW: matches") == 1  # kettle: 2 words, zebra: 1
     check(capsys, out_file, "--strict")
 
@@ -242,7 +243,8 @@ def test_dictionary_flagging_with_a_small_word_list(
     code, out, err = run(capsys, "import", str(terms), *options(wordlist))  # match: word
     assert code == 0
     assert f"dictionary check: no term matches more than 3 of 10 words of {wordlist}" in err
-    assert "REVIEW" not in out
+    assert "REVIEW: matches" not in out
+    assert "  # REVIEW: 'zebra' also matches ordinary words after folding: žebra (cs, " in out
 
 
 def test_dictionary_hits_and_word_list_reading(tmp_path: Path, wordlist: Path) -> None:
@@ -320,13 +322,71 @@ def test_too_long_terms_are_skipped(tmp_path: Path) -> None:
     assert (term.line, reason) == (2, "longer than 500 characters")
 
 
-def test_overlapping_readings_are_reported_not_merged(tmp_path: Path, wordlist: Path) -> None:
-    terms = write(tmp_path / "t.txt", "b1ll\nbill\n")  # 1 reads as i or l: "bill" and "blll"
+def test_overlapping_readings_go_into_one_rule(tmp_path: Path, wordlist: Path) -> None:
+    terms = write(tmp_path / "t.txt", "b1ll\nkite\nbill\nbl1l\n")  # 1 reads as i or l
     result = import_terms(terms, category="demo", language="en", id_prefix="K", wordlist=wordlist)
-    assert [s.terms for s in result.rules] == [("b1ll",), ("bill",)]
-    ((later, earlier),) = result.overlaps
-    assert (later.text, earlier.text) == ("bill", "b1ll")
-    assert "  t.txt:2: 'bill' reads like 'b1ll' (t.txt:1)" in result.report_lines()
+    assert [s.terms for s in result.rules] == [("b1ll", "bill", "bl1l"), ("kite",)]
+    assert [(later.text, earlier.text) for later, earlier in result.overlaps] == [
+        ("bill", "b1ll"),
+        ("bl1l", "b1ll"),
+    ]
+    assert "  t.txt:3: 'bill' reads like 'b1ll' (t.txt:1)" in result.report_lines()
+
+
+def test_a_term_joining_two_groups_joins_them(tmp_path: Path) -> None:
+    # "g1ll" reads as "gill" or "glll"; "gl1l" as "glil" or "glll"; "gil1" as "gili" or "gill"
+    terms = write(tmp_path / "t.txt", "gl1l\nkite\ngil1\ng1ll\n")
+    result = import_terms(terms, category="demo", language="en", id_prefix="K")
+    assert [s.terms for s in result.rules] == [("gl1l", "gil1", "g1ll"), ("kite",)]
+    assert [t.text for t in result.terms] == ["gl1l", "gil1", "g1ll", "kite"]
+
+
+def test_fresh_import_passes_check_strict(
+    tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    terms = write(tmp_path / "t.txt", "gl1mmerfr0nd\nfur\nglimmerfrond\nkettle\n")
+    out_file = tmp_path / "out.yaml"
+    code, _, err = run(capsys, "import", str(terms), *options(wordlist, "-o", str(out_file)))
+    assert code == 0, err
+    assert (
+        "overlapping (1), share a normalized reading, written into the rule of the earlier term:\n"
+        "  t.txt:3: 'glimmerfrond' reads like 'gl1mmerfr0nd' (t.txt:1)\n"
+    ) in err
+    assert (
+        "diacritic collisions (1), also match ordinary words after folding, written as match "
+        "examples for review:\n  IMP-0002 'fur' (t.txt:2): für (de, zipf 6.9, +7 languages)\n"
+    ) in err
+    text = out_file.read_text(encoding="utf-8")
+    assert (
+        "  - id: IMP-0001\n"
+        '    terms: ["gl1mmerfr0nd", "glimmerfrond"]\n'
+        '    examples: {match: ["gl1mmerfr0nd", "glimmerfrond"]}\n'
+        "  # REVIEW: 'fur' also matches ordinary words after folding: für (de, zipf 6.9, "
+        "+7 languages)\n"
+        "  - id: IMP-0002\n"
+        '    terms: ["fur"]\n'
+        '    examples: {match: ["fur", "für"]}\n'
+    ) in text
+    assert "OK: 3 rules in 1 file(s), 5 examples pass, 0 warning(s)" in check(
+        capsys, out_file, "--strict"
+    )
+    # deleting the example brings check's warning back
+    write(out_file, text.replace('"fur", "für"', '"fur"'))
+    code, out, _ = run(capsys, "check", "--strict", str(out_file))
+    assert code == 1
+    assert "phrase 'fur' also matches ordinary words after folding: für (de, " in out
+
+
+def test_fresh_prefix_import_passes_check_strict(
+    tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    terms = write(tmp_path / "t.txt", "schon\nlamp\n")
+    out_file = tmp_path / "out.yaml"
+    args = options(wordlist, "--match", "prefix", "-o", str(out_file))
+    assert run(capsys, "import", str(terms), *args)[0] == 0
+    (spec, _) = load_rules(out_file).rules
+    assert {"schön", "schöne", "schönheit"} <= set(spec.examples_match)
+    check(capsys, out_file, "--strict")
 
 
 def test_rule_ids_sort_in_file_order() -> None:
