@@ -31,7 +31,9 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 
 __all__ = ["fold", "fold_char", "is_diacritic", "shape_readings"]
 
@@ -52,12 +54,13 @@ _CURATED: dict[str, str] = {
     # Latin capital iota: drawn as a stroke with a hooked foot, an l (UTS #39 says l too), but
     # case folding would first make it the small iota ɩ, an i. Applied before case folding.
     "Ɩ": "l",
-    # Cyrillic soft sign and the tone six letters are a b without its top; UTS #39 sends the
-    # small ones to tone six (ƅ), which has no prototype of its own.
+    # Cyrillic soft sign and the tone six letters are a b with a short stem; UTS #39 sends
+    # the small ones to tone six (ƅ), which has no prototype of its own. Latin beta (Ꞵ ꞵ) is
+    # a Greek β (a b), not the ß that UTS #39 names.
     "Ь": "b", "ь": "b", "Ƅ": "b", "ƅ": "b", "Ꞵ": "b", "ꞵ": "b",
     # Mathematical iotas (𝛊 U+1D6CA, 𝜄 𝜾 𝝸 𝞲) need no entry: NFKD makes them ι, an i above;
     # the capitals (𝚰 U+1D6B0, 𝛪 𝜤 𝝞 𝞘) become Ι, folded like a capital I (to i).
-    # Inverted exclamation mark: UTS #39 (since 15.1) says i, but it opens every Spanish
+    # Inverted exclamation mark: UTS #39 (since 13.0) says i, but it opens every Spanish
     # exclamation ("¡hola"); as "!" the symbol stage reads it as i inside a word only.
     "¡": "!",
 }  # fmt: skip
@@ -144,7 +147,7 @@ def fold_char(ch: str) -> str:
 
 
 @functools.cache
-def shape_readings() -> dict[str, str]:
+def shape_readings() -> Mapping[str, str]:
     """Letters whose own shape reads as another ASCII letter than the one `fold` gives them.
 
     Folding is per character and case-insensitive, so a capital takes its small letter's
@@ -159,7 +162,7 @@ def shape_readings() -> dict[str, str]:
         shape, folded = _basic(prototype), fold_char(char)
         if len(shape) == 1 and "a" <= shape <= "z" and folded != shape and folded.isalpha():
             readings[char] = shape
-    return readings
+    return MappingProxyType(readings)
 
 
 class _FoldTable(dict[int, str]):
