@@ -60,7 +60,7 @@ _CURATED: dict[str, str] = {
     "Ь": "b", "ь": "b", "Ƅ": "b", "ƅ": "b", "Ꞵ": "b", "ꞵ": "b",
     # Mathematical iotas (𝛊 U+1D6CA, 𝜄 𝜾 𝝸 𝞲) need no entry: NFKD makes them ι, an i above;
     # the capitals (𝚰 U+1D6B0, 𝛪 𝜤 𝝞 𝞘) become Ι, folded like a capital I (to i).
-    # Inverted exclamation mark: UTS #39 (since 13.0) says i, but it opens every Spanish
+    # Inverted exclamation mark: UTS #39 18.0 (not 13.0) says i, but it opens every Spanish
     # exclamation ("¡hola"); as "!" the symbol stage reads it as i inside a word only.
     "¡": "!",
 }  # fmt: skip
