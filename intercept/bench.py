@@ -78,9 +78,11 @@ def make_queries(specs: list[RuleSpec], count: int, match_share: float, seed: in
         words: list[str] = []
         if with_terms and rnd.random() < match_share:
             words.append(rnd.choice(_DISGUISES)(rnd.choice(with_terms).terms[0]))
-        # filler pseudo-words end in x, q or z, so they are never a rule's word
+        # filler pseudo-words end in x, q or z, so they are never a rule's word (nor one
+        # stretched: "wix" + "x" would read as a stretched "wix")
         for _ in range(rnd.randint(1, 6)):
-            filler = _word(rnd) + rnd.choice(("x", "q", "z"))
+            word = _word(rnd)
+            filler = word + rnd.choice([end for end in ("x", "q", "z") if end != word[-1]])
             if sum(map(len, words)) + len(words) + len(filler) > 64:
                 break
             words.insert(rnd.randrange(len(words) + 1), filler)

@@ -9,8 +9,12 @@
    joined, so "pic at" stays two words. A run of four or more may start or end with a
    one-letter word ("a c a t"): `edge_alternatives` keeps those letters apart.
 4. leetspeak inside words: 4 @ -> a, 3 € -> e, 0 -> o, 5 $ -> s, 7 + -> t, 8 -> b, 9 -> g,
-   2 -> z, ! -> i, ( -> c; 1 and | stand for i or l, 6 for b or g. Words of symbols alone are
-   leetspeak ("(@+"); numbers, with a sign or currency at an edge, stay numbers ("$100").
+   2 -> z, ! -> i, ( -> c; 1 and | stand for i or l, 6 for b or g. In queries a capital I
+   right after a lowercase letter ("smaIl") stands for i or l too (it is read as 1 before
+   folding), and so does one starting a word of lowercase letters unless the word with an
+   i is an ordinary one (`intercept.lexicon`: "Ireland", "Is" stay; "Iove" does not).
+   Words of symbols alone are leetspeak ("(@+"); numbers, with a sign or currency at an
+   edge, stay numbers ("$100").
    Every reading is tried (`Normalized.alternatives`, at most 32).
 5. every run of other characters becomes one space, with one space before and after the text.
 6. runs of a repeated letter are collapsed for lookup ("caaat" -> "cat"); the matcher then
@@ -30,6 +34,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from intercept import lexicon
 from intercept.fold import fold
 
 __all__ = [
@@ -70,6 +75,11 @@ _MARK_SYMBOLS = str.maketrans(_SYMBOL_MARKS)
 _LEADING_PUNCTUATION = "!+("
 _TRAILING_PUNCTUATION = "@!|+(€"
 _MAX_READINGS = 32
+# a capital I right after a lowercase letter ("smaIl", "heIIo") is read as i or l, like 1;
+# at the start of a word before lowercase letters too, unless that word is an ordinary one
+# with an i ("Ireland", "In" stay; "Iove" reads "iove" and "love")
+_CAPITAL_I = re.compile(r"(?<=[a-z])I+")
+_INITIAL_I = re.compile(r"(?<![^\W\d_])I(?=[a-z])([a-z]*)")
 _LONG_TEXT = 1024
 
 
@@ -169,6 +179,19 @@ class Normalized:
             out.append((f"words{suffix}", alt.strip()))
             out.append((f"collapsed{suffix}", collapse(alt).strip()))
         return out
+
+
+def _as_ones(m: re.Match[str]) -> str:
+    return "1" * len(m.group())
+
+
+def _initial_i(m: re.Match[str]) -> str:
+    return m.group() if "i" + m.group(1) in lexicon.words() else "1" + m.group(1)
+
+
+def _capital_i(text: str) -> str:
+    """`text` with each capital I that may stand for l written as 1 (see `_CAPITAL_I`)."""
+    return _INITIAL_I.sub(_initial_i, _CAPITAL_I.sub(_as_ones, text))
 
 
 def _is_punctuation_or_number(token: str) -> bool:
@@ -316,6 +339,8 @@ def _stages(
     With `edges`, only the readings that keep the edge letters of spelled-out runs apart
     (`_spelled_readings`); the matcher asks for them only when nothing else matched.
     """
+    if not rule and "I" in text:
+        text = _capital_i(text)  # "smaIl", "Iove": i or l, as 1 is
     folded = fold(text)
     words = folded.split()
     if shortcut and _plain(words):
@@ -357,6 +382,8 @@ def plain_reading(text: str) -> str | None:
     """The one collapsed reading of `text` when it is plain words of two or more letters
     without a repeated letter (most queries), else None. For such a text this is exactly
     what `readings_for_matching` gives, with no edge readings, and what the matcher scans."""
+    if "I" in text and _capital_i(text) != text:
+        return None  # a capital I standing for l has two readings
     words = fold(text).split()
     if not _plain(words):
         return None

@@ -17,6 +17,7 @@ rules match, the most severe action wins (block > warn > shadow), then the lowes
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import re
@@ -27,7 +28,9 @@ from datetime import UTC, datetime
 
 import ahocorasick
 
+from intercept import lexicon
 from intercept.errors import Problem, RuleError
+from intercept.masks import has_mask, masked_text
 from intercept.normalize import (
     Normalized,
     alternatives,
@@ -153,9 +156,10 @@ def _verify(
     """Check the run lengths of a hit at `start` in the collapsed `text`.
 
     `counts` are the phrase's run lengths, `doubles` the query's runs longer than one by
-    collapsed index. Stretching may lengthen a run, never shorten it; a run of two only counts
-    as stretching when every letter of that word is doubled ("ccaatt"), so "good" is not "god".
-    `doubled_words` remembers that answer per word, keeping a long query linear.
+    collapsed index. Stretching may lengthen a run, never shorten it; a run of two counts as
+    stretching when every letter of that word is doubled ("ccaatt"), or when the word as
+    written is no ordinary word (`intercept.lexicon`): "craadle" is "cradle" stretched, "good"
+    is not "god". `doubled_words` remembers that answer per word, keeping a long query linear.
     """
     last = len(counts) - 1
     for i, rule_count in enumerate(counts):
@@ -168,17 +172,23 @@ def _verify(
         open_end = i == last and mode is not MatchMode.WORD
         if open_start or open_end or count >= 3:
             continue
-        if not _word_doubled(doubles, text, start + i, doubled_words):
+        if not _stretched_word(doubles, text, start + i, doubled_words):
             return False
     return True
 
 
-def _word_doubled(doubles: dict[int, int], text: str, index: int, memo: dict[int, bool]) -> bool:
-    """Whether every letter of the word around collapsed index `index` is written twice."""
+def _stretched_word(doubles: dict[int, int], text: str, index: int, memo: dict[int, bool]) -> bool:
+    """Whether the word around collapsed index `index` may be a stretched one: every letter
+    written twice, or, as written, no ordinary word."""
     lo = text.rfind(" ", 0, index) + 1
     if lo not in memo:
         hi = text.find(" ", index)
-        memo[lo] = all(doubles.get(i, 1) >= 2 for i in range(lo, hi if hi >= 0 else len(text)))
+        hi = hi if hi >= 0 else len(text)
+        if all(doubles.get(i, 1) >= 2 for i in range(lo, hi)):
+            memo[lo] = True
+        else:
+            written = "".join(text[i] * doubles.get(i, 1) for i in range(lo, hi))
+            memo[lo] = not lexicon.is_word(written)
     return memo[lo]
 
 
@@ -290,8 +300,29 @@ class RuleSet:
         spec = self.rules[index]
         return Match(spec.id, spec.category, spec.action, spec.language)
 
-    def _matched(self, text: str) -> list[int]:
+    def _rule_word(self, word: str, before: tuple[str, ...]) -> bool:
+        """Whether `word` (normalized, collapsed), alone or after the last one or two words
+        of `before`, starts a key: a rule word a masked word may be filled with
+        (`intercept.masks`). The automaton answers it, no other table is kept."""
+        automaton = self._automaton
+        if automaton.kind != ahocorasick.AHOCORASICK:
+            return False
+        return any(
+            automaton.match(f" {' '.join((*before[len(before) - count :], word))} ")
+            for count in range(min(2, len(before)) + 1)
+        )
+
+    def _readings(self, text: str) -> tuple[tuple[str, ...], bool]:
+        """The usual readings of `text`, with those of its masked words filled in
+        (`intercept.masks`), and whether edge readings may exist."""
         usual, has_edges = readings_for_matching(text)
+        if has_mask(text):
+            for filled in masked_text(text, self._rule_word):
+                usual += tuple(r for r in alternatives(filled) if r not in usual)
+        return usual, has_edges
+
+    def _matched(self, text: str) -> list[int]:
+        usual, has_edges = self._readings(text)
         order = self._decide(*self._scan(usual))
         if not order and has_edges:  # rarer readings, only when the usual ones found nothing
             order = self._decide(*self._scan(edge_alternatives(text)))
@@ -321,7 +352,10 @@ class RuleSet:
         `match` gives: readings from `edge_alternatives` count only when the others find
         nothing)."""
         normalized = normalize(text)
-        usual = alternatives(text)
+        usual, _ = self._readings(text)  # masked words filled in, as `match` reads them
+        if len(usual) > len(alternatives(text)):  # listed among the readings, before the
+            edges = normalized.alternatives[len(alternatives(text)) :]  # edge ones
+            normalized = dataclasses.replace(normalized, alternatives=(*usual, *edges))
         hits: list[Hit] = []
         terms, unless, groups = self._scan(usual, hits)
         order = self._decide(terms, unless, groups)
@@ -413,6 +447,7 @@ def compile_rules(
     if problems:
         raise RuleError(problems)
     automaton.make_automaton()
+    lexicon.preload()  # with the rules: forked workers share it, no query waits for it
 
     order = sorted(range(len(rules)), key=lambda r: (-rules[r].action.severity, rules[r].id))
     rank = [0] * len(rules)

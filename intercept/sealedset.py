@@ -199,6 +199,16 @@ class SealedRuleSet(RuleSet):
         names = ", ".join(info.name for info in self.lists) or "-"
         return f"<SealedRuleSet {len(self.rules)} rules, lists {names}, version {self.version}>"
 
+    def _rule_word(self, word: str, before: tuple[str, ...]) -> bool:
+        """As `RuleSet._rule_word`: whether `word`, alone or after the last one or two words
+        of `before`, is a key or a word-prefix of one, by their keyed hashes."""
+        for count in range(min(2, len(before)) + 1):
+            text = " ".join((*before[len(before) - count :], word))
+            digest = self._lookup(encode_text(text))
+            if digest[:ID_BYTES] in self._keys or digest[ID_BYTES:] in self._prefixes:
+                return True
+        return False
+
     def _scan(
         self, readings: Sequence[str], hits: list[Hit] | None = None, first_index: int = 0
     ) -> tuple[set[int], set[int], dict[int, set[int]]]:

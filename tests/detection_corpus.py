@@ -9,12 +9,16 @@ installs); everything else is generated from a fixed seed.
 from __future__ import annotations
 
 import random
+import re
+import string
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from intercept import lexicon
+from intercept.masks import MASKS
 from intercept.normalize import alternatives
 from intercept.ruleset import RuleSet, compile_rules
 from intercept.rulespec import Action, RuleSpec
@@ -99,6 +103,61 @@ def _joined(rnd: random.Random, text: str) -> str:
     return text.replace(" ", rnd.choice(["", "-", "_", ".", "   ", "+", "~"]))
 
 
+def _doubled_once(rnd: random.Random, text: str) -> str:
+    """One letter written twice ("craadle"), where the word does not have it doubled."""
+    spots = [
+        i for i, c in enumerate(text) if c.isalpha() and text[i - 1 : i] != c != text[i + 1 : i + 2]
+    ]
+    if not spots:
+        return text
+    i = rnd.choice(spots)
+    return text[:i] + text[i] * 2 + text[i + 1 :]
+
+
+def _doubled_some(rnd: random.Random, text: str) -> str:
+    """Two or three letters written twice ("treeasuure")."""
+    spots = [
+        i for i, c in enumerate(text) if c.isalpha() and text[i - 1 : i] != c != text[i + 1 : i + 2]
+    ]
+    chosen = set(rnd.sample(spots, k=min(len(spots), rnd.randint(2, 3))))
+    return "".join(c * 2 if i in chosen else c for i, c in enumerate(text))
+
+
+def _mask_spots(word: str) -> list[int]:
+    return list(range(1, len(word) - 1))  # inner letters: masks at the edges are emphasis
+
+
+def _masked(count: int) -> Disguise:
+    """`count` inner letters of the longest word replaced by a mask symbol, never two side
+    by side ("tr*asure", "p#ssw#rd")."""
+
+    def apply(rnd: random.Random, text: str) -> str:
+        words = text.split(" ")
+        longest = max(range(len(words)), key=lambda i: len(words[i]))
+        word = words[longest]
+        if len(_mask_spots(word)) < 2 * count:
+            return text  # too short to mask (other callers than `build` pick any phrase)
+        while True:
+            spots = sorted(rnd.sample(_mask_spots(word), count))
+            if count == 1 or spots[1] - spots[0] > 1:
+                break
+        mask = rnd.choice(MASKS)
+        word = "".join(mask if i in spots else c for i, c in enumerate(word))
+        words[longest] = word
+        return " ".join(words)
+
+    return apply
+
+
+def _capital_i(rnd: random.Random, text: str) -> str:
+    """Some l written as a capital I ("smaIl"), the rest in lowercase."""
+    spots = [i for i, c in enumerate(text) if c == "l"]
+    if not spots:
+        return text
+    chosen = set(rnd.sample(spots, k=rnd.randint(1, len(spots))))
+    return "".join("I" if i in chosen else c for i, c in enumerate(text))
+
+
 def _then(*steps: Disguise) -> Disguise:
     def apply(rnd: random.Random, text: str) -> str:
         for step in steps:
@@ -125,6 +184,60 @@ CLASSES: dict[str, Disguise] = {
     "leetspeak + separators": _then(_leet, _spelled),
     "lookalikes + invisible": _then(_map_some(_LOOKALIKE, 0.6), _invisible),
     "case + diacritics + stretched": _then(_stretched, _diacritics, _case),
+    "one letter doubled": _doubled_once,
+    "two or three letters doubled": _doubled_some,
+    "one letter masked (* # ? _ . -)": _masked(1),
+    "two letters masked": _masked(2),
+    "capital I for l": _capital_i,
+}
+
+
+def _doubled_word(variant: str, phrase: str) -> bool:
+    """A letter doubled that spells an ordinary word ("willing" for "wiling"): read as that
+    word, by design."""
+    return any(word not in phrase.split() and lexicon.is_word(word) for word in variant.split())
+
+
+def _mask_reads_otherwise(variant: str, phrase: str) -> bool:
+    """A mask that another ordinary word fits as well ("t*mper": tamper, temper), or a `-`,
+    `.` or `_` between two ordinary words ("pop.vers"): never read as the rule's word, by
+    design (`intercept.masks`)."""
+    words = lexicon.words()
+    targets = phrase.split()
+    for chunk in variant.split():
+        parts = re.split(f"[{re.escape(MASKS)}]", chunk)
+        if len(parts) == 1:
+            continue
+        if not re.search(r"[*#?]", chunk) and all(len(p) >= 3 and p in words for p in parts):
+            return True
+        pattern = re.compile("[a-z]".join(re.escape(part) for part in parts))
+        fits = [w for w in targets if pattern.fullmatch(w)]
+        others = {f for f in _fills(parts) if f in words} - set(fits)
+        if others:
+            return True
+    return False
+
+
+def _fills(parts: list[str]) -> set[str]:
+    out = {parts[0]}
+    for part in parts[1:]:
+        out = {head + letter + part for head in out for letter in string.ascii_lowercase}
+    return out
+
+
+# variants that do not read as the rule by design, per class: reported apart from recall
+EXCUSED: dict[str, Callable[[str, str], bool]] = {
+    "one letter doubled": _doubled_word,
+    "two or three letters doubled": _doubled_word,
+    "one letter masked (* # ? _ . -)": _mask_reads_otherwise,
+    "two letters masked": _mask_reads_otherwise,
+}
+
+# the rules a class can disguise: a masked word keeps at least 5 letters (intercept.masks)
+_ELIGIBLE: dict[str, Callable[[str], bool]] = {
+    "one letter masked (* # ? _ . -)": lambda phrase: max(map(len, phrase.split())) >= 6,
+    "two letters masked": lambda phrase: max(map(len, phrase.split())) >= 8,
+    "capital I for l": lambda phrase: "l" in phrase,
 }
 
 
@@ -132,6 +245,7 @@ CLASSES: dict[str, Disguise] = {
 class Corpus:
     rules: list[RuleSpec]
     variants: dict[str, list[tuple[str, str]]]  # class -> [(query, rule id)]
+    excused: dict[str, int]  # class -> variants left out of `variants` (see `EXCUSED`)
     benign: list[str]
     scunthorpe: list[str]
     joined_traps: list[str]
@@ -165,13 +279,20 @@ def build(
     context = [w for w in benign_words if len(w) >= 3]
 
     variants: dict[str, list[tuple[str, str]]] = {}
+    excused: dict[str, int] = {}
     multi = [r for r in rules if " " in r.terms[0]]
     for name, disguise in CLASSES.items():
         pool = multi if name == "phrase joined" else rules
-        rows = []
-        for _ in range(variants_per_class):
+        if name in _ELIGIBLE:
+            pool = [rule for rule in pool if _ELIGIBLE[name](rule.terms[0])]
+        rows: list[tuple[str, str]] = []
+        excused[name] = 0
+        while len(rows) < variants_per_class:
             rule = rnd.choice(pool)
             variant = disguise(rnd, rule.terms[0])
+            if name in EXCUSED and EXCUSED[name](variant, rule.terms[0]):
+                excused[name] += 1
+                continue
             left, right = rnd.choice(context), rnd.choice(context)
             shape = rnd.randrange(4)
             query = [
@@ -190,7 +311,7 @@ def build(
     single = sorted(w for p in phrases for w in [p] if " " not in p)
     scunthorpe = sorted({w for w in benign_words for r in _scunthorpe_hosts(w, set(single)) if r})
     joined = sorted(_joined_traps(single, set(benign_words)))
-    return Corpus(rules, variants, benign, scunthorpe, joined)
+    return Corpus(rules, variants, excused, benign, scunthorpe, joined)
 
 
 def _scunthorpe_hosts(word: str, rules: set[str]) -> Iterator[str]:
@@ -218,6 +339,7 @@ def _joined_traps(rules: list[str], benign: set[str]) -> Iterator[str]:
 @dataclass(frozen=True, slots=True)
 class Result:
     recall: dict[str, tuple[int, int]]  # class -> (found, total)
+    excused: dict[str, int]  # class -> variants generated and left out by design
     false_positives: dict[str, list[tuple[str, str]]]  # set -> [(query, rule id)]
     benign_counts: dict[str, int]
 
@@ -233,13 +355,62 @@ def evaluate(corpus: Corpus) -> Result:
     false_positives: dict[str, list[tuple[str, str]]] = {}
     for name, queries in sets.items():
         false_positives[name] = [(q, m.rule_id) for q in queries if (m := rules.match(q))]
-    return Result(recall, false_positives, {k: len(v) for k, v in sets.items()})
+    counts = {k: len(v) for k, v in sets.items()}
+    return Result(recall, corpus.excused, false_positives, counts)
+
+
+FREQUENT_LANGUAGES = lexicon.LANGUAGES  # 14 languages
+FREQUENT_PER_LANGUAGE = 25_000
+
+
+@dataclass(frozen=True, slots=True)
+class Frequent:
+    """The frequent-word benign set: every word as a one-word query."""
+
+    words: int  # distinct words asked
+    languages: int
+    false_positives: list[tuple[str, str, str]]  # (word, language, rule id)
+    collisions: list[tuple[str, str, str]]  # diacritics folded onto a rule word: reported
+
+
+def frequent_words(rules: RuleSet, phrases: set[str]) -> Frequent:
+    """The top `FREQUENT_PER_LANGUAGE` words of each language of wordfreq 3.1.1 (needs the
+    test extra `wordfreq`), each asked alone. A word written exactly as a rule word ("hand"
+    in German and English), alone or with an ending after an apostrophe or hyphen ("club's"),
+    is the rule's word, not a false positive: left out. A word that
+    folds onto a rule word but is written otherwise ("für" for a rule "fur") is a diacritic
+    collision: reported apart, as `intercept check` reports it to curators."""
+    import wordfreq  # type: ignore[import-not-found, unused-ignore]
+
+    asked: set[str] = set()
+    false_positives, collisions = [], []
+    for language in FREQUENT_LANGUAGES:
+        for word in wordfreq.top_n_list(language, FREQUENT_PER_LANGUAGE, wordlist="best"):
+            if word in asked or word in phrases:
+                continue
+            asked.add(word)
+            match = rules.match(word)
+            if match is None:
+                continue
+            if set(re.split(r"\W+", word.casefold())) & phrases:
+                continue  # the rule's own word with an ending: "club's"
+            plain = " ".join(word.casefold().split())
+            if unicodedata.normalize("NFKD", plain).isascii() and plain.isascii():
+                false_positives.append((word, language, match.rule_id))
+            else:
+                collisions.append((word, language, match.rule_id))
+    return Frequent(len(asked), len(FREQUENT_LANGUAGES), false_positives, collisions)
 
 
 def markdown(result: Result) -> str:
-    lines = ["| evasion class | variants | matched | recall |", "|---|---:|---:|---:|"]
+    lines = [
+        "| evasion class | variants | matched | recall | left out: read as another word |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, (found, total) in result.recall.items():
-        lines.append(f"| {name} | {total} | {found} | {found / total:.1%} |")
+        left = result.excused.get(name, 0)
+        shown = f"{left} ({left / (left + total):.1%})" if name in EXCUSED else ""
+        lines.append(f"| {name} | {total} | {found} | {found / total:.1%} | {shown} |")
     lines += ["", "| benign set | queries | false positives |", "|---|---:|---:|"]
     for name, count in result.benign_counts.items():
         lines.append(f"| {name} | {count} | {len(result.false_positives[name])} |")
@@ -249,4 +420,12 @@ def markdown(result: Result) -> str:
 if __name__ == "__main__":
     if not WORDLIST.exists():
         sys.exit(f"{WORDLIST} is missing: apt-get install wamerican")
-    print(markdown(evaluate(build())))
+    corpus = build()
+    print(markdown(evaluate(corpus)))
+    phrases = {rule.terms[0] for rule in corpus.rules}
+    frequent = frequent_words(compile_rules(corpus.rules), phrases)
+    print(
+        f"\nfrequent words: {frequent.words} in {frequent.languages} languages, "
+        f"{len(frequent.false_positives)} false positives {frequent.false_positives[:10]}, "
+        f"{len(frequent.collisions)} diacritic collisions {frequent.collisions[:10]}"
+    )
