@@ -147,6 +147,7 @@ def fold_char(ch: str) -> str:
 
 
 @functools.cache
+@functools.cache
 def shape_readings() -> Mapping[str, str]:
     """Letters whose own shape reads as another ASCII letter than the one `fold` gives them.
 

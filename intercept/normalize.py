@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from intercept import lexicon
-from intercept.fold import fold
+from intercept.fold import fold, shape_readings
 
 __all__ = [
     "Normalized",
@@ -47,6 +47,7 @@ __all__ = [
     "plain_reading",
     "readings_for_matching",
     "runs",
+    "shape_text",
 ]
 
 _LEET_SYMBOLS = "@$!|+(€"
@@ -378,12 +379,30 @@ def _plain(words: list[str]) -> bool:
     return all(len(word) > 1 and word.isalpha() for word in words)
 
 
+@functools.cache
+def _shapes() -> tuple[re.Pattern[str], dict[int, str]]:
+    readings = shape_readings()
+    return re.compile(f"[{re.escape(''.join(readings))}]"), str.maketrans(dict(readings))
+
+
+def shape_text(text: str) -> str | None:
+    """In a query, `text` with each letter whose shape reads as another letter than its
+    folding gives (Greek Η for h, Ι for l: `intercept.fold.shape_readings`) written as that
+    letter, for a second set of readings; None when it has none (any ASCII text)."""
+    if text.isascii():
+        return None
+    pattern, table = _shapes()
+    return text.translate(table) if pattern.search(text) else None
+
+
 def plain_reading(text: str) -> str | None:
     """The one collapsed reading of `text` when it is plain words of two or more letters
     without a repeated letter (most queries), else None. For such a text this is exactly
     what `readings_for_matching` gives, with no edge readings, and what the matcher scans."""
     if "I" in text and _capital_i(text) != text:
         return None  # a capital I standing for l has two readings
+    if shape_text(text) is not None:
+        return None  # so has a Greek capital Η (n or h)
     words = fold(text).split()
     if not _plain(words):
         return None

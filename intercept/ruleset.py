@@ -41,6 +41,7 @@ from intercept.normalize import (
     plain_reading,
     readings_for_matching,
     runs,
+    shape_text,
 )
 from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
 
@@ -316,6 +317,9 @@ class RuleSet:
         """The usual readings of `text`, with those of its masked words filled in
         (`intercept.masks`), and whether edge readings may exist."""
         usual, has_edges = readings_for_matching(text)
+        shaped = shape_text(text)  # "ΗΟΝΕΥ": Greek capitals read as the Latin they look like
+        if shaped is not None:
+            usual += tuple(r for r in alternatives(shaped) if r not in usual)
         if has_mask(text):
             for filled in masked_text(text, self._rule_word):
                 usual += tuple(r for r in alternatives(filled) if r not in usual)

@@ -90,7 +90,7 @@ def test_every_diacritic_collision_is_one_curators_are_told_about(
 RULES = compile_rules([
     RuleSpec(f"R{i}", "demo", Action.BLOCK, "en", terms=(term,))
     for i, term in enumerate(["cradle", "treasure", "password", "god", "glimmerfrond",
-                              "big lantern", "border", "small", "love"])
+                              "big lantern", "border", "small", "love", "honey", "ημερα"])
 ])  # fmt: skip
 
 
@@ -100,13 +100,20 @@ RULES = compile_rules([
     ("glimm?rfrond", "R4"), ("big lant*rn", "R5"), ("*treasure*", "R1"), ("tr**sure", None),
     ("c*t", None), ("b*rder", None), ("well-known", None), ("e-mail", None),
     ("covid-19", None), ("smaIl", "R7"), ("Iove", "R8"), ("Ireland", None), ("ILL", None),
+    ("ΗΟΝΕΥ", "R9"), ("smaΙl", "R7"), ("ΗΜΕΡΑ", "R10"),
 ])  # fmt: skip
 def test_each_new_class_by_example(query: str, rule: str | None) -> None:
     """Doubled letters read as stretching unless the word is an ordinary one ("good" is not
     "god"); masks filled only when one word fits ("b*rder": border and byrder, a Danish word,
-    both fit); a capital I inside or starting a word may be an l."""
+    both fit); a capital I inside or starting a word may be an l, and so may a Greek capital
+    iota; Greek capitals also read as the Latin letters they look like ("ΗΟΝΕΥ"), while a
+    Greek word in capitals still matches its Greek rule."""
     found = RULES.match(query)
     assert (found.rule_id if found else None) == rule
+
+
+def test_greek_capitals_read_both_ways_in_one_query() -> None:
+    assert {m.rule_id for m in RULES.match_all("ΗΟΝΕΥ ΗΜΕΡΑ")} == {"R9", "R10"}
 
 
 def test_masked_words_read_per_query_are_bounded() -> None:
