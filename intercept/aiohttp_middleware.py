@@ -130,7 +130,7 @@ def setup(app: web.Application, config: Config, *, engine: Engine | None = None)
     if not isinstance(config, Config):
         raise TypeError(f"config must be an intercept Config, not {type(config).__name__}")
     if engine is None:
-        from intercept.serve import attach_ledger, build_engine
+        from intercept.assembly import attach_ledger, build_engine
 
         engine = build_engine(config)
         ledger = attach_ledger(config, engine)

@@ -40,10 +40,10 @@ from urllib.parse import quote, unquote
 
 from multidict import CIMultiDict
 
+from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
-from intercept.serve import engine_for
 
 __all__ = ["ASGIApp", "InterceptASGI", "Message", "Receive", "Scope", "Send", "asgi_middleware"]
 
@@ -149,7 +149,7 @@ def asgi_middleware(
 ) -> InterceptASGI:
     """Wrap `app` with Intercept. Give either `engine` (shared with other front doors, or
     built by hand), or `config`, from which rules and pages are loaded now
-    (`intercept.serve.build_engine`: a broken rule file fails here, not on a request).
+    (`intercept.assembly.build_engine`: a broken rule file fails here, not on a request).
 
     Raises `TypeError` for a wrong argument type or when neither is given, `ValueError` when
     both are, and `intercept.RuleError` / `ConfigError` for rules or pages that do not load.

@@ -35,7 +35,7 @@ without either, the defaults (rules from `./rules`, SearXNG's working folder). S
 `PluginCfg` accepts nothing but `active`, so nothing can come from `settings.yml`. Rules and
 pages load in `init`: a broken rule file or configuration stops SearXNG from starting rather
 than serving searches undecided. Counts reach the configured research ledger through the
-background thread of `intercept.serve.start_ledger_thread`.
+background thread of `intercept.assembly.start_ledger_thread`.
 
 Importing this module needs SearXNG (`searx`) installed: it is meant to be imported by
 SearXNG.
@@ -48,9 +48,9 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from intercept.assembly import engine_for
 from intercept.config import load_config
 from intercept.core import Engine
-from intercept.serve import engine_for
 from intercept.wsgi import InterceptWSGI
 
 if TYPE_CHECKING:

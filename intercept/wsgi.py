@@ -39,10 +39,10 @@ from urllib.parse import quote, unquote_to_bytes
 
 from multidict import CIMultiDict
 
+from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
-from intercept.serve import engine_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -130,7 +130,7 @@ def wsgi_middleware(
 ) -> InterceptWSGI:
     """Wrap `app` with Intercept. Give either `engine` (shared with other front doors, or
     built by hand), or `config`, from which rules and pages are loaded now
-    (`intercept.serve.build_engine`: a broken rule file fails here, not on a request).
+    (`intercept.assembly.build_engine`: a broken rule file fails here, not on a request).
 
     Raises `TypeError` for a wrong argument type or when neither is given, `ValueError` when
     both are, and `intercept.RuleError` / `ConfigError` for rules or pages that do not load.

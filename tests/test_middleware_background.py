@@ -8,8 +8,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from intercept.assembly import _refresh_expiring, engine_for
 from intercept.config import load_config
-from intercept.serve import _refresh_expiring, engine_for
 
 ROOT = Path(__file__).parent.parent
 
