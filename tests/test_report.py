@@ -16,7 +16,7 @@ import pytest
 
 from intercept.cli import main
 from intercept.ledger import DAY, Ledger, LedgerReader
-from intercept.report import build_report, build_shadow_report, load_data, render, wilson
+from intercept.report import build_report, build_shadow_report, load_data, render
 
 W45 = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
 W46 = date(2026, 11, 9)
@@ -91,32 +91,6 @@ def pick(rows: list[dict[str, Any]], **labels: str) -> dict[str, Any]:
     found = [r for r in rows if all(r.get(k) == v for k, v in labels.items())]
     assert len(found) == 1, (labels, found)
     return found[0]
-
-
-# --- Wilson ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("successes", "trials", "low", "high"),
-    [  # solved by hand from (p - x/n)^2 = z^2 p (1 - p) / n with z = 1.959964
-        (20, 100, 0.133367, 0.288829),
-        (30, 120, 0.181098, 0.334411),
-        (12, 120, 0.058134, 0.166682),
-        (20, 65, 0.208870, 0.427976),
-        (10, 55, 0.101877, 0.303305),
-        (0, 10, 0.0, 0.277533),
-        (10, 10, 0.722467, 1.0),
-    ],
-)
-def test_wilson_interval(successes: int, trials: int, low: float, high: float) -> None:
-    got = wilson(successes, trials)
-    assert got == pytest.approx((low, high), abs=1e-6)
-
-
-def test_wilson_refuses_impossible_counts() -> None:
-    for successes, trials in ((1, 0), (-1, 5), (6, 5)):
-        with pytest.raises(ValueError, match="successes"):
-            wilson(successes, trials)
 
 
 # --- the report -----------------------------------------------------------------------------
