@@ -315,8 +315,12 @@ def test_a_sighup_storm_makes_two_loads_not_ten(tmp_path: Path) -> None:
         for _ in range(10):  # apart enough to be ten signals, within the first load
             server.proc.send_signal(signal.SIGHUP)
             time.sleep(0.05)
-        assert _swapped(server, pids, "") == version
+        assert _swapped(server, pids, "") == version  # the first load's re-fork
+        first = server.workers()
+        assert _swapped(server, first, "") == version  # the merged one's (each load re-forks)
+        second = server.workers()
         time.sleep(3.0)  # a third load, if one were queued, would have begun by now
+        assert server.workers() == second
         server.stop()
         log = server.stderr()
     assert log.count(f"reload (SIGHUP): rule set {version} unchanged") == 2, log
