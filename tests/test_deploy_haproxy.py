@@ -83,59 +83,6 @@ async def test_shipped_configuration_is_valid(tmp_path: Path) -> None:
         assert "ALERT" not in haproxy.process.stderr()
 
 
-async def test_benign_search_reaches_the_upstream_untouched(haproxy: Deployment) -> None:
-    await haproxy.check_benign_search()
-    assert haproxy.authz.targets == ["/_intercept/authz"]
-
-
-async def test_blocked_search_gets_the_page_and_is_counted_once(haproxy: Deployment) -> None:
-    await haproxy.check_blocked_search()
-    assert haproxy.authz.targets == ["/_intercept/authz"]
-
-
-async def test_warn_interstitial_then_continue_then_results(haproxy: Deployment) -> None:
-    await haproxy.check_warn_continue()
-
-
-async def test_click_through_is_counted_and_redirected(haproxy: Deployment) -> None:
-    await haproxy.check_click_through()
-
-
-async def test_autocomplete_gets_an_empty_suggestion_list(haproxy: Deployment) -> None:
-    await haproxy.check_autocomplete()
-
-
-async def test_static_and_other_paths_never_reach_the_decision_service(
-    haproxy: Deployment,
-) -> None:
-    await haproxy.check_other_paths_never_asked()
-
-
-async def test_decision_endpoints_are_not_reachable_by_clients(haproxy: Deployment) -> None:
-    await haproxy.check_private_endpoints()
-
-
-async def test_forged_forwarded_headers_change_nothing(haproxy: Deployment) -> None:
-    await haproxy.check_forged_descriptions_ignored()
-
-
-async def test_other_spellings_of_the_search_path_are_decided(haproxy: Deployment) -> None:
-    await haproxy.check_path_variants(
-        [
-            "/%73earch?q=blocked+example",
-            "//search?q=blocked+example",
-            "/SEARCH?q=blocked+example",
-            "/x/../search?q=blocked+example",
-            "/search/?q=blocked+example",
-            "/search;jsessionid=1?q=blocked+example",
-            "/complete//search?q=blocked+example",
-            "/search;x/?q=blocked+example",  # servlet containers drop ";x" before routing
-            "/foo/..;/search?q=blocked+example",  # ... and read "..;" as ".."
-            "/search;%zz?q=blocked+example",
-        ]
-    )
-
-
 async def test_post_search_bodies_are_decided(haproxy: Deployment) -> None:
     """POST searches are buffered and their body is sent to the decision service."""
     status, headers, body = await fetch(

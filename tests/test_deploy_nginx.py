@@ -133,59 +133,6 @@ async def nginx(tmp_path: Path) -> AsyncIterator[Deployment]:
         yield deployment
 
 
-async def test_benign_search_reaches_the_upstream_untouched(nginx: Deployment) -> None:
-    await nginx.check_benign_search()
-    assert nginx.authz.targets == ["/_intercept/auth-request"]
-
-
-async def test_blocked_search_gets_the_page_and_is_counted_once(nginx: Deployment) -> None:
-    await nginx.check_blocked_search()
-    # the decision, then the page: two requests, one search, one intervention
-    assert nginx.authz.targets == ["/_intercept/auth-request", "/_intercept/page"]
-
-
-async def test_warn_interstitial_then_continue_then_results(nginx: Deployment) -> None:
-    await nginx.check_warn_continue()
-
-
-async def test_click_through_is_counted_and_redirected(nginx: Deployment) -> None:
-    await nginx.check_click_through()
-
-
-async def test_autocomplete_gets_an_empty_suggestion_list(nginx: Deployment) -> None:
-    await nginx.check_autocomplete()
-
-
-async def test_static_and_other_paths_never_reach_the_decision_service(
-    nginx: Deployment,
-) -> None:
-    await nginx.check_other_paths_never_asked()
-
-
-async def test_decision_endpoints_are_not_reachable_by_clients(nginx: Deployment) -> None:
-    await nginx.check_private_endpoints()
-
-
-async def test_forged_original_headers_change_nothing(nginx: Deployment) -> None:
-    await nginx.check_forged_descriptions_ignored()
-
-
-async def test_other_spellings_of_the_search_path_are_decided(nginx: Deployment) -> None:
-    await nginx.check_path_variants(
-        [
-            "/%73earch?q=blocked+example",
-            "//search?q=blocked+example",
-            "/SEARCH?q=blocked+example",
-            "/x/../search?q=blocked+example",
-            "/search/?q=blocked+example",
-            "/search;jsessionid=1?q=blocked+example",
-            "/complete//search?q=blocked+example",
-            "/search;x/?q=blocked+example",  # servlet containers drop ";x" before routing
-            "/foo/..;/search?q=blocked+example",  # ... and read "..;" as ".."
-        ]
-    )
-
-
 async def test_access_log_records_no_search(nginx: Deployment, tmp_path: Path) -> None:
     await nginx.get(BENIGN)
     await nginx.get(BLOCKED)
