@@ -30,7 +30,6 @@ from tests.deploy_helpers import (
     running_process,
     services,
 )
-from tests.upstream import fetch
 
 SHIPPED = DEPLOY / "caddy" / "Caddyfile"
 
@@ -113,37 +112,6 @@ async def test_intercept_down_fails_closed_and_logs_no_query(tmp_path: Path) -> 
     assert "remote_ip" not in stderr  # ... or the searcher's address
 
 
-async def test_post_search_routes_through_intercept_proxy_mode(caddy: Deployment) -> None:
-    """As shipped: POST searches (and a warned one's continue button) go through `intercept
-    serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
-    await caddy.check_post_through_proxy_mode()
-    await caddy.check_blocked_search()
-
-
-async def test_every_blocked_search_body_is_decided(caddy: Deployment) -> None:
-    """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
-    DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
-    Intercept's reverse proxy and never reaches the search front-end."""
-    await caddy.check_blocked_bodies_decided()
-    assert caddy.authz.requests == []  # the decision service, which cannot see bodies: never
-
-
-async def test_benign_search_bodies_reach_the_front_end_intact(caddy: Deployment) -> None:
-    await caddy.check_benign_bodies_pass()
-
-
-async def test_search_bodies_refused_with_the_refuse_lines(tmp_path: Path) -> None:
-    """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
-    Intercept needed; GET searches are decided as usual."""
-    async with deployed(tmp_path, refuse_bodies=True) as caddy:
-        await caddy.check_blocked_bodies_decided(refused=405)
-        status, headers, _ = await fetch("POST", caddy.base + "/search", data={"q": "kites"})
-        assert status == 405, caddy.explain()
-        assert headers["Allow"] == "GET, HEAD"
-        assert caddy.upstream.requests == []
-        await caddy.check_blocked_search()
-
-
 async def test_an_unannounced_http2_get_body_is_decided(tmp_path: Path) -> None:
     """Over HTTP/2 a GET's body needs no Content-Length, and Caddy shows no sign of it in the
     headers: @has_body reads the body itself, so the search goes to Intercept's reverse
@@ -158,27 +126,3 @@ async def test_an_unannounced_http2_get_body_is_decided(tmp_path: Path) -> None:
         assert body == b"results page"
         assert caddy.upstream.bodies == [b"q=teapot+museum"]
         assert caddy.authz.requests == []
-
-
-async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(tmp_path: Path) -> None:
-    """Without the second Intercept, searches with a body are refused (502), never passed on
-    unchecked; GET searches are decided as usual."""
-    async with deployed(tmp_path, proxy_down=True) as caddy:
-        outcome = await caddy.send_blocked_bodies()
-        assert {status for status, _ in outcome.values()} == {502}, outcome
-        assert not any(reached for _, reached in outcome.values()), outcome
-        await caddy.check_benign_search()
-
-
-async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:
-    """The risk the file states for its opt-out, measured: without the body routing, every
-    blocked search body reaches the front-end (what the shipped file did before it routed
-    them)."""
-    async with deployed(tmp_path, unsafe=True) as caddy:
-        outcome = await caddy.send_blocked_bodies()
-        assert all(reached for _, reached in outcome.values()), outcome
-        caddy.upstream.clear()
-        status, headers, _ = await caddy.get(BLOCKED)  # GET searches are still decided
-        assert status == 403, caddy.explain()
-        assert "X-Upstream" not in headers
-        assert caddy.upstream.requests == []

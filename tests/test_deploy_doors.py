@@ -1,7 +1,10 @@
 """The same checks over every shipped reverse-proxy configuration (nginx, Caddy, HAProxy), each
 run for real with its Debian package: what a search, a blocked search, a warn page, a click,
 an autocomplete, other paths, private endpoints, forged headers and other spellings of the
-search path must do behind any of them (`tests/deploy_helpers.Deployment` holds the checks).
+search path must do behind any of them (`tests/deploy_helpers.Deployment` holds the checks);
+then, for the two that route searches with a body to a second Intercept in proxy mode (nginx
+and Caddy; HAProxy sends bodies to the decision service itself), the body routing as shipped,
+its "#refuse" variant, its failure mode and its unsafe opt-out.
 
 Each proxy's own module keeps what only it does (fail-open switches, body limits, access
 logs) and its `deployed` context manager, which this suite borrows. A proxy whose package is
@@ -16,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests import test_deploy_caddy, test_deploy_haproxy, test_deploy_nginx
-from tests.deploy_helpers import Deployment
+from tests.deploy_helpers import BLOCKED, Deployment
+from tests.upstream import fetch
 
-Deployed = Callable[[Path], AbstractAsyncContextManager[Deployment]]
+Deployed = Callable[..., AbstractAsyncContextManager[Deployment]]
 
 PROXIES: dict[str, Deployed] = {
     "nginx": test_deploy_nginx.deployed,
@@ -104,3 +108,80 @@ async def test_forged_forwarded_headers_change_nothing(door: Deployment) -> None
 
 async def test_other_spellings_of_the_search_path_are_decided(door: Deployment, proxy: str) -> None:
     await door.check_path_variants(PATH_VARIANTS + EXTRA_PATH_VARIANTS.get(proxy, []))
+
+
+# --- searches with a body: routed to Intercept's reverse proxy (nginx, Caddy) ---------------
+
+BODY_ROUTING = ["nginx", "caddy"]
+# with the unsafe opt-out a GET search is still decided: nginx shows the page from
+# auth_request's error page (200), Caddy answers the decision's own status (403)
+OPT_OUT_BLOCK_STATUS = {"nginx": 200, "caddy": 403}
+
+
+@pytest.fixture(params=BODY_ROUTING)
+def router(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def routed(router: str, tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with PROXIES[router](tmp_path) as deployment:
+        yield deployment
+
+
+async def test_post_search_routes_through_intercept_proxy_mode(routed: Deployment) -> None:
+    """As shipped: POST searches (and a warned one's continue button) go through `intercept
+    serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
+    await routed.check_post_through_proxy_mode()
+    await routed.check_blocked_search()
+
+
+async def test_every_blocked_search_body_is_decided(routed: Deployment) -> None:
+    """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
+    DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
+    Intercept's reverse proxy and never reaches the search front-end."""
+    await routed.check_blocked_bodies_decided()
+    assert routed.authz.requests == []  # the decision service, which cannot see bodies: never
+
+
+async def test_benign_search_bodies_reach_the_front_end_intact(routed: Deployment) -> None:
+    await routed.check_benign_bodies_pass()
+
+
+async def test_search_bodies_refused_with_the_refuse_lines(router: str, tmp_path: Path) -> None:
+    """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
+    Intercept needed; GET searches are decided as usual."""
+    async with PROXIES[router](tmp_path, refuse_bodies=True) as door:
+        await door.check_blocked_bodies_decided(refused=405)
+        status, headers, _ = await fetch("POST", door.base + "/search", data={"q": "kites"})
+        assert status == 405, door.explain()
+        assert headers["Allow"] == "GET, HEAD"
+        assert door.upstream.requests == []
+        await door.check_blocked_search()
+
+
+async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(
+    router: str, tmp_path: Path
+) -> None:
+    """Without the second Intercept, searches with a body are refused (502), never passed on
+    unchecked; GET searches are decided as usual."""
+    async with PROXIES[router](tmp_path, proxy_down=True) as door:
+        outcome = await door.send_blocked_bodies()
+        assert {status for status, _ in outcome.values()} == {502}, outcome
+        assert not any(reached for _, reached in outcome.values()), outcome
+        await door.check_benign_search()
+
+
+async def test_the_unsafe_opt_out_lets_search_bodies_through(router: str, tmp_path: Path) -> None:
+    """The risk the file states for its opt-out, measured: without the body routing, every
+    blocked search body reaches the front-end (what the shipped file did before it routed
+    them)."""
+    async with PROXIES[router](tmp_path, unsafe=True) as door:
+        outcome = await door.send_blocked_bodies()
+        assert all(reached for _, reached in outcome.values()), outcome
+        door.upstream.clear()
+        status, headers, _ = await door.get(BLOCKED)  # GET searches are still decided
+        assert status == OPT_OUT_BLOCK_STATUS[router], door.explain()
+        assert "X-Upstream" not in headers
+        assert door.upstream.requests == []

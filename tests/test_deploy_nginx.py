@@ -30,7 +30,7 @@ from tests.deploy_helpers import (
     running_process,
     services,
 )
-from tests.upstream import fetch, raw_exchange
+from tests.upstream import raw_exchange
 
 SHIPPED = DEPLOY / "nginx" / "intercept.conf"
 
@@ -141,61 +141,6 @@ async def test_access_log_records_no_search(nginx: Deployment, tmp_path: Path) -
     assert "/echo?q=kites" in log  # the log works ...
     assert "/search" not in log  # ... and holds no search
     assert "/_intercept/" not in log
-
-
-async def test_post_search_routes_through_intercept_proxy_mode(nginx: Deployment) -> None:
-    """As shipped: POST searches (and a warned one's continue button) go through `intercept
-    serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
-    await nginx.check_post_through_proxy_mode()
-    await nginx.check_blocked_search()
-
-
-async def test_every_blocked_search_body_is_decided(nginx: Deployment) -> None:
-    """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
-    DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
-    Intercept's reverse proxy and never reaches the search front-end."""
-    await nginx.check_blocked_bodies_decided()
-    assert nginx.authz.requests == []  # the decision service, which cannot see bodies: never
-
-
-async def test_benign_search_bodies_reach_the_front_end_intact(nginx: Deployment) -> None:
-    await nginx.check_benign_bodies_pass()
-
-
-async def test_search_bodies_refused_with_the_refuse_line(tmp_path: Path) -> None:
-    """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
-    Intercept needed; GET searches are decided as usual."""
-    async with deployed(tmp_path, refuse_bodies=True) as nginx:
-        await nginx.check_blocked_bodies_decided(refused=405)
-        status, headers, _ = await fetch("POST", nginx.base + "/search", data={"q": "kites"})
-        assert status == 405, nginx.explain()
-        assert headers["Allow"] == "GET, HEAD"
-        assert nginx.upstream.requests == []
-        await nginx.check_blocked_search()
-
-
-async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(tmp_path: Path) -> None:
-    """Without the second Intercept, searches with a body are refused (502), never passed on
-    unchecked; GET searches are decided as usual."""
-    async with deployed(tmp_path, proxy_down=True) as nginx:
-        outcome = await nginx.send_blocked_bodies()
-        assert {status for status, _ in outcome.values()} == {502}, outcome
-        assert not any(reached for _, reached in outcome.values()), outcome
-        await nginx.check_benign_search()
-
-
-async def test_the_unsafe_opt_out_lets_search_bodies_through(tmp_path: Path) -> None:
-    """The risk the file states for its opt-out, measured: without the body routing, every
-    blocked search body reaches the front-end (what the shipped file did before it routed
-    them)."""
-    async with deployed(tmp_path, unsafe=True) as nginx:
-        outcome = await nginx.send_blocked_bodies()
-        assert all(reached for _, reached in outcome.values()), outcome
-        nginx.upstream.clear()
-        status, headers, _ = await nginx.get(BLOCKED)  # GET searches are still decided
-        assert status == 200, nginx.explain()
-        assert "X-Upstream" not in headers
-        assert nginx.upstream.requests == []
 
 
 async def test_an_unannounced_http2_get_body_never_reaches_the_front_end(tmp_path: Path) -> None:
