@@ -44,6 +44,7 @@ from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
+from intercept.frontdoor import Read, run_async, steps
 
 __all__ = ["ASGIApp", "InterceptASGI", "Message", "Receive", "Scope", "Send", "asgi_middleware"]
 
@@ -117,22 +118,25 @@ class InterceptASGI:
         target = _request_target(scope)
         headers, header_bytes = _request_headers(scope)
         app_receive = receive
-        step = engine.begin(method, target, headers, header_bytes)
-        if isinstance(step, Answer | Pass):
-            outcome = step
-            replaying = isinstance(outcome, Pass) and outcome.method is not None
-            # the continue button's own (empty) form is read and dropped before the replay
-            if replaying and await _receive_body(receive, engine.config.limits.body) is None:
-                return engine.error(413, headers)
-        else:
-            body: bytes | None = None
-            if step is not None:
-                received = await _receive_body(receive, step)
-                if received is None:
-                    return engine.error(413, headers)
-                app_receive = _replay(received, receive)
-                body = received or None
-            outcome = engine.decide(method, target, headers, body)
+        received: list[bytes] = []
+
+        async def read(limit: int) -> Read:
+            body = await _receive_body(receive, limit)
+            if body is None:
+                return 413
+            received.append(body)
+            return body or None
+
+        routine = steps(engine, method, target, headers, header_bytes)
+        outcome, _ = await run_async(routine, read)
+        if received:  # the application reads the same body
+            app_receive = _replay(received[0], receive)
+        elif (
+            isinstance(outcome, Pass)
+            and outcome.method is not None  # the continue button's own (empty) form is read
+            and await _receive_body(receive, engine.config.limits.body) is None  # and dropped
+        ):
+            return engine.error(413, headers)
         if isinstance(outcome, Answer):
             return outcome
         return _app_scope(scope, target, outcome), _app_receive(outcome, app_receive, receive)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from intercept.core import Answer, Engine, Pass
 from intercept.deadlines import Deadlines
+from intercept.frontdoor import Read, run_async, steps
 from intercept.logscrub import scrub_aiohttp_logs
 from intercept.relay import forward
 from intercept.upstream_health import EXTRAS_KEY, UpstreamHealth, probe_forever
@@ -56,18 +57,17 @@ async def decide_request(
         request.headers,
         request.raw_headers,
     )
-    step = engine.begin(method, target, headers, _header_bytes(raw), has_body=request.body_exists)
-    if isinstance(step, Answer | Pass):
-        return step, None
-    body: bytes | None = None
-    if step is not None:
+
+    async def read(limit: int) -> Read:
         try:
-            body = await read_bounded(request, step)
+            body = await read_bounded(request, limit)
         except ConnectionError:  # the client left mid-upload: nobody to answer, no fault
-            return engine.error(400, headers), None
-        if body is None:
-            return engine.error(413, headers), None
-    return engine.decide(method, target, headers, body), body
+            return 400
+        return 413 if body is None else body
+
+    routine = steps(engine, method, target, headers, _header_bytes(raw),
+                    has_body=request.body_exists)  # fmt: skip
+    return await run_async(routine, read)
 
 
 class ProxyDoor:

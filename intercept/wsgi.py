@@ -43,6 +43,7 @@ from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
 from intercept.extract import normalize_path
+from intercept.frontdoor import run, steps
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -102,17 +103,8 @@ class InterceptWSGI:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         target = _request_target(environ)
         headers, header_bytes = _request_headers(environ)
-        step = engine.begin(method, target, headers, header_bytes)
-        if isinstance(step, Answer | Pass):
-            outcome = step
-        else:
-            body: bytes | None = None
-            if step is not None:
-                read = _read_body(environ, step)
-                if isinstance(read, int):
-                    return engine.error(read, headers)
-                body = read
-            outcome = engine.decide(method, target, headers, body)
+        routine = steps(engine, method, target, headers, header_bytes)
+        outcome, _ = run(routine, lambda limit: _read_body(environ, limit))
         if isinstance(outcome, Answer):
             return outcome
         _prepare(environ, target, outcome)
