@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from intercept.ruleset import RuleSet, compile_rules
 from intercept.rulespec import Action, MatchMode, RuleSpec
+from tests.pg_helpers import PostgresServer, fresh_database, postgres_server
 
 MakeRules = Callable[..., RuleSet]
 
@@ -67,6 +68,20 @@ async def proxy(upstream: TestServer) -> AsyncIterator[tuple[str, Any]]:
 
     async with running_proxy(f"http://127.0.0.1:{upstream.port}") as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (tests/pg_helpers.py), started once per session when a test
+    first asks for it (about 3 s) and stopped at the end; skips, saying why, without one."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A new, empty database on `postgres` for one test (dropped afterwards); its URL."""
+    yield from fresh_database(postgres)
 
 
 settings.register_profile("thorough", max_examples=5000, deadline=None)

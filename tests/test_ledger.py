@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,15 @@ from intercept.ledger import (
     DAY,
     HOUR,
     TABLES,
+    Backend,
     Ledger,
     LedgerError,
     LedgerReader,
     LedgerStatus,
-    _Backend,
     from_url,
     scrub_error,
 )
-from tests.pg_helpers import PostgresServer, free_port, fresh_database, postgres_server
+from tests.pg_helpers import PostgresServer, free_port
 from tests.processes import intercept_process
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY  # a UTC midnight (2026-09-21)
@@ -45,17 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(postgres: PostgresServer) -> Iterator[str]:
-    yield from fresh_database(postgres)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -302,7 +290,7 @@ def test_sqlite_locked_database_keeps_counts_and_recovers(tmp_path: Path) -> Non
     ledger.close()
 
 
-class GatedBackend(_Backend):
+class GatedBackend(Backend):
     """A database whose writes wait for a gate and fail while `failing` is set."""
 
     name = "sqlite"

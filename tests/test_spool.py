@@ -19,15 +19,15 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from intercept.ledger import DAY, TABLES, Ledger, _Backend
+from intercept.ledger import DAY, TABLES, Backend, Ledger
 from intercept.spool import Spool
-from tests.pg_helpers import PostgresServer, fresh_database, postgres_server
+from tests.pg_helpers import PostgresServer
 from tests.processes import free_port, http_status, intercept_process
 
 ROOT = Path(__file__).parent.parent
@@ -62,25 +62,31 @@ EXPECTED = {
 }
 
 
-def sqlite_rows(path: Path) -> dict[tuple[str, tuple[str, ...]], int]:
-    """Every stored count by table and labels, summed over hours (none before the ledger
-    made its tables)."""
-    out: dict[tuple[str, tuple[str, ...]], int] = {}
-    if not path.exists():
-        return out
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'shadow_hits'").fetchone():
-            return out
-        for table, labels in TABLES.items():
-            query = (
-                f"SELECT {', '.join(labels)}, SUM(count) FROM {table} GROUP BY {', '.join(labels)}"
-            )
-            for *values, count in conn.execute(query):
-                out[(table, tuple(values))] = int(count)
+Summed = dict[tuple[str, tuple[str, ...]], int]
+
+
+def summed(execute: Callable[[str], Iterable[Sequence[Any]]]) -> Summed:
+    """Every stored count by table and labels, summed over hours, read with the database's
+    own client (`execute` runs one query)."""
+    out: Summed = {}
+    for table, labels in TABLES.items():
+        query = f"SELECT {', '.join(labels)}, SUM(count) FROM {table} GROUP BY {', '.join(labels)}"
+        for *values, count in execute(query):
+            out[(table, tuple(values))] = int(count)
     return out
 
 
-class Broken(_Backend):
+def sqlite_rows(path: Path) -> Summed:
+    """`summed` for a SQLite file (none before the ledger made its tables)."""
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'shadow_hits'").fetchone():
+            return {}
+        return summed(conn.execute)
+
+
+class Broken(Backend):
     """A database that is down."""
 
     name = "postgresql"
@@ -306,7 +312,7 @@ def serve_once(
         return proc.stderr.read(), shown
 
 
-def totals(rows: dict[tuple[str, tuple[str, ...]], int]) -> tuple[int, int]:
+def totals(rows: Summed) -> tuple[int, int]:
     searches = sum(c for (t, _), c in rows.items() if t == "searches")
     interventions = sum(c for (t, _), c in rows.items() if t == "interventions")
     return searches, interventions
@@ -386,29 +392,12 @@ def test_sqlite_disk_full_at_sigterm_every_count_arrives(
     assert totals(sqlite_rows(database)) == (2 * (BLOCKED + BENIGN), 2 * BLOCKED), stderr
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(postgres: PostgresServer) -> Iterator[str]:
-    yield from fresh_database(postgres)
-
-
-def pg_rows(url: str) -> dict[tuple[str, tuple[str, ...]], int]:
+def pg_rows(url: str) -> Summed:
+    """`summed` for a PostgreSQL database."""
     import psycopg
 
-    out: dict[tuple[str, tuple[str, ...]], int] = {}
     with psycopg.connect(url) as conn:
-        for table, labels in TABLES.items():
-            query = (
-                f"SELECT {', '.join(labels)}, SUM(count) FROM {table} GROUP BY {', '.join(labels)}"
-            )
-            for *values, count in conn.execute(query):
-                out[(table, tuple(values))] = int(count)
-    return out
+        return summed(conn.execute)
 
 
 def test_postgresql_down_at_sigterm_every_count_arrives(
