@@ -116,6 +116,7 @@ class Backend(ABC):
         """Close the connection, if any."""
 
     def describe(self, error: BaseException) -> str:
+        """`error` as `status.last_error` and the logs show it (see `scrub_error`)."""
         return scrub_error(error)
 
 
