@@ -40,6 +40,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from intercept import __version__, metricfiles
+from intercept.counters import COUNTERS, CounterSpec, by_name
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -51,6 +52,7 @@ _DECISION_BUCKETS = (
 )  # fmt: skip
 _MAX_TIMES = 10_000  # timings held before a sync is forced
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_CLICKS, _SHADOW_HITS = by_name("clicks"), by_name("shadow_hits")
 
 
 class Counts:
@@ -64,31 +66,24 @@ class Counts:
         self._lock = threading.Lock()  # guards the tallies below
         self._handing = threading.Lock()  # one sync at a time, so none returns before its
         # counts are handed over (a last flush must see everything tallied before it)
-        self._searches_due: dict[str, int] = {}
-        self._interventions_due: dict[tuple[str, str, str, str], int] = {}
+        self._due: dict[str, dict[tuple[str, ...], int]] = {c.name: {} for c in COUNTERS}
+        self._widths = {c.name: len(c.labels) for c in COUNTERS}
         self._decision_times: list[float] = []
         self._upstream_times: list[float] = []
         self._ledger: Ledger | None = None
         self.ledger = ledger
         r = self.registry
-        self.searches = Counter(
-            "intercept_searches",
-            "Searches seen on configured routes (the denominator).",
-            ["route"],
-            registry=r,
-        )
-        self.interventions = Counter(
-            "intercept_interventions",
-            "Interventions shown or recorded, by the matched rule's category and action.",
-            ["category", "action", "language", "variant"],
-            registry=r,
-        )
-        self.clicks = Counter(
-            "intercept_clicks",
-            "Clicks on the page's links, by link id and message variant.",
-            ["link", "variant"],
-            registry=r,
-        )
+        # the research counters first, in table order (intercept.counters)
+        self.metrics: dict[str, Counter] = {
+            c.name: Counter(c.metric, c.help, c.labels, registry=r)
+            for c in COUNTERS
+            if c.metric is not None
+        }
+        self._children: dict[str, dict[tuple[str, ...], Any]] = {c.name: {} for c in COUNTERS}
+        # kept for the readers that name them (tests, status pages)
+        self.searches = self.metrics["searches"]
+        self.interventions = self.metrics["interventions"]
+        self.clicks = self.metrics["clicks"]
         self.decision_seconds = Histogram(
             "intercept_decision_seconds",
             "Time to decide a search: extraction, normalization and matching.",
@@ -164,9 +159,6 @@ class Counts:
             "Worker processes started in place of one that died (`workers` above 1).",
             registry=r,
         )
-        self._interventions: dict[tuple[str, str, str, str], Any] = {}
-        self._searches: dict[str, Any] = {}
-        self._clicks: dict[tuple[str, str], Any] = {}
         self._version: str | None = None
         self._upstream_up: Gauge | None = None
         for kind in ("refused", "timeout", "reset"):
@@ -184,7 +176,7 @@ class Counts:
 
     def _forget(self) -> None:
         self._lock, self._handing = threading.Lock(), threading.Lock()
-        self._searches_due, self._interventions_due = {}, {}
+        self._due = {name: {} for name in self._due}
         self._decision_times, self._upstream_times = [], []
 
     @property
@@ -215,18 +207,24 @@ class Counts:
             )
         return self._upstream_up
 
+    def count(self, name: str, *labels: str) -> None:
+        """Count one event of research counter `name` (`intercept.counters.COUNTERS`) with
+        these label values, in its order: tallied now, handed to its metric and its ledger
+        table by the next `sync()` (see the module docstring for when that is). KeyError for
+        an unknown counter, ValueError for the wrong number of labels."""
+        if len(labels) != self._widths[name]:
+            raise ValueError(f"counter {name} takes {self._widths[name]} labels")
+        with self._lock:
+            due = self._due[name]
+            due[labels] = due.get(labels, 0) + 1
+
     def intervention(self, category: str, action: str, language: str, variant: str) -> None:
         """Count one intervention (see the module docstring for when it shows)."""
-        key = (category, action, language, variant)
-        with self._lock:
-            due = self._interventions_due
-            due[key] = due.get(key, 0) + 1
+        self.count("interventions", category, action, language, variant)
 
     def search(self, route: str) -> None:
         """Count one search on `route`."""
-        with self._lock:
-            due = self._searches_due
-            due[route] = due.get(route, 0) + 1
+        self.count("searches", route)
 
     def decided(self, seconds: float) -> None:
         """Time one decision (`intercept_decision_seconds`)."""
@@ -252,29 +250,30 @@ class Counts:
 
     def _hand_over(self) -> None:
         with self._lock:
-            searches, self._searches_due = self._searches_due, {}
-            interventions, self._interventions_due = self._interventions_due, {}
+            due, self._due = self._due, {name: {} for name in self._due}
             decisions, self._decision_times = self._decision_times, []
             upstream, self._upstream_times = self._upstream_times, []
-        ledger = self._ledger
-        for route, count in searches.items():
-            child = self._searches.get(route)
-            if child is None:
-                child = self._searches[route] = self.searches.labels(route)
-            child.inc(count)
-            if ledger is not None:
-                ledger.add_search(route, count)
-        for key, count in interventions.items():
-            child = self._interventions.get(key)
-            if child is None:
-                child = self._interventions[key] = self.interventions.labels(*key)
-            child.inc(count)
-            if ledger is not None:
-                ledger.add_intervention(*key, count=count)
+        for counter in COUNTERS:
+            tallies = due[counter.name]
+            if tallies:
+                self._deliver(counter, tallies)
         for seconds in decisions:
             self.decision_seconds.observe(seconds)
         for seconds in upstream:
             self.upstream_seconds.observe(seconds)
+
+    def _deliver(self, counter: CounterSpec, tallies: dict[tuple[str, ...], int]) -> None:
+        """Add `tallies` (counts by label values) to `counter`'s metric and ledger table."""
+        metric, table, ledger = self.metrics.get(counter.name), counter.table, self._ledger
+        children = self._children[counter.name]
+        for key, count in tallies.items():
+            if metric is not None:
+                child = children.get(key)
+                if child is None:
+                    child = children[key] = metric.labels(*key) if key else metric
+                child.inc(count)
+            if ledger is not None and table is not None:
+                ledger.add(table, key, count)
 
     async def sync_every(self, seconds: float = 1.0) -> None:
         """`sync()` every `seconds` until cancelled (so that an idle worker's counts show);
@@ -294,18 +293,11 @@ class Counts:
 
     def click(self, link: str, variant: str) -> None:
         """Count one click on link `link` of a page in `variant`."""
-        key = (link, variant)
-        child = self._clicks.get(key)
-        if child is None:
-            child = self._clicks[key] = self.clicks.labels(*key)
-        child.inc()
-        if self.ledger is not None:
-            self.ledger.add_click(link, variant)
+        self._deliver(_CLICKS, {(link, variant): 1})
 
     def shadow(self, rule_id: str) -> None:
         """A shadow rule's hit: per rule id, so only in the ledger (bounded by nothing here)."""
-        if self.ledger is not None:
-            self.ledger.add_shadow(rule_id)
+        self._deliver(_SHADOW_HITS, {(rule_id,): 1})
 
     def rules(self, count: int, version: str, loaded_at: float | None = None) -> None:
         """The rule set now being served. With several workers the most recent value of

@@ -2,11 +2,12 @@
 
 Per UTC hour (the bucket is the hour's start as Unix seconds), counts of searches by route,
 interventions by category, action, language and message variant, clicks by link id and
-variant, and shadow-rule hits by rule id: `TABLES` lists each table's label columns, and the
-schema holds exactly those columns plus `hour` and `count` (and the `ledger_meta` key/value
-table for the schema version and the spool markers). Every label comes from the rule files
-and the messages configuration. No query text, client address, user agent, cookie or
-per-request identifier has a column to go to.
+variant, and shadow-rule hits by rule id: `TABLES` lists each table's label columns (derived
+from the research counters declared in `intercept.counters`), and the schema holds exactly
+those columns plus `hour` and `count` (and the `ledger_meta` key/value table for the schema
+version and the spool markers). Every label comes from the rule files and the messages
+configuration. No query text, client address, user agent, cookie or per-request identifier
+has a column to go to.
 
 The SQL here is written once, with `%s` placeholders (psycopg's); the SQLite backend turns
 them into `?` (`intercept.ledger.sqlite`). Both databases understand every statement as it is
@@ -16,6 +17,8 @@ them into `?` (`intercept.ledger.sqlite`). Both databases understand every state
 from __future__ import annotations
 
 from typing import Any, Final
+
+from intercept.counters import COUNTERS
 
 __all__ = [
     "DAY",
@@ -45,11 +48,9 @@ DAY: Final = 86400
 NO_PAGE: Final = "none"
 
 #: Each table's label columns, in primary-key order (after `hour`). Nothing else is stored.
+#: One per research counter that has a table, in declaration order (`intercept.counters`).
 TABLES: Final[dict[str, tuple[str, ...]]] = {
-    "searches": ("route",),
-    "interventions": ("category", "action", "language", "variant"),
-    "clicks": ("link", "variant"),
-    "shadow_hits": ("rule_id",),
+    c.table: c.labels for c in COUNTERS if c.table is not None
 }
 
 #: (table, hour start in Unix seconds, label values in TABLES order)

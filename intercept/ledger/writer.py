@@ -1,14 +1,14 @@
 """The ledger's writer: `Ledger` takes counts on the request path, buffers them in memory and
 flushes them to a backend in batches; what cannot be written at shutdown goes to the spool.
 
-How it is written: `add_*` calls are O(1) increments of an in-memory buffer (they run on the
-request path). `run(interval)` flushes the buffer every `interval` seconds in a worker thread,
-one transaction per flush, adding to the stored counts with an upsert, so several processes
-(workers of one host sharing a SQLite file, or replicas sharing a PostgreSQL database) sum their
-counts. `aclose()` flushes what is left: a graceful stop (SIGTERM, SIGINT) loses nothing. A
-crash (SIGKILL, power loss) loses the counts buffered since the last successful flush: at most
-one flush interval, plus whatever was still pending because the database was unreachable
-(`status.pending` shows how many).
+How it is written: `add` (and its `add_*` shorthands) are O(1) increments of an in-memory
+buffer (they may run on the request path). `run(interval)` flushes the buffer every
+`interval` seconds in a worker thread, one transaction per flush, adding to the stored counts
+with an upsert, so several processes (workers of one host sharing a SQLite file, or replicas
+sharing a PostgreSQL database) sum their counts. `aclose()` flushes what is left: a graceful
+stop (SIGTERM, SIGINT) loses nothing. A crash (SIGKILL, power loss) loses the counts buffered
+since the last successful flush: at most one flush interval, plus whatever was still pending
+because the database was unreachable (`status.pending` shows how many).
 
 Its methods take only label values (see `intercept.ledger.schema`): no query text, client
 address, user agent, cookie or per-request identifier can reach the ledger or the spool.
@@ -151,24 +151,32 @@ class Ledger:
             buffer = self._buffer
             buffer[key] = buffer.get(key, 0) + count
 
+    def add(self, table: str, labels: tuple[str, ...], count: int = 1) -> None:
+        """Count `count` events in `table` (a counter's table, `intercept.counters`) with
+        these label values, in `TABLES` order, in the current hour. KeyError for an unknown
+        table, ValueError for the wrong number of labels (nothing is counted then)."""
+        if len(labels) != len(TABLES[table]):
+            raise ValueError(f"table {table} takes {len(TABLES[table])} labels")
+        self._add((table, self._hour(), labels), count)
+
     def add_search(self, route: str, count: int = 1) -> None:
         """Count `count` searches on route `route`."""
-        self._add(("searches", self._hour(), (route,)), count)
+        self.add("searches", (route,), count)
 
     def add_intervention(
         self, category: str, action: str, language: str, variant: str, count: int = 1
     ) -> None:
         """Count `count` interventions (the matched rule's category and action, the page
         language and message variant)."""
-        self._add(("interventions", self._hour(), (category, action, language, variant)), count)
+        self.add("interventions", (category, action, language, variant), count)
 
     def add_click(self, link: str, variant: str) -> None:
         """Count one click on link id `link` of a page in message variant `variant`."""
-        self._add(("clicks", self._hour(), (link, variant)), 1)
+        self.add("clicks", (link, variant))
 
     def add_shadow(self, rule_id: str) -> None:
         """Count one hit of shadow rule `rule_id`."""
-        self._add(("shadow_hits", self._hour(), (rule_id,)), 1)
+        self.add("shadow_hits", (rule_id,))
 
     # -- flushing --
 
