@@ -9,7 +9,8 @@ With several worker processes, `PROMETHEUS_MULTIPROC_DIR` names a folder that ev
 writes its values to (prometheus-client's multiprocess mode); `exposition()` then sums them, so
 any worker's `/metrics` answers for all.
 
-The per-request events (searches, interventions, decision and upstream times) are tallied in
+Every per-request event (each research counter of `intercept.counters`: searches,
+interventions, clicks, shadow hits; and the decision and upstream times) is tallied in
 plain dictionaries under one lock and handed to the metrics and the ledger by `sync()`: before
 every scrape and ledger flush, every second in every front door (`intercept serve` and the
 middlewares), and whenever 10,000 timings are waiting. Inside the server, calling
@@ -40,7 +41,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from intercept import __version__, metricfiles
-from intercept.counters import COUNTERS, CounterSpec, by_name
+from intercept.counters import COUNTERS, CounterSpec
 
 if TYPE_CHECKING:
     from intercept.ledger import Ledger
@@ -52,7 +53,6 @@ _DECISION_BUCKETS = (
 )  # fmt: skip
 _MAX_TIMES = 10_000  # timings held before a sync is forced
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_CLICKS, _SHADOW_HITS = by_name("clicks"), by_name("shadow_hits")
 
 
 class Counts:
@@ -293,11 +293,11 @@ class Counts:
 
     def click(self, link: str, variant: str) -> None:
         """Count one click on link `link` of a page in `variant`."""
-        self._deliver(_CLICKS, {(link, variant): 1})
+        self.count("clicks", link, variant)
 
     def shadow(self, rule_id: str) -> None:
         """A shadow rule's hit: per rule id, so only in the ledger (bounded by nothing here)."""
-        self._deliver(_SHADOW_HITS, {(rule_id,): 1})
+        self.count("shadow_hits", rule_id)
 
     def rules(self, count: int, version: str, loaded_at: float | None = None) -> None:
         """The rule set now being served. With several workers the most recent value of

@@ -51,6 +51,26 @@ def test_the_ledger_takes_the_tallies_before_each_flush(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_clicks_and_shadow_hits_take_the_same_batched_path(tmp_path: Path) -> None:
+    ledger = Ledger.from_url(f"sqlite:{tmp_path / 'ledger.db'}")
+    counts = Counts(ledger=ledger)
+    counts.click("survey", "harm")
+    counts.shadow("DEMO-009")
+    clicked = {"link": "survey", "variant": "harm"}
+    assert counts.registry.get_sample_value("intercept_clicks_total", clicked) is None
+    assert ledger.status.pending == 0  # tallied, not handed over yet
+    assert counts.value("clicks", **clicked) == 1  # a read syncs first
+    assert ledger.status.pending == 2  # the click and the shadow hit
+    assert ledger.flush_now()
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        assert db.execute("SELECT link, variant, count FROM clicks").fetchall() == [
+            ("survey", "harm", 1)
+        ]
+        assert db.execute("SELECT rule_id, count FROM shadow_hits").fetchall() == [("DEMO-009", 1)]
+    assert "DEMO-009" not in counts.exposition().decode()  # per rule: never a metric
+    ledger.close()
+
+
 def test_no_count_is_lost_between_threads_and_syncs() -> None:
     counts = Counts()
     threads, each = 8, 5_000
