@@ -15,6 +15,7 @@ import pytest
 from intercept.counters import COUNTERS, by_name
 from intercept.counting import Counts
 from intercept.ledger import NO_PAGE, TABLES, Ledger
+from intercept.report import DIMENSIONS
 
 
 def test_names_metrics_and_tables_are_unique_and_well_formed() -> None:
@@ -40,6 +41,10 @@ def test_names_metrics_and_tables_are_unique_and_well_formed() -> None:
 def test_the_ledger_tables_are_the_counters_with_a_table() -> None:
     assert {c.table: c.labels for c in COUNTERS if c.table is not None} == TABLES
     assert NO_PAGE == "none"
+
+
+def test_the_report_dimensions_are_labels_of_the_interventions_counter() -> None:
+    assert set(DIMENSIONS) <= set(by_name("interventions").labels)
 
 
 def test_every_counter_reaches_its_metric_and_its_table_and_nowhere_else(

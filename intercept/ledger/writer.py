@@ -408,7 +408,7 @@ class Ledger:
 
     def prune(self, older_than_days: int) -> int:
         """Delete every hourly bucket that started more than `older_than_days` days ago
-        (from all four tables, in one transaction); return how many rows went. Blocking:
+        (from every table, in one transaction); return how many rows went. Blocking:
         call it through `asyncio.to_thread` on an event loop. Raises what the database
         raises."""
         if older_than_days < 1:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from intercept.counters import by_name
 from intercept.ledger import NO_PAGE
 from intercept.report.data import LedgerData
 from intercept.report.model import DIMENSIONS, Report, Row, Series, ShadowReport, Table, Value
@@ -38,6 +39,10 @@ from intercept.report.statistics import rate, rate_interval
 __all__ = ["SHADOW_ACTION", "build_report", "build_shadow_report"]
 
 SHADOW_ACTION: Final = "shadow"
+# each table's label columns, in the ledger's order, as the counters declare them
+_INTERVENTION_LABELS: Final = by_name("interventions").labels
+_CLICK_LABELS: Final = by_name("clicks").labels
+_SHADOW_LABELS: Final = by_name("shadow_hits").labels
 
 
 class _Cells:
@@ -124,7 +129,7 @@ def build_report(
     by_dims: dict[tuple[int, tuple[str, ...]], int] = defaultdict(int)
     by_category: dict[tuple[int, str], int] = defaultdict(int)
     by_variant: dict[tuple[int, str], int] = defaultdict(int)
-    columns = DIMENSIONS
+    columns = _INTERVENTION_LABELS
     for row in data.interventions:
         p = period_of(row.day)
         if p is None:
@@ -144,7 +149,8 @@ def build_report(
         p = period_of(row.day)
         if p is None:
             continue
-        link, variant = row.labels
+        clicked = dict(zip(_CLICK_LABELS, row.labels, strict=True))
+        link, variant = clicked["link"], clicked["variant"]
         clicks[p] += row.count
         by_click[(p, variant, link)] += row.count
 
@@ -277,10 +283,11 @@ def build_shadow_report(
     lo, hi = (start - EPOCH).days, (end - EPOCH).days
     hits: dict[str, int] = defaultdict(int)
     seen: dict[str, list[int]] = defaultdict(list)
+    rule_at = _SHADOW_LABELS.index("rule_id")
     for row in data.shadow_hits:
         if lo <= row.day <= hi and row.count > 0:
-            hits[row.labels[0]] += row.count
-            seen[row.labels[0]].append(row.day)
+            hits[row.labels[rule_at]] += row.count
+            seen[row.labels[rule_at]].append(row.day)
     cells = _Cells(k)
     rows = []
     for rule_id in sorted(hits, key=lambda r: (-hits[r] if hits[r] >= k else 0, r)):
