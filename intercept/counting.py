@@ -214,17 +214,21 @@ class Counts:
         an unknown counter, ValueError for the wrong number of labels."""
         if len(labels) != self._widths[name]:
             raise ValueError(f"counter {name} takes {self._widths[name]} labels")
+        self._tally(name, labels)
+
+    def _tally(self, name: str, labels: tuple[str, ...]) -> None:
+        """`count()` for callers whose signature fixes the number of labels (the hot path)."""
         with self._lock:
             due = self._due[name]
             due[labels] = due.get(labels, 0) + 1
 
     def intervention(self, category: str, action: str, language: str, variant: str) -> None:
         """Count one intervention (see the module docstring for when it shows)."""
-        self.count("interventions", category, action, language, variant)
+        self._tally("interventions", (category, action, language, variant))
 
     def search(self, route: str) -> None:
         """Count one search on `route`."""
-        self.count("searches", route)
+        self._tally("searches", (route,))
 
     def decided(self, seconds: float) -> None:
         """Time one decision (`intercept_decision_seconds`)."""
@@ -293,11 +297,11 @@ class Counts:
 
     def click(self, link: str, variant: str) -> None:
         """Count one click on link `link` of a page in `variant`."""
-        self.count("clicks", link, variant)
+        self._tally("clicks", (link, variant))
 
     def shadow(self, rule_id: str) -> None:
         """A shadow rule's hit: per rule id, so only in the ledger (bounded by nothing here)."""
-        self.count("shadow_hits", rule_id)
+        self._tally("shadow_hits", (rule_id,))
 
     def rules(self, count: int, version: str, loaded_at: float | None = None) -> None:
         """The rule set now being served. With several workers the most recent value of
