@@ -24,16 +24,18 @@ Invariants:
   click-through per variant divides by pages that were shown.
 
 Adding a counter takes exactly:
-1. one `CounterSpec(...)` entry at the end of `COUNTERS` below (a new `name`; `metric` None if
-   its labels are not bounded by configuration; `table` None if research never needs it);
+1. one `CounterSpec(...)` entry at the end of `COUNTERS` below (at the end, so that the
+   existing metrics keep their place in the exposition; a new `name`; `metric` None if its
+   labels are not bounded by configuration; `table` None if research never needs it);
 2. its call site: `counts.count("<name>", *label_values)` where the event happens (the
-   request path may call it: it is one dictionary increment under a lock).
+   request path may call it: one dictionary increment under a lock, about 0.5 µs).
 Nothing else: the tally, the metric, the ledger table (created on the next connect with
 `CREATE TABLE IF NOT EXISTS`; an added table needs no `SCHEMA_VERSION` bump, which is for
-changing an existing table's columns), the upsert, pruning, the spool and
-`LedgerReader.daily("<table>", ...)` all follow from the entry. A dashboard panel or alert
-on the new metric, and a section of `intercept report` that shows it, are separate, optional
-changes (the report gives each table its own meaning: a denominator, a rate).
+changing an existing table's columns), the upsert, pruning, the spool,
+`LedgerReader.daily("<table>", ...)`, and the checks of `tests/test_counters.py` and the
+dashboard test all follow from the entry. A dashboard panel or alert on the new metric, and
+a section of `intercept report` that shows it, are separate, optional changes (the report
+gives each table its own meaning: a denominator, a rate).
 
 This module imports nothing from Intercept, so every other module may import it.
 """
