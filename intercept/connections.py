@@ -137,6 +137,7 @@ class TimedHandler(web.RequestHandler):
     at that time if it is still waiting for a complete head."""
 
     header_timeout: float = 0.0
+    fresh: bool = True  # accepted, and not a byte received yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -144,6 +145,7 @@ class TimedHandler(web.RequestHandler):
             self._head_due(self._loop.time() + self.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        self.fresh = False
         super().data_received(data)
         waiter = self._waiter
         # bytes arrived while idle and no head is complete: the rest is due in time
@@ -204,6 +206,15 @@ class GatedServer(web.Server):
         if handler in self._connections:
             self.open -= 1
         super().connection_lost(handler, exc)
+
+    def fresh(self) -> int:
+        """Connections accepted that have not sent a byte yet: a draining worker lets them
+        send their request before it closes idle connections."""
+        return sum(
+            1
+            for handler in self._connections
+            if isinstance(handler, TimedHandler) and handler.fresh and handler.transport
+        )
 
     def _oldest_idle(self, newcomer: web.RequestHandler) -> web.RequestHandler | None:
         for handler in self._connections:  # oldest first: a dict keeps insertion order

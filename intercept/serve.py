@@ -342,8 +342,10 @@ async def _serve(
             for site in (*runner.sites, *admin.sites):
                 await site.stop()
             publish(engine, draining=True)
-            await asyncio.sleep(0.5)  # connections just accepted send their request first:
-            # the cleanup below closes idle connections, and would reset those
+            # connections just accepted send their request first: the cleanup below closes
+            # idle connections, and would reset those (at most RETIRE_GRACE, then the head
+            # deadline's job anyway)
+            await _fresh_ones_spoke(runner, admin)
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
@@ -353,6 +355,20 @@ async def _serve(
         if ledger is not None:
             await ledger.aclose()  # the last counts: a graceful stop loses nothing
         await admin.cleanup()
+
+
+RETIRE_GRACE = 5.0  # the longest a retiring worker waits for just-accepted clients to speak
+
+
+async def _fresh_ones_spoke(*runners: web.BaseRunner) -> None:
+    """Wait (at least 0.1 s, at most `RETIRE_GRACE`) until no connection on `runners`'
+    servers is still waiting for its first byte."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETIRE_GRACE
+    await asyncio.sleep(0.1)
+    servers = [r.server for r in runners if isinstance(r.server, GatedServer)]
+    while any(server.fresh() for server in servers) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
 
 
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
