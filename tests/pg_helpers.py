@@ -239,6 +239,8 @@ def fresh_database(server: PostgresServer) -> Iterator[str]:
 def _drop_ledger_tables(url: str) -> None:
     import psycopg
 
+    from intercept.ledger import TABLES
+
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("searches", "interventions", "clicks", "shadow_hits", "ledger_meta"):
+        for table in (*TABLES, "ledger_meta"):  # every counter's table: a new one too
             conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -8,7 +8,8 @@ identifier ever reaches the ledger: its methods take only those labels.
 
 The rooms, each with its own invariants:
 
-- `schema`: the tables and their label columns (`TABLES`), the SQL text both databases run.
+- `schema`: the tables and their label columns (`TABLES`, derived from `intercept.counters`),
+  the SQL text both databases run.
 - `backend`: the `Backend` interface, and `SQLBackend`, the connect/transaction/retry code
   SQLite and PostgreSQL share; `LedgerError` and `scrub_error`.
 - `sqlite`, `postgres`: the two dialects (how to open a connection, begin a transaction,
