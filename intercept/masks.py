@@ -16,16 +16,16 @@ The rule, for queries only (rule phrases are written plainly):
   (`intercept.lexicon`, 14 languages), that word; if none is, the one fill that is a rule
   word, if exactly one is (it starts a phrase, alone or after the one or two words before
   it in the query: "big lant*rn"; a sealed rule set can tell the same by hashes, so both
-  decide alike); otherwise nothing. So a mask
-  never lets a rule match a different ordinary word: "c*t" is too short, and "b*rder" reads
-  as nothing, since "border" and the Danish "byrder" both fit.
+  decide alike); otherwise nothing. So a mask never lets a rule match a different ordinary
+  word: "c*t" is too short, and "b*rder" reads as nothing, since "border" and the Danish
+  "byrder" both fit.
 
 The filled words replace the masked chunks in one extra query text, whose readings the matcher
 scans beside the usual ones (`masked_text`). Parts that are numbers ("covid-19") are no
 masked word. Cost: nothing unless the query holds one of the six symbols between word
-characters; then one fold, the split, and for at most `MAX_MASKED` chunks 26 (or 676) set
-lookups, and as many again when no fill is an ordinary word (measured: "e-mail" about 15 µs,
-"tr*asure" about 20 µs more than a plain query).
+characters; then one fold, the split, and for at most `MAX_MASKED` chunks 26 (or 676)
+lexicon lookups, and as many rule lookups when no fill is an ordinary word (measured:
+"e-mail" about 15 µs, "tr*asure" about 20 µs more than a plain query).
 """
 
 from __future__ import annotations
