@@ -396,13 +396,13 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     supervisor holds (`intercept.listeners`), replaced when one dies (`intercept.supervisor`);
     the metrics are summed across them (`PROMETHEUS_MULTIPROC_DIR`, which must be set before
     the metrics library is imported: `intercept serve` does so)."""
+    _EarlyHangup.install()  # first: from the first line logged on, a SIGHUP is not fatal
     prepare(config)  # the file limit raised to the hard limit, and said
     check_listeners(config)  # an address in use is said at once, not after the rules load
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return
     listeners.hold(config)  # the supervisor's own: a second instance cannot take the address
-    _EarlyHangup.install()
     loaded = signature_of(config)
     engine = build_engine(config)  # once, shared copy-on-write by the workers
     settle_heap()

@@ -387,7 +387,9 @@ def test_sighup_while_a_large_rule_set_loads_does_not_kill_the_server(tmp_path: 
         "--messages", str(ROOT / "messages"),
     ]  # fmt: skip
     with intercept_process(*command, env=env) as proc:
-        time.sleep(1.5)  # imports done; the 20,000 rules are being read
+        assert proc.stderr is not None  # the first line logged comes after the handler
+        assert "file limit" in proc.stderr.readline(), proc.poll()  # is installed
+        time.sleep(0.5)  # the 20,000 rules are being read
         proc.send_signal(signal.SIGHUP)
         assert proc.stdout is not None
         assert "decision service" in proc.stdout.readline(), proc.poll()
