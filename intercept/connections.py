@@ -138,6 +138,7 @@ class TimedHandler(web.RequestHandler):
 
     header_timeout: float = 0.0
     fresh: bool = True  # accepted, and not a byte received yet
+    partial: bool = False  # bytes of a request head received, the head not yet complete
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -146,7 +147,9 @@ class TimedHandler(web.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         self.fresh = False
+        before = self._request_count
         super().data_received(data)
+        self.partial = self._request_count == before
         waiter = self._waiter
         # bytes arrived while idle and no head is complete: the rest is due in time
         if waiter is not None and not waiter.done() and self.header_timeout > 0:
@@ -162,6 +165,15 @@ class TimedHandler(web.RequestHandler):
             handle.cancel()
         self._next_keepalive_close_time = deadline
         self._keepalive_handle = self._loop.call_at(deadline, self._process_keepalive)
+
+    def unsettled(self) -> bool:
+        """Open, not handling a request, and yet owing one an answer or a chance: accepted
+        and silent so far, a head arriving, or a request parsed and queued. aiohttp's
+        shutdown waits only for a request being handled and drops these (the client sees
+        its connection reset), so a draining worker waits for them first."""
+        if self.transport is None or self._request_in_progress:
+            return False
+        return self.fresh or self.partial or bool(self._messages)
 
     def idle(self) -> bool:
         """No request in progress: waiting for one (silent, or its head not yet complete)."""
@@ -207,13 +219,12 @@ class GatedServer(web.Server):
             self.open -= 1
         super().connection_lost(handler, exc)
 
-    def fresh(self) -> int:
-        """Connections accepted that have not sent a byte yet: a draining worker lets them
-        send their request before it closes idle connections."""
+    def unsettled(self) -> int:
+        """How many connections are `TimedHandler.unsettled`."""
         return sum(
             1
             for handler in self._connections
-            if isinstance(handler, TimedHandler) and handler.fresh and handler.transport
+            if isinstance(handler, TimedHandler) and handler.unsettled()
         )
 
     def _oldest_idle(self, newcomer: web.RequestHandler) -> web.RequestHandler | None:

@@ -342,10 +342,9 @@ async def _serve(
             for site in (*runner.sites, *admin.sites):
                 await site.stop()
             publish(engine, draining=True)
-            # connections just accepted send their request first: the cleanup below closes
-            # idle connections, and would reset those (at most RETIRE_GRACE, then the head
-            # deadline's job anyway)
-            await _fresh_ones_spoke(runner, admin)
+            # connections accepted last send their request and have it handled first: the
+            # cleanup below closes the others, and would reset those (at most RETIRE_GRACE)
+            await _settled(runner, admin)
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
@@ -357,18 +356,19 @@ async def _serve(
         await admin.cleanup()
 
 
-RETIRE_GRACE = 5.0  # the longest a retiring worker waits for just-accepted clients to speak
+RETIRE_GRACE = 5.0  # the longest a retiring worker waits for its last clients' requests
 
 
-async def _fresh_ones_spoke(*runners: web.BaseRunner) -> None:
+async def _settled(*runners: web.BaseRunner) -> None:
     """Wait (at least 0.1 s, at most `RETIRE_GRACE`) until no connection on `runners`'
-    servers is still waiting for its first byte."""
+    servers is unsettled (`TimedHandler.unsettled`): each is handling a request, or has had
+    its answers and waits for no more."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RETIRE_GRACE
     await asyncio.sleep(0.1)
     servers = [r.server for r in runners if isinstance(r.server, GatedServer)]
-    while any(server.fresh() for server in servers) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    while any(server.unsettled() for server in servers) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
 
 
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
