@@ -339,7 +339,9 @@ async def _serve(
     finally:
         engine.extras["draining"] = True  # /readyz says 503: load balancers stop sending
         if retiring:  # its replacement accepts on both listeners; /admin/status says so
-            for site in (*runner.sites, *admin.sites):
+            sites = (*runner.sites, *admin.sites)
+            await _stop_accepting(sites)
+            for site in sites:
                 await site.stop()
             publish(engine, draining=True)
             # connections accepted last send their request and have it handled first: the
@@ -357,6 +359,21 @@ async def _serve(
 
 
 RETIRE_GRACE = 5.0  # the longest a retiring worker waits for its last clients' requests
+
+
+async def _stop_accepting(sites: tuple[web.BaseSite, ...]) -> None:
+    """Take no more connections on `sites`, and let those just taken become connections.
+
+    asyncio accepts a connection in the listening socket's reader, then makes its transport in
+    a task; a server closed in between refuses to attach it and the socket is dropped with
+    the request unread: the client sees a reset. So the readers go first, the loop runs the
+    pending tasks, and only then are the sites stopped."""
+    loop = asyncio.get_running_loop()
+    for site in sites:
+        server = getattr(site, "_server", None)  # aiohttp's: the asyncio Server behind it
+        for sock in getattr(server, "sockets", ()) or ():
+            loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0.05)
 
 
 async def _settled(*runners: web.BaseRunner) -> None:
