@@ -314,8 +314,9 @@ class RuleSet:
         )
 
     def _readings(self, text: str) -> tuple[tuple[str, ...], bool]:
-        """The usual readings of `text`, with those of its masked words filled in
-        (`intercept.masks`), and whether edge readings may exist."""
+        """The usual readings of `text`, then those of its letters read by their shape
+        (`normalize.shape_text`) and of its masked words filled in (`intercept.masks`), and
+        whether edge readings may exist."""
         usual, has_edges = readings_for_matching(text)
         shaped = shape_text(text)  # "ΗΟΝΕΥ": Greek capitals read as the Latin they look like
         if shaped is not None:
