@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.worker_memory import pss_kib
 from tests.processes import free_port, intercept_process
 from tests.test_workers import ROOT, Server, _decision, _rules, serving
 
@@ -215,11 +216,7 @@ def _big_rules(extra: int) -> str:
 def _total_pss_kib(server: Server) -> int:
     """PSS of the supervisor and its workers (a page shared by k processes counts 1/k in
     each): what the group really costs."""
-    total = 0
-    for pid in (server.proc.pid, *server.workers()):
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        total += next(int(line.split()[1]) for line in text.splitlines() if line[:4] == "Pss:")
-    return total
+    return sum(pss_kib(pid) for pid in (server.proc.pid, *server.workers()))
 
 
 class _Decisions:
