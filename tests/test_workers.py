@@ -4,11 +4,13 @@ workers that cannot start. Real processes on loopback; each test takes a few sec
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import json
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -115,6 +117,37 @@ class Server:
         assert self.proc.stderr is not None
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
 
+    def post_mortem(self) -> str:
+        """For a failed test: each child's state and kernel wait channel, then everything the
+        server wrote to stderr (the supervisor and its workers are killed to read it)."""
+        lines = []
+        children = [e for e in Path("/proc").iterdir() if e.name.isdigit()]
+        for entry in children:
+            try:
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                wchan = (entry / "wchan").read_text()
+                threads = len(list((entry / "task").iterdir()))
+            except OSError:
+                continue
+            if int(stat[1]) == self.proc.pid:
+                lines.append(f"child {entry.name}: state {stat[0]}, waits in {wchan or '-'}, "
+                             f"{threads} threads")  # fmt: skip
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stderr is not None
+        os.set_blocking(self.proc.stderr.fileno(), False)
+        deadline, text = time.monotonic() + 5, ""
+        while time.monotonic() < deadline:  # until every holder of the pipe has ended
+            if not select.select([self.proc.stderr], [], [], 0.2)[0]:
+                continue
+            chunk = self.proc.stderr.read()
+            if chunk == "":
+                break
+            text += chunk or ""
+        return "\n".join([*lines, "the server's stderr:", text[-6000:]])
+
 
 @contextmanager
 def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
@@ -135,10 +168,14 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{public}" in line, proc.stderr.read() if proc.stderr else ""
         server = Server(proc, f"http://127.0.0.1:{public}", f"127.0.0.1:{admin}")
-        deadline = time.monotonic() + 20
-        while len({pid for pid, _ in server.serving()}) < 2:
-            assert time.monotonic() < deadline, "the two workers never both answered"
-        yield server
+        try:
+            deadline = time.monotonic() + 20
+            while len({pid for pid, _ in server.serving()}) < 2:
+                assert time.monotonic() < deadline, "the two workers never both answered"
+            yield server
+        except BaseException as error:  # what the server said and what its children were
+            error.add_note(server.post_mortem())
+            raise
 
 
 @contextmanager
@@ -318,6 +355,14 @@ def _settled(server: Server, seconds: float = 30) -> None:
         time.sleep(0.1)
 
 
+def _refused(server: Server, seconds: float = 30) -> None:
+    """Wait until `/admin/status` says the last reload was refused."""
+    deadline = time.monotonic() + seconds
+    while not server.status()["rules"]["last_reload_refused"]:  # type: ignore[index]
+        assert time.monotonic() < deadline, "the broken rule set was never refused"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("trigger", ["SIGHUP", "files changed"])
 def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path, trigger: str) -> None:
     folder = tmp_path / "rules"
@@ -355,7 +400,7 @@ def test_a_replacement_serves_the_rules_its_siblings_reloaded(tmp_path: Path, tr
         # now a set the workers refuse: they keep the second; so must the next replacement
         _write(folder, _rules("alpha one", broken=True))
         reload()
-        time.sleep(1.5)  # the workers refuse it (the supervisor too, before it forks)
+        _refused(server)  # by the supervisor, before it forks: no validation child left
         before = server.workers()
         os.kill(min(before), signal.SIGKILL)
         new = server.replacement(before - {min(before)})
