@@ -81,7 +81,7 @@ def _trivial_auth(port: int) -> None:
 
 def _intercept(port: int, rules_file: str) -> None:
     from intercept.config import load_config
-    from intercept.serve import run
+    from intercept.server.serve import run
 
     config = load_config(
         None,

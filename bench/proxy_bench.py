@@ -60,7 +60,7 @@ def _bare_proxy(port: int, upstream: int, settle: bool = False) -> None:
     limits, no forwarded headers, no timeouts of its own. With `settle`, the same garbage
     collector settings as `intercept serve` (a second, stricter baseline)."""
     if settle:
-        from intercept.serve import settle_heap
+        from intercept.server.serve import settle_heap
 
         settle_heap()
     hop = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
@@ -131,7 +131,7 @@ def _fetch(url: str) -> tuple[int, list[tuple[str, str]], bytes]:
 
 def _intercept(port: int, upstream: int, rules_file: str) -> None:
     from intercept.config import load_config
-    from intercept.serve import run
+    from intercept.server.serve import run
 
     config = load_config(
         None,
@@ -149,7 +149,7 @@ def _intercept(port: int, upstream: int, rules_file: str) -> None:
 
 
 def _write_rules(count: int, folder: Path) -> str:
-    from intercept.bench import make_rules
+    from intercept.curation.rulebench import make_rules
 
     rules = [
         {"id": s.id, "action": s.action.value, "terms": list(s.terms) or [f"{s.id.lower()} x"]}
@@ -257,8 +257,8 @@ def main() -> int:
             for name, port in ports.items():
                 if name != "static":  # started below, with Intercept's page
                     _wait(port)
-            from intercept.bench import make_rules
-            from intercept.rulespec import Action
+            from intercept.curation.rulebench import make_rules
+            from intercept.rules.rulespec import Action
 
             blocking = next(
                 r for r in make_rules(args.rules) if r.terms and r.action is Action.BLOCK

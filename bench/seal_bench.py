@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from intercept.bench import _machine, _rss_mb, make_queries, make_rules  # noqa: E402
-from intercept.ruleset import RuleSet, compile_rules  # noqa: E402
-from intercept.seal import open_bundle, seal_rules  # noqa: E402
+from intercept.curation.rulebench import _machine, _rss_mb, make_queries, make_rules  # noqa: E402
+from intercept.rules.ruleset import RuleSet, compile_rules  # noqa: E402
+from intercept.rules.seal import open_bundle, seal_rules  # noqa: E402
 
 
 def _rate(rules: RuleSet, queries: list[str]) -> float:

@@ -4,8 +4,8 @@ workers at start and after each of 3 reloads (one synthetic rule added, then SIG
 Usage: python bench/worker_memory.py [--rules 50000] [--workers 2] [--reloads 3]
 
 Runs the decision service (`mode: authz`) on loopback with N synthetic rules (everyday words,
-`intercept.bench.make_rules`) in a temporary folder. After each SIGHUP it waits until every
-worker listed by `/admin/status` serves the new version (and none the old), then 5 s more,
+`intercept.curation.rulebench.make_rules`) in a temporary folder. After each SIGHUP it waits until
+every worker listed by `/admin/status` serves the new version (and none the old), then 5 s more,
 and sums `Pss` from `/proc/PID/smaps_rollup` over the supervisor and its children. PSS
 counts a page shared by k processes as 1/k in each, so the total is the memory the group
 really costs. Prints one line per measurement and the ratio "after the last reload / start".
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.proxy_bench import _free_port  # noqa: E402
-from intercept.bench import make_rules  # noqa: E402
+from intercept.curation.rulebench import make_rules  # noqa: E402
 
 HEAD = [
     "list: {name: big, source: synthetic, updated: 2026-11-29}",

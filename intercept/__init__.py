@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from intercept.errors import InterceptError, Problem, RuleError
-from intercept.normalize import Normalized, normalize
-from intercept.ruleset import Explanation, Hit, Match, RuleSet, compile_rules
-from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
+from intercept.rules.normalize import Normalized, normalize
+from intercept.rules.ruleset import Explanation, Hit, Match, RuleSet, compile_rules
+from intercept.rules.rulespec import Action, ListInfo, MatchMode, RuleSpec
 
 __all__ = [
     "Action",
@@ -51,14 +51,14 @@ def load_rules(
 
     Raises `RuleError` listing every problem found, with file, line and rule id; a rule set
     with any problem is refused whole. For a bundle (no key file, a different key, a changed
-    or damaged file) the `RuleError` is an `intercept.seal.SealError`.
+    or damaged file) the `RuleError` is an `intercept.rules.seal.SealError`.
     """
-    from intercept.seal import find_bundle, load_sealed
+    from intercept.rules.seal import find_bundle, load_sealed
 
     bundle, paths = find_bundle(path)
     if bundle is not None:
         return load_sealed(bundle, key_file)
-    from intercept.rulefile import read_rules  # pydantic is only needed to read files
+    from intercept.rules.rulefile import read_rules  # pydantic is only needed to read files
 
     specs, lists = read_rules(paths)
     return compile_rules(specs, lists)

@@ -2,16 +2,16 @@
 cautions loaded and checked up front (`build_engine`), the research ledger attached
 (`attach_ledger`), and, for front doors without an event loop of Intercept's own, the thread
 that hands counts over, flushes the ledger and retires expired rules at the turn of a UTC day
-(`start_ledger_thread`). `engine_for` is what the middleware factories (`intercept.wsgi`,
-`intercept.asgi`, `intercept.searxng`) call.
+(`start_ledger_thread`). `engine_for` is what the middleware factories (`intercept.doors.wsgi`,
+`intercept.doors.asgi`, `intercept.doors.searxng`) call.
 
 Neutral by design: a WSGI or ASGI application imports this module, so it may import the
 configuration, the core and what loads rules, pages and the ledger (`intercept.reload` for
 the checked load behind the daily refresh), never `aiohttp.web` or any of the server's
-modules (`intercept.serve`, `intercept.proxy`, `intercept.admin`, `intercept.supervisor`).
-`tests/test_assembly.py` checks that importing the middlewares leaves those out of
-`sys.modules`. `intercept.serve` re-exports `build_engine` (documented), `attach_ledger`,
-`engine_for` and `start_ledger_thread`.
+modules (`intercept.server.serve`, `intercept.doors.proxy`, `intercept.server.admin`,
+`intercept.server.supervisor`). `tests/test_assembly.py` checks that importing the middlewares
+leaves those out of `sys.modules`. `intercept.serve` (the documented path of `build_engine`)
+re-exports `build_engine`, `attach_ledger`, `engine_for` and `start_ledger_thread`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.pages import load_pages
-from intercept.preflight import production_cautions
+from intercept.preflight import CAUTIONS, production_cautions
 from intercept.reload import load_checked
 
 if TYPE_CHECKING:
-    from intercept.ledger import Ledger
+    from intercept.research.ledger import Ledger
 
 __all__ = ["attach_ledger", "build_engine", "engine_for", "start_ledger_thread"]
 
@@ -51,7 +51,7 @@ def build_engine(config: Config) -> Engine:
         default_language=config.default_language,
     )
     engine = Engine(config=config, rules=rules, pages=pages, cautions=cautions)
-    engine.counts.cautions(caution.code for caution in cautions)
+    engine.counts.cautions((caution.code for caution in cautions), CAUTIONS)
     return engine
 
 
@@ -61,8 +61,8 @@ def attach_ledger(config: Config, engine: Engine) -> Ledger | None:
     counts."""
     if config.ledger.url is None:
         return None
-    from intercept.ledger import Ledger, sqlite_path
-    from intercept.spool import default_spool_path
+    from intercept.research.ledger import Ledger, sqlite_path
+    from intercept.research.spool import default_spool_path
 
     url = config.ledger.url
     spool = config.ledger.spool or default_spool_path(

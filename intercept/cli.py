@@ -27,7 +27,7 @@ def _rules_default() -> str:
     return os.environ.get("INTERCEPT_RULES", DEFAULT_RULES)
 
 
-KEY_FILE_ENV = "INTERCEPT_RULES_KEY_FILE"  # intercept.seal.KEY_ENV, without importing it
+KEY_FILE_ENV = "INTERCEPT_RULES_KEY_FILE"  # intercept.rules.seal.KEY_ENV, without importing it
 
 
 def _key_file_option(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +49,8 @@ def _print_problems(title: str, problems: Sequence[object], out: TextIO) -> None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from intercept.check import check_rules
-    from intercept.seal import is_sealed_bundle
+    from intercept.curation.check import check_rules
+    from intercept.rules.seal import is_sealed_bundle
 
     missing = [path for path in args.paths if not path.exists()]
     if missing:  # unreadable input, not a failed check: exit 2, as for wrong usage
@@ -80,9 +80,9 @@ def _check_with_bundles(args: argparse.Namespace, bundles: list[Path]) -> int:
     """`check` when some paths are sealed bundles: each is loaded with `--key-file` (format,
     key, MAC, structure; its examples were left out when sealing, so none run); the other
     paths are checked as usual."""
-    from intercept.check import check_rules
+    from intercept.curation.check import check_rules
     from intercept.errors import Problem
-    from intercept.seal import check_bundle
+    from intercept.rules.seal import check_bundle
 
     errors: list[Problem] = []
     warnings: list[Problem] = []
@@ -185,7 +185,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from intercept import load_rules
-    from intercept.corpus import evaluate, read_corpus
+    from intercept.curation.corpus import evaluate, read_corpus
 
     rules = load_rules(args.rules, key_file=args.key_file)
     result = evaluate(rules, read_corpus(args.corpus), name=str(args.corpus))
@@ -220,7 +220,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from intercept.bench import run_bench
+    from intercept.curation.rulebench import run_bench
 
     result = run_bench(args.rules, args.queries, args.match_share)
     if args.json:
@@ -245,7 +245,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_seal(args: argparse.Namespace) -> int:
     """Write a sealed bundle, or with --new-key a key file. Exit 1 when rules cannot be
     sealed (named on standard error), 2 for wrong usage or unreadable input."""
-    from intercept.seal import Unsealable, new_key_file, seal_files
+    from intercept.rules.seal import Unsealable, new_key_file, seal_files
 
     if args.new_key is not None:
         if args.paths or args.output is not None:
@@ -293,7 +293,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from intercept.ruleschema import rules_json_schema
+    from intercept.rules.ruleschema import rules_json_schema
 
     print(json.dumps(rules_json_schema(), indent=2, ensure_ascii=False))
     return 0
@@ -303,7 +303,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Rules added, removed and changed from OLD to NEW; with --corpus, every query whose
     decision changes. Exit 1 when --fail-on finds what it names, 2 for unusable input."""
     from intercept import load_rules
-    from intercept.diff import (
+    from intercept.curation.diff import (
         diff_rules,
         diff_to_dict,
         failed,
@@ -335,8 +335,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Write a rules YAML from a list of terms; the report goes to standard error."""
-    from intercept.importer import DEFAULT_WORDLIST, import_terms
-    from intercept.rulespec import Action, MatchMode
+    from intercept.curation.importer import DEFAULT_WORDLIST, import_terms
+    from intercept.rules.rulespec import Action, MatchMode
 
     if args.output is not None and args.output.resolve() == args.file.resolve():
         print("intercept import: -o would overwrite the input file", file=sys.stderr)
@@ -372,7 +372,7 @@ def _import_option(kind: str) -> Callable[[str], str]:
     """An argparse type for `intercept import --category/--language/--id-prefix`."""
 
     def check(text: str) -> str:
-        from intercept.importer import check_label  # only when the option is given
+        from intercept.curation.importer import check_label  # only when the option is given
 
         try:
             return check_label(kind, text)
@@ -421,7 +421,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if config.workers > 1:
         _multiprocess_metrics()
-    from intercept.serve import run  # after: it imports the metrics library
+    from intercept.server.serve import run  # after: it imports the metrics library
 
     def ready(_: object) -> None:
         if config.mode == "authz":
@@ -497,7 +497,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from intercept.scaffold import init_folder, next_steps
+    from intercept.curation.scaffold import init_folder, next_steps
 
     for path in init_folder(args.folder):
         print(f"wrote {path}")
@@ -526,7 +526,7 @@ def _report_date(text: str) -> date:
 
 
 def _report_dimensions(text: str) -> tuple[str, ...]:
-    from intercept.report import DIMENSIONS
+    from intercept.research.report import DIMENSIONS
 
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if names == ("none",):
@@ -543,8 +543,14 @@ def _report_dimensions(text: str) -> tuple[str, ...]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Research report (or, with --shadow, hits per shadow rule) from the ledger."""
-    from intercept.ledger import LedgerReader
-    from intercept.report import build_report, build_shadow_report, load_data, render, render_shadow
+    from intercept.research.ledger import LedgerReader
+    from intercept.research.report import (
+        build_report,
+        build_shadow_report,
+        load_data,
+        render,
+        render_shadow,
+    )
 
     url = args.ledger
     if url is None:

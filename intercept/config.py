@@ -147,7 +147,7 @@ class Limits(_Model):
     query: int = Field(default=2048, ge=16)
     body: int = Field(default=65536, ge=1024)
     # open client connections per process; at the cap a new one closes the oldest idle one,
-    # or is answered 503 (intercept.connections). None: derived from the file limit
+    # or is answered 503 (intercept.server.connections). None: derived from the file limit
     connections: int | None = Field(default=None, ge=1)
     admin_connections: int = Field(default=64, ge=1)  # the admin listener's own budget
 
@@ -200,7 +200,7 @@ class LedgerSettings(_Model):
     retention_days: int = Field(default=400, ge=1)
     # counts the last flush at shutdown cannot write (full disk, database down) go to files
     # SPOOL.<id>, replayed by the next start; null: intercept-spool.jsonl beside a SQLite
-    # ledger file, or in the working directory for PostgreSQL (intercept.spool)
+    # ledger file, or in the working directory for PostgreSQL (intercept.research.spool)
     spool: Path | None = None
 
 
@@ -248,7 +248,7 @@ class Admin(_Model):
 
 
 class Readiness(_Model):
-    """What `/readyz` waits for besides a loaded rule set (`intercept.upstream_health`)."""
+    """What `/readyz` waits for besides a loaded rule set (`intercept.doors.upstream_health`)."""
 
     # proxy mode: 503 while the upstream fails (refused, reset, timed out), probing it
     # meanwhile so that a replica taken out sees it answer again
@@ -499,7 +499,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-# INTERCEPT_WORKER marks a forked worker (intercept.serve); the others are the HAProxy Lua
+# INTERCEPT_WORKER marks a forked worker (intercept.server.serve); the others are the HAProxy Lua
 # script's (deploy/haproxy) and the test suite's
 _NOT_SETTINGS = frozenset({"worker", "addr", "timeout_ms", "fail_open", "test_postgres_url"})
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from intercept.config import ENV_PREFIX, Config
-from intercept.ledger import redacted_url
+from intercept.research.ledger import redacted_url
 
 __all__ = ["SECRETS", "shown_settings"]
 

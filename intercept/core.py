@@ -24,8 +24,6 @@ from time import perf_counter
 from urllib.parse import parse_qs
 
 from intercept.config import Config
-from intercept.counting import Counts
-from intercept.decide import TOKEN_PARAM, ContinueTokens, decide, same_site, strip_param
 from intercept.extract import (
     CompiledRoute,
     RouteTable,
@@ -35,12 +33,14 @@ from intercept.extract import (
     texts_from_body,
     texts_from_target,
 )
-from intercept.ledger import NO_PAGE
 from intercept.pages import Page, Pages
 from intercept.preflight import Caution
-from intercept.ruleset import Match, RuleSet
-from intercept.rulespec import Action
-from intercept.variants import VariantChooser
+from intercept.research.counting import Counts
+from intercept.research.ledger import NO_PAGE
+from intercept.research.variants import VariantChooser
+from intercept.rules.ruleset import Match, RuleSet, decide
+from intercept.rules.rulespec import Action
+from intercept.tokens import TOKEN_PARAM, ContinueTokens, same_site, strip_param
 
 __all__ = ["INTERNAL_PREFIX", "Answer", "Engine", "Pass"]
 

@@ -122,7 +122,7 @@ def demo_config(listen: str, upstream_port: int) -> Config:
 
 
 async def _run(listen: str) -> None:
-    from intercept.serve import build_engine, start, start_admin
+    from intercept.server.serve import build_engine, start, start_admin
 
     upstream_port = _free_port()
     site_runner = web.AppRunner(demo_site(), access_log=None)

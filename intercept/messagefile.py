@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from intercept.errors import InterceptError, Problem
-from intercept.ruleyaml import LocatedDict, locate, read_yaml_file
+from intercept.rules.ruleyaml import LocatedDict, locate, read_yaml_file
 
 __all__ = [
     "KINDS",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from intercept.config import Config
 from intercept.errors import InterceptError
-from intercept.ledger import LedgerError, sqlite_path
+from intercept.research.ledger import LedgerError, sqlite_path
 
 __all__ = [
     "CAUTIONS",
@@ -159,7 +159,7 @@ class ListenError(InterceptError):
 def check_listeners(config: Config) -> None:
     """Bind each configured listener's address once and let it go, so that an address in use
     (by another program, or by another Intercept, whose supervisor holds its listeners:
-    `intercept.listeners`) is refused before the rules load. Port 0 (any free port)
+    `intercept.server.listeners`) is refused before the rules load. Port 0 (any free port)
     is not checked. Raises `ListenError` naming the public or admin listener."""
     listeners = (("public listener (listen)", config.listen),
                  ("admin listener (admin_listen)", config.admin_listen))  # fmt: skip

@@ -15,7 +15,7 @@ size and modification time (an rsync with `-t`, a checkout) is loaded all the sa
 reload that yields the rule set already served logs "rule set VERSION unchanged".
 
 With `--workers N` the workers never load rules: the supervisor is the only one that does
-(`intercept.supervisor`), once per trigger, and re-forks the workers from the new set. It
+(`intercept.server.supervisor`), once per trigger, and re-forks the workers from the new set. It
 polls the files, takes SIGHUP (a SIGHUP sent to a worker is passed up to it), and a worker
 answering `POST /admin/reload` (or `intercept reload`) asks it with a SIGHUP and answers
 with its result (`Reloader.reload_all`): 200 once every worker slot runs a worker forked
@@ -41,7 +41,7 @@ from intercept.core import Engine
 from intercept.errors import InterceptError, Problem, RuleError
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages, load_pages
-from intercept.ruleset import RuleSet
+from intercept.rules.ruleset import RuleSet
 from intercept.served import publish, reload_state, request_reload
 
 __all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "notify_siblings",
@@ -273,7 +273,7 @@ def _today() -> str:
 
 def _refreeze() -> None:
     """Let the collector free the previous rule set (frozen at start) and freeze the new one;
-    see `intercept.serve.settle_heap`. Nothing to do where nothing was frozen."""
+    see `intercept.server.serve.settle_heap`. Nothing to do where nothing was frozen."""
     if gc.get_freeze_count() == 0:
         return
     gc.unfreeze()

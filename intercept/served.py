@@ -13,7 +13,7 @@ written and `workers()` is None.
 A worker that is being retired (replaced by one forked from a newer rule set) first stops
 accepting, then rewrites its entry with `draining: true`, and is listed until it has ended.
 
-Reloads with `--workers N` are the supervisor's (`intercept.supervisor`). It records each
+Reloads with `--workers N` are the supervisor's (`intercept.server.supervisor`). It records each
 one in `reload.state` (`record_reload`): a generation number, whether it has finished, and
 its result (ok, version, rule count, the problems of a refused set: file, line, rule id,
 never rule text), which `/admin/status` shows as `last_reload_refused` and which a worker

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from hypothesis import settings
 
-from intercept.ruleset import RuleSet, compile_rules
-from intercept.rulespec import Action, MatchMode, RuleSpec
+from intercept.rules.ruleset import RuleSet, compile_rules
+from intercept.rules.rulespec import Action, MatchMode, RuleSpec
 from tests.pg_helpers import PostgresServer, fresh_database, postgres_server
 
 MakeRules = Callable[..., RuleSet]

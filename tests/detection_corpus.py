@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from intercept import lexicon
-from intercept.masks import MASKS
-from intercept.normalize import alternatives
-from intercept.ruleset import RuleSet, compile_rules
-from intercept.rulespec import Action, RuleSpec
+from intercept.rules import lexicon
+from intercept.rules.masks import MASKS
+from intercept.rules.normalize import alternatives
+from intercept.rules.ruleset import RuleSet, compile_rules
+from intercept.rules.rulespec import Action, RuleSpec
 
 WORDLIST = Path("/usr/share/dict/american-english")
 SEED = 20261129
@@ -201,7 +201,7 @@ def _doubled_word(variant: str, phrase: str) -> bool:
 def _mask_reads_otherwise(variant: str, phrase: str) -> bool:
     """A mask that another ordinary word fits as well ("t*mper": tamper, temper), or a `-`,
     `.` or `_` between two ordinary words ("pop.vers"): never read as the rule's word, by
-    design (`intercept.masks`)."""
+    design (`intercept.rules.masks`)."""
     words = lexicon.words()
     targets = phrase.split()
     for chunk in variant.split():
@@ -233,7 +233,7 @@ EXCUSED: dict[str, Callable[[str, str], bool]] = {
     "two letters masked": _mask_reads_otherwise,
 }
 
-# the rules a class can disguise: a masked word keeps at least 5 letters (intercept.masks)
+# the rules a class can disguise: a masked word keeps at least 5 letters (intercept.rules.masks)
 _ELIGIBLE: dict[str, Callable[[str], bool]] = {
     "one letter masked (* # ? _ . -)": lambda phrase: max(map(len, phrase.split())) >= 6,
     "two letters masked": lambda phrase: max(map(len, phrase.split())) >= 8,

@@ -16,8 +16,8 @@ import aiohttp
 
 from intercept.config import load_config
 from intercept.core import Engine
-from intercept.counting import Counts
 from intercept.pages import load_pages
+from intercept.research.counting import Counts
 from tests.upstream import RULES, fetch
 
 ROOT = Path(__file__).parent.parent
@@ -52,7 +52,7 @@ async def call(method: str, url: str, **kwargs: Any) -> Response:
 def interventions(engine: Engine, action: str | None = None) -> float:
     """Interventions counted so far, over every label (or only those with `action`)."""
     total = 0.0
-    engine.counts.sync()  # the tallies reach the metric on sync (intercept.counting)
+    engine.counts.sync()  # the tallies reach the metric on sync (intercept.research.counting)
     for family in engine.counts.interventions.collect():
         for sample in family.samples:
             wanted = action is None or sample.labels.get("action") == action

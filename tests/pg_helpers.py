@@ -239,7 +239,7 @@ def fresh_database(server: PostgresServer) -> Iterator[str]:
 def _drop_ledger_tables(url: str) -> None:
     import psycopg
 
-    from intercept.ledger import TABLES
+    from intercept.research.ledger import TABLES
 
     with psycopg.connect(url, autocommit=True) as conn:
         for table in (*TABLES, "ledger_meta"):  # every counter's table: a new one too

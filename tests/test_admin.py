@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from intercept.admin import build_admin_app, status
 from intercept.core import Engine
-from intercept.ledger import Ledger
+from intercept.research.ledger import Ledger
+from intercept.server.admin import build_admin_app, status
 from tests.processes import free_port, intercept_process
 from tests.upstream import RULES, Proxy, fetch, running_proxy
 

@@ -19,16 +19,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from intercept.asgi import ASGIApp, InterceptASGI, Message, Receive, Scope, Send, asgi_middleware
 from intercept.config import load_config
 from intercept.core import Engine
+from intercept.doors.asgi import (
+    ASGIApp,
+    InterceptASGI,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    asgi_middleware,
+)
 from tests.middleware_helpers import (
     FORM,
     ROOT,
     SERVER_TIMEOUT,
     call,
     interventions,
-    links,
     make_engine,
 )
 
@@ -197,27 +204,6 @@ async def test_websocket_and_other_scopes_pass_untouched() -> None:
 
 
 # --- decisions ---------------------------------------------------------------------------------
-
-
-async def test_warn_continue_flow_reaches_the_app_without_the_token(site: Site) -> None:
-    base, engine = site
-    status, headers, body = await call("GET", base + "/search?q=purple+teapot")
-    assert status == 200
-    assert "X-App" not in headers
-    assert b"purple" not in body
-    continues = links(body, "/_intercept/continue/")
-    assert len(continues) == 1
-    status, headers, _ = await call("GET", base + continues[0])
-    assert status == 303
-    location = headers["Location"]
-    assert location.startswith("/search?q=purple+teapot&_intercept_continue=")
-    status, headers, body = await call("GET", base + location)
-    assert status == 200
-    assert headers["X-App"] == "starlette"
-    app = seen(body)
-    assert (app["path"], app["raw_path"], app["query"]) == ("/search", "/search", "q=purple+teapot")
-    assert interventions(engine, "warn") == interventions(engine) == 1  # shown once
-    assert engine.counts.value("searches", route="search") == 2
 
 
 async def test_oversized_chunked_search_body_is_413(site: Site) -> None:

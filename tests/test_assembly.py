@@ -1,4 +1,5 @@
-"""`intercept.assembly`: the middlewares build their engine without the aiohttp server.
+"""`intercept.assembly`: the middlewares build their engine without the aiohttp server (each
+imported by its documented path, which re-exports `intercept.doors`).
 
 Each import runs in a fresh interpreter (nothing imported before it), and then the middleware
 is built from a configuration, so the lazy imports along the assembly path (rules, pages,
@@ -18,18 +19,14 @@ import pytest
 
 import intercept.assembly
 import intercept.serve
+import intercept.server.serve
 from tests.test_searxng import TARBALL, _install
 
 ROOT = Path(__file__).parent.parent
-SERVER = (
-    "aiohttp",
-    "intercept.serve",
-    "intercept.proxy",
-    "intercept.admin",
-    "intercept.supervisor",
-)
+SERVER = ("aiohttp", "intercept.serve", "intercept.doors.proxy", "intercept.doors.relay")
 """What a WSGI or ASGI application must not import: aiohttp (the server, its client and
-`aiohttp.web` with it) and Intercept's server modules."""
+`aiohttp.web` with it), the reverse proxy, and Intercept's server room (`intercept.server.*`,
+and `intercept.serve`, which re-exports from it)."""
 
 CONFIG = f"""
 from intercept.config import load_config
@@ -43,7 +40,8 @@ REPORT = (
     "\nimport json, sys\n"
     f"server = {SERVER!r}\n"
     "print(json.dumps({'server': sorted(n for n in sys.modules if n in server"
-    " or n.startswith('aiohttp.')), 'assembly': 'intercept.assembly' in sys.modules}))\n"
+    " or n.startswith(('aiohttp.', 'intercept.server'))),"
+    " 'assembly': 'intercept.assembly' in sys.modules}))\n"
 )
 """Appended to the code run: the server modules it imported, and that it did assemble."""
 
@@ -93,7 +91,10 @@ def test_the_aiohttp_middleware_does_not_import_the_server_modules() -> None:
     report = loaded(code)
     servers = report["server"]
     assert isinstance(servers, list)
-    assert [name for name in servers if name.startswith("intercept.")] == ["intercept.proxy"]
+    assert [name for name in servers if name.startswith("intercept.")] == [
+        "intercept.doors.proxy",
+        "intercept.doors.relay",
+    ]
     assert "aiohttp.web" in servers  # the application's own: the report does see it
     assert report["assembly"] is True
 
@@ -103,6 +104,7 @@ def test_serve_re_exports_the_assembly() -> None:
     from intercept.serve import build_engine
 
     assert build_engine is intercept.assembly.build_engine
+    assert intercept.serve.build_engine is intercept.server.serve.build_engine
     for name in ("attach_ledger", "engine_for", "start_ledger_thread"):
         assert getattr(intercept.serve, name) is getattr(intercept.assembly, name)
         assert name in intercept.serve.__all__

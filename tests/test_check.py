@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from intercept.check import check_rules
 from intercept.cli import main
+from intercept.curation.check import check_rules
 
 FILES = Path(__file__).parent / "files"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from intercept.connections import GatedServer
+from intercept.server.connections import GatedServer
 from tests.processes import free_port
 
 ROOT = Path(__file__).parent.parent

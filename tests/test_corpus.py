@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from intercept.corpus import CorpusError, evaluate, read_corpus
+from intercept.curation.corpus import CorpusError, evaluate, read_corpus
 from tests.conftest import MakeRules, spec
 
 

@@ -1,4 +1,4 @@
-"""The research counters' table (`intercept.counters`): well formed, the one source of the
+"""The research counters' table (`intercept.research.counters`): well formed, the one source of the
 metrics and the ledger's tables, and enough on its own to add a counter."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from intercept.counters import COUNTERS, by_name
-from intercept.counting import Counts
-from intercept.ledger import NO_PAGE, TABLES, Ledger
-from intercept.report import DIMENSIONS
+from intercept.research.counters import COUNTERS, by_name
+from intercept.research.counting import Counts
+from intercept.research.ledger import NO_PAGE, TABLES, Ledger
+from intercept.research.report import DIMENSIONS
 
 
 def test_names_metrics_and_tables_are_unique_and_well_formed() -> None:
@@ -90,14 +90,14 @@ def test_a_count_with_an_unknown_name_or_the_wrong_labels_is_refused(tmp_path: P
 _NEW_COUNTER = textwrap.dedent(
     """
     import sqlite3, sys
-    import intercept.counters as counters
+    import intercept.research.counters as counters
 
     counters.COUNTERS = (*counters.COUNTERS, counters.CounterSpec(
         name="page_prints", metric="intercept_page_prints", labels=("language", "variant"),
         help="Pages printed.", table="page_prints", page=True,
     ))
-    from intercept.counting import Counts
-    from intercept.ledger import Ledger
+    from intercept.research.counting import Counts
+    from intercept.research.ledger import Ledger
 
     ledger = Ledger.from_url("sqlite:" + sys.argv[1])
     counts = Counts(ledger=ledger)

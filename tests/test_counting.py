@@ -1,5 +1,5 @@
-"""The per-request tallies of `intercept.counting.Counts`: nothing lost on the way to the metrics
-and the research ledger, from any number of threads."""
+"""The per-request tallies of `intercept.research.counting.Counts`: nothing lost on the way to the
+metrics and the research ledger, from any number of threads."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from intercept.counting import Counts
-from intercept.ledger import Ledger
+from intercept.research.counting import Counts
+from intercept.research.ledger import Ledger
 
 
 def _histogram_count(counts: Counts, name: str) -> float:

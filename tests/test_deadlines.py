@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from intercept.deadlines import Deadlines
+from intercept.doors.deadlines import Deadlines
 
 
 async def test_a_task_past_its_deadline_is_cancelled_and_marked() -> None:

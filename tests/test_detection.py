@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from intercept import lexicon, masks
-from intercept.fold import fold
-from intercept.ruleset import compile_rules
-from intercept.rulespec import Action, RuleSpec
+from intercept.rules import lexicon, masks
+from intercept.rules.fold import fold
+from intercept.rules.ruleset import compile_rules
+from intercept.rules.rulespec import Action, RuleSpec
 from tests import detection_corpus
 
 pytestmark = pytest.mark.skipif(

@@ -12,8 +12,8 @@ import pytest
 
 from intercept import load_rules
 from intercept.cli import main
-from intercept.corpus import CorpusError
-from intercept.diff import (
+from intercept.curation.corpus import CorpusError
+from intercept.curation.diff import (
     decision_changes,
     diff_rules,
     diff_to_dict,

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from intercept.fold import fold, fold_char, shape_readings
+from intercept.rules.fold import fold, fold_char, shape_readings
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`intercept.frontdoor`: the one routine every front door runs (begin, bounded read, decide),
+"""`intercept.doors.frontdoor`: the one routine every front door runs (begin, bounded read, decide),
 with its blocking and awaitable drivers giving the same outcomes for the same reads."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from multidict import CIMultiDict
 
 from intercept.core import Answer, Engine, Pass
-from intercept.frontdoor import Outcome, Read, run, run_async, steps
+from intercept.doors.frontdoor import Outcome, Read, run, run_async, steps
 from tests.test_core import engine  # noqa: F401  (the fixture)
 
 Reader = Callable[[int], Read]

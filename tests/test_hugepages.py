@@ -9,7 +9,7 @@ import pytest
 
 from intercept.config import load_config
 from intercept.hugepages import HUGE_PAGE, _regions, advise_heap
-from intercept.serve import settle_pages
+from intercept.server.serve import settle_pages
 
 MAPS = """\
 55d4a0000000-55d4a0400000 r--p 00000000 fd:01 1234   /usr/bin/python3.11
@@ -62,7 +62,7 @@ def test_huge_pages_off_asks_nothing(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     asked: list[bool] = []
-    monkeypatch.setattr("intercept.serve.advise_heap", lambda: asked.append(True))
+    monkeypatch.setattr("intercept.server.serve.advise_heap", lambda: asked.append(True))
     settle_pages(load_config(None, environ={}, overrides={"huge_pages": False}))
     assert asked == []
     assert "huge pages" not in caplog.text

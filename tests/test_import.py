@@ -14,7 +14,7 @@ import pytest
 
 from intercept import load_rules
 from intercept.cli import main
-from intercept.importer import (
+from intercept.curation.importer import (
     DEFAULT_WORDLIST,
     TermFileError,
     dictionary_hits,
@@ -24,9 +24,9 @@ from intercept.importer import (
     rule_id,
     yaml_text,
 )
-from intercept.rulefile import read_rules
-from intercept.ruleset import compile_rules
-from intercept.rulespec import Action, MatchMode, RuleSpec
+from intercept.rules.rulefile import read_rules
+from intercept.rules.ruleset import compile_rules
+from intercept.rules.rulespec import Action, MatchMode, RuleSpec
 
 WORDS = [
     "lamp", "Lamp", "lamp's", "lamps", "lamplight", "lampshade", "lamppost",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from intercept.ledger import (
+from intercept.research.ledger import (
     DAY,
     HOUR,
     TABLES,
@@ -174,7 +174,7 @@ def test_two_ledgers_on_one_database_sum(url: str) -> None:
 WORKER = textwrap.dedent(
     """
     import sys
-    from intercept.ledger import Ledger
+    from intercept.research.ledger import Ledger
     ledger = Ledger.from_url(sys.argv[1], clock=lambda: {now})
     for _ in range(25):
         for _ in range(8):

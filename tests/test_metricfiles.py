@@ -1,4 +1,4 @@
-"""`intercept.metricfiles`: an ended worker's metric files are merged, not left to pile up.
+"""`intercept.research.metricfiles`: an ended worker's metric files are merged, not left to pile up.
 
 Real prometheus_client multiprocess files, written by real processes (one per "worker"),
 read back with the collector `/metrics` uses."""
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from intercept import metricfiles
+from intercept.research import metricfiles
 
 WORKER = """
 import sys

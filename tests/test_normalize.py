@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intercept.normalize import (
+from intercept.rules.normalize import (
     _stages,
     alternatives,
     collapse,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from intercept.counters import COUNTERS
-from intercept.counting import Counts
+from intercept.research.counters import COUNTERS
+from intercept.research.counting import Counts
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PROMTOOL = shutil.which("promtool")

@@ -22,7 +22,7 @@ from intercept.pages import (
     Pages,
     load_pages,
 )
-from intercept.ruleyaml import parse_yaml
+from intercept.rules.ruleyaml import parse_yaml
 
 MESSAGES = Path(__file__).resolve().parent.parent / "messages"
 SURVEY = "https://survey.example/s/abc"

@@ -26,12 +26,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from intercept.aiohttp_middleware import setup
-from intercept.asgi import asgi_middleware
 from intercept.cli import main as cli_main
 from intercept.core import Engine
-from intercept.ledger import Ledger
-from intercept.wsgi import wsgi_middleware
+from intercept.doors.aiohttp_middleware import setup
+from intercept.doors.asgi import asgi_middleware
+from intercept.doors.wsgi import wsgi_middleware
+from intercept.research.ledger import Ledger
 from tests.middleware_helpers import make_engine
 from tests.upstream import running_authz, running_proxy, upstream_app
 

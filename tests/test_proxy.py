@@ -367,10 +367,10 @@ async def test_expect_100_continue_refuses_before_the_body_and_closes(
 
 
 async def test_a_client_leaving_mid_body_is_not_an_upstream_error(upstream: TestServer) -> None:
-    # served by `intercept.serve.start` as in production (the test server cancels handlers
+    # served by `intercept.server.serve.start` as in production (the test server cancels handlers
     # of departed clients, which hides this path)
     from intercept.config import load_config
-    from intercept.serve import build_engine, start
+    from intercept.server.serve import build_engine, start
     from tests.processes import free_port
 
     port = free_port()

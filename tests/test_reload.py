@@ -23,12 +23,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from intercept import load_rules
-from intercept.admin import build_admin_app
 from intercept.config import Config, load_config
 from intercept.core import Engine
 from intercept.pages import load_pages
 from intercept.reload import Reloader, Signature, signature_of
-from intercept.serve import start
+from intercept.server.admin import build_admin_app
+from intercept.server.serve import start
 from tests.processes import free_port, intercept_process
 
 ROOT = Path(__file__).parent.parent
@@ -366,7 +366,7 @@ async def test_the_watcher_outlives_a_failing_poll(
 
 
 def test_sighup_while_a_large_rule_set_loads_does_not_kill_the_server(tmp_path: Path) -> None:
-    from intercept.bench import make_rules
+    from intercept.curation.rulebench import make_rules
 
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from intercept.cli import main
-from intercept.ledger import DAY, Ledger, LedgerReader
-from intercept.report import build_report, build_shadow_report, load_data, render
+from intercept.research.ledger import DAY, Ledger, LedgerReader
+from intercept.research.report import build_report, build_shadow_report, load_data, render
 
 W45 = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
 W46 = date(2026, 11, 9)
@@ -412,8 +412,8 @@ def test_shadow_report_window() -> None:
 
 
 def load_data_for_shadow() -> Any:
-    from intercept.ledger import DailyCount
-    from intercept.report import LedgerData
+    from intercept.research.ledger import DailyCount
+    from intercept.research.report import LedgerData
 
     first = (date(2026, 11, 2) - date(1970, 1, 1)).days
     return LedgerData(

@@ -1,12 +1,12 @@
-"""`intercept.report.statistics`: the Wilson score interval against values solved by hand, and
-the rates a report shows (rounded to six places, not defined without trials or with more
+"""`intercept.research.report.statistics`: the Wilson score interval against values solved by hand,
+and the rates a report shows (rounded to six places, not defined without trials or with more
 successes than trials)."""
 
 from __future__ import annotations
 
 import pytest
 
-from intercept.report.statistics import rate, rate_interval, wilson
+from intercept.research.report.statistics import rate, rate_interval, wilson
 
 # --- Wilson ---------------------------------------------------------------------------------
 

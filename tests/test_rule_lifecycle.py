@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from intercept import RuleError, load_rules
-from intercept.check import check_rules
-from intercept.rulefile import read_rules
-from intercept.ruleset import compile_rules
+from intercept.curation.check import check_rules
+from intercept.rules.rulefile import read_rules
+from intercept.rules.ruleset import compile_rules
 
 RULES = """\
 list: {name: life, source: synthetic, updated: 2026-11-29}

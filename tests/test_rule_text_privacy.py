@@ -37,10 +37,10 @@ import intercept
 from intercept.config import load_config
 from intercept.errors import RuleError
 from intercept.reload import load_checked
-from intercept.rulespec import ListInfo
-from intercept.ruleyaml import read_yaml_file
-from intercept.seal import _mac, new_key_file, read_key_file, seal_rules
-from intercept.sealedset import BundleKeys
+from intercept.rules.rulespec import ListInfo
+from intercept.rules.ruleyaml import read_yaml_file
+from intercept.rules.seal import _mac, new_key_file, read_key_file, seal_rules
+from intercept.rules.sealedset import BundleKeys
 from tests.conftest import spec
 from tests.processes import free_port, intercept_process
 

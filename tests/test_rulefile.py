@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from intercept.errors import Problem, RuleError
-from intercept.rulefile import read_rules
-from intercept.ruleschema import rules_json_schema
-from intercept.rulespec import Action, ListInfo, MatchMode, RuleSpec
-from intercept.ruleyaml import read_yaml_file
+from intercept.rules.rulefile import read_rules
+from intercept.rules.ruleschema import rules_json_schema
+from intercept.rules.rulespec import Action, ListInfo, MatchMode, RuleSpec
+from intercept.rules.ruleyaml import read_yaml_file
 
 FILES = Path(__file__).parent / "files"
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from intercept.ruleset import RuleSet
-from intercept.rulespec import Action
+from intercept.rules.ruleset import RuleSet
+from intercept.rules.rulespec import Action
 from tests.conftest import MakeRules, spec
 
 
@@ -261,7 +261,7 @@ def test_euro_sign_reads_as_e(make_rules: MakeRules) -> None:
 
 def test_overlong_normalized_phrase_is_a_located_error_without_content() -> None:
     from intercept.errors import RuleError
-    from intercept.ruleset import compile_rules
+    from intercept.rules.ruleset import compile_rules
 
     secret = "\ufdfa" * 300  # one character that normalizes to eighteen letters
     bad = spec("LONG", secret)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from intercept.errors import Problem, RuleError
-from intercept.ruleyaml import (
+from intercept.rules.ruleyaml import (
     MAX_VALUES,
     LocatedDict,
     LocatedList,
@@ -171,7 +171,7 @@ def test_an_empty_text_is_none() -> None:
 
 
 def test_the_libyaml_loader_reads_exactly_what_the_python_one_reads() -> None:
-    from intercept import ruleyaml
+    from intercept.rules import ruleyaml
 
     if ruleyaml._FastLoader is None:
         pytest.skip("PyYAML was built without libyaml: only the pure-Python loader exists")
@@ -198,7 +198,7 @@ def test_text_libyaml_cannot_take_is_a_located_problem_not_a_crash() -> None:
 
 @pytest.mark.parametrize("text", ["a:\t1\n", "a: [1,\t2]\n"])
 def test_tabs_are_judged_the_same_with_or_without_libyaml(text: str) -> None:
-    from intercept import ruleyaml
+    from intercept.rules import ruleyaml
 
     slow = ruleyaml._StrictLoader(text)
     try:

@@ -26,12 +26,12 @@ import intercept
 from intercept.cli import KEY_FILE_ENV, main
 from intercept.config import load_config
 from intercept.core import Answer, Engine, Pass
-from intercept.normalize import alternatives, collapse
 from intercept.pages import load_pages
-from intercept.rulefile import read_rules
-from intercept.ruleset import RuleSet, compile_rules
-from intercept.rulespec import ListInfo, RuleSpec
-from intercept.seal import (
+from intercept.rules.normalize import alternatives, collapse
+from intercept.rules.rulefile import read_rules
+from intercept.rules.ruleset import RuleSet, compile_rules
+from intercept.rules.rulespec import ListInfo, RuleSpec
+from intercept.rules.seal import (
     KEY_ENV,
     SealError,
     Unsealable,
@@ -42,7 +42,7 @@ from intercept.seal import (
     read_key_file,
     seal_rules,
 )
-from intercept.sealedset import SealedRuleSet
+from intercept.rules.sealedset import SealedRuleSet
 from tests import detection_corpus
 from tests.conftest import spec
 
@@ -658,7 +658,7 @@ async def test_the_proxy_serves_a_sealed_bundle(
 ) -> None:
     from aiohttp.test_utils import TestServer
 
-    from intercept.serve import start
+    from intercept.server.serve import start
     from tests.processes import free_port
     from tests.upstream import fetch
 

@@ -10,7 +10,7 @@ from intercept.cli import main as cli_main
 from intercept.config import load_config
 from intercept.core import Answer, Pass
 from intercept.reload import Reloader
-from intercept.serve import build_engine
+from intercept.server.serve import build_engine
 
 ROOT = Path(__file__).parent.parent
 

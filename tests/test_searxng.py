@@ -61,7 +61,7 @@ rules:
 """
 
 SHIPPED = ROOT / "deploy" / "searxng"
-OURS = "intercept.searxng.SXNGPlugin"
+OURS = "intercept.searxng.SXNGPlugin"  # the documented path, as operators write it
 
 
 def searxng_settings(*, debug: bool) -> dict[str, Any]:
@@ -551,7 +551,7 @@ def test_installed_once_in_front_of_flask_routing(
 import json
 from searx.webapp import app
 from searx.plugins import PluginCfg
-from intercept.searxng import SXNGPlugin
+from intercept.doors.searxng import SXNGPlugin
 
 def chain():
     layers, layer = [], app.wsgi_app

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from intercept.ledger import DAY, TABLES, Backend, Ledger
-from intercept.spool import Spool
+from intercept.research.ledger import DAY, TABLES, Backend, Ledger
+from intercept.research.spool import Spool
 from tests.pg_helpers import PostgresServer
 from tests.processes import free_port, http_status, intercept_process
 

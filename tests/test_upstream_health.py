@@ -31,10 +31,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, Gauge
 
-from intercept.admin import build_admin_app, status
 from intercept.config import ConfigError, load_config
 from intercept.core import Engine
-from intercept.upstream_health import UpstreamHealth
+from intercept.doors.upstream_health import UpstreamHealth
+from intercept.server.admin import build_admin_app, status
 from tests.processes import free_port, intercept_process
 from tests.test_privacy_canary import (
     CLIENT_ADDRESS,

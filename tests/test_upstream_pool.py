@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from intercept.admin import status as status_of
 from intercept.config import ConfigError, load_config
 from intercept.core import Engine
-from intercept.upstream_health import health_of
-from intercept.upstream_pool import UpstreamPool, pool_of
+from intercept.doors.upstream_health import health_of
+from intercept.doors.upstream_pool import UpstreamPool, pool_of
+from intercept.server.admin import status as status_of
 from tests.upstream import running_proxy
 
 SIZE, RESERVED, POOL_TIMEOUT = 8, 2, 0.5

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from intercept.variants import VariantChooser
+from intercept.research.variants import VariantChooser
 
 VARIANTS = ("harm", "legal", "help", "neutral")
 

@@ -202,7 +202,7 @@ BIG_RULES = 20_000  # synthetic rules: a set big enough to show in the processes
 
 def _big_rules(extra: int) -> str:
     """`BIG_RULES` synthetic rules, the rule blocking "alpha one", and `extra` more."""
-    from intercept.bench import make_rules
+    from intercept.curation.rulebench import make_rules
 
     text = _rules("alpha one")
     for spec in make_rules(BIG_RULES):

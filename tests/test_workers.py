@@ -25,7 +25,7 @@ from subprocess import Popen
 
 import pytest
 
-from intercept.supervisor import FIRST_DELAY, backoff
+from intercept.server.supervisor import FIRST_DELAY, backoff
 from tests.processes import free_port, intercept_process, running
 
 ROOT = Path(__file__).parent.parent
@@ -462,8 +462,8 @@ _SUPERVISED = """
 import logging, os, sys, time
 from intercept.config import load_config
 from intercept.reload import signature_of
-from intercept.serve import build_engine
-from intercept.supervisor import supervise
+from intercept.server.serve import build_engine
+from intercept.server.supervisor import supervise
 
 logging.basicConfig(format="%(message)s", level=logging.INFO)
 rules, messages, how = sys.argv[1:]

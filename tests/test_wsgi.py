@@ -22,14 +22,13 @@ from waitress.trigger import trigger
 
 from intercept.config import load_config
 from intercept.core import Engine
-from intercept.wsgi import InterceptWSGI, wsgi_middleware
+from intercept.doors.wsgi import InterceptWSGI, wsgi_middleware
 from tests.middleware_helpers import (
     FORM,
     ROOT,
     SERVER_TIMEOUT,
     call,
     interventions,
-    links,
     make_engine,
 )
 
@@ -215,36 +214,6 @@ async def test_a_rewritten_environ_is_decided_as_the_app_reads_it(site: Site) ->
 
 
 # --- decisions ---------------------------------------------------------------------------------
-
-
-async def test_warn_continue_flow_reaches_the_app_without_the_token(site: Site) -> None:
-    base, engine, server = site
-    status, headers, body = await call("GET", base + "/search?q=purple+teapot")
-    assert status == 200
-    assert "X-App" not in headers
-    assert b"purple" not in body
-    continues = links(body, "/_intercept/continue/")
-    assert len(continues) == 1
-    status, headers, _ = await call("GET", base + continues[0])
-    assert status == 303
-    location = headers["Location"]
-    assert location.startswith("/search?q=purple+teapot&_intercept_continue=")
-    status, headers, body = await call("GET", base + location)
-    assert status == 200
-    assert headers["X-App"] == "flask"
-    app = seen(body)
-    assert app["query"] == "q=purple+teapot"
-    continued = "/search?q=purple+teapot"
-    assert (
-        app["uri"]
-        == {
-            "waitress": [continued, None],
-            "werkzeug": [continued, continued],
-            "wsgiref": [None, None],
-        }[server]
-    )
-    assert interventions(engine, "warn") == interventions(engine) == 1  # shown once
-    assert engine.counts.value("searches", route="search") == 2
 
 
 async def test_oversized_chunked_search_body_is_413(waitress_site: Site) -> None:

@@ -12,11 +12,11 @@ import aiohttp
 from aiohttp import web
 
 from intercept.config import load_config
-from intercept.counting import Counts
+from intercept.doors.proxy import Engine
 from intercept.pages import load_pages
-from intercept.proxy import Engine
-from intercept.ruleset import compile_rules
-from intercept.serve import start
+from intercept.research.counting import Counts
+from intercept.rules.ruleset import compile_rules
+from intercept.server.serve import start
 from tests.conftest import spec
 from tests.processes import free_port
 
@@ -180,7 +180,7 @@ Proxy = tuple[str, Engine]
 
 class running_proxy:
     """Intercept in front of `upstream_url` on a free loopback port, started as
-    `intercept serve` starts it (`intercept.serve.start`)."""
+    `intercept serve` starts it (`intercept.server.serve.start`)."""
 
     def __init__(self, upstream_url: str, **settings: Any) -> None:
         self.port = free_port()

@@ -1,0 +1,104 @@
+"""The ledger's reader: `LedgerReader` sums the stored counts per UTC day for `intercept
+report`.
+
+Read-only: a SQLite file is opened with `mode=ro`, a PostgreSQL session is set read-only.
+Opening never creates a database or a table: a missing SQLite file or a database without
+ledger tables is a `LedgerError`, as is a ledger of another schema version. Every error is a
+`LedgerError` whose message names the URL without its password and describes the cause with
+`scrub_error` (no password, no label value). It reads only the aggregate rows the writer
+stored (`intercept.research.ledger.schema`).
+
+(`/admin/status` and `/readyz` do not read the database: they show the writer's own
+`Ledger.status` and `Ledger.spool`.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from intercept.research.ledger.backend import LedgerError, check_version
+from intercept.research.ledger.schema import TABLES, daily_sql
+from intercept.research.ledger.urls import backend_for, redacted_url
+
+__all__ = ["DailyCount", "LedgerReader", "open_reader"]
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCount:
+    """Counts of one table summed over one UTC day for one combination of labels."""
+
+    day: int  # days since 1970-01-01 (UTC)
+    labels: tuple[str, ...]  # in TABLES order
+    count: int
+
+
+class LedgerReader:
+    """Read-only access for `intercept report`: counts summed per UTC day. Opening never
+    creates a database: a missing SQLite file or a database without ledger tables is a
+    `LedgerError`."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        backend = backend_for(url, busy_timeout=5.0, connect_timeout=connect_timeout)
+        self._backend = backend
+        self._conn: Any = None
+        try:
+            self._conn = backend.connect_read_only()
+            self._check()
+        except LedgerError:
+            self.close()
+            raise
+        except Exception as error:
+            self.close()
+            raise LedgerError(
+                f"cannot read ledger {redacted_url(url)}: {backend.describe(error)}"
+            ) from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        assert self._conn is not None
+        return self._backend.query(self._conn, sql, params)
+
+    def _check(self) -> None:
+        try:
+            rows = self._query("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
+        except Exception:
+            raise LedgerError(
+                f"{redacted_url(self.url)} is not an Intercept ledger (no ledger_meta table)"
+            ) from None
+        check_version(rows[0][0] if rows else None)
+
+    def daily(self, table: str, start: int, end: int) -> list[DailyCount]:
+        """`table`'s counts summed per UTC day and label combination, for hourly buckets in
+        [start, end) (Unix seconds)."""
+        if table not in TABLES:
+            raise ValueError(f"unknown ledger table {table!r}")
+        width = len(TABLES[table])
+        try:
+            rows = self._query(daily_sql(table), (start, end))
+        except Exception as error:
+            raise LedgerError(
+                f"cannot read ledger {redacted_url(self.url)}: {self._backend.describe(error)}"
+            ) from None
+        return [
+            DailyCount(int(row[0]), tuple(str(v) for v in row[1 : 1 + width]), int(row[-1]))
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_reader(url: str) -> LedgerReader:
+    """A `LedgerReader` over `url`."""
+    return LedgerReader(url)

@@ -1,0 +1,327 @@
+"""Building a report from the ledger's daily counts: sums per period and label, then
+suppression of small cells.
+
+For a date range (UTC, both ends included) grouped by day, ISO week or calendar month, and by
+chosen intervention dimensions (category, action, language, variant), a report gives searches,
+interventions, the intervention rate (interventions / searches), clicks, and the click-through
+rate per message variant and link (clicks / interventions shown in that variant) with a 95%
+Wilson score interval.
+
+Interventions here are the block and warn actions taken, mostly pages searchers saw; an
+autocomplete route's empty suggestion list shows no page, so it has the variant `none` and no
+part in click-through. Shadow-rule hits are recorded, never shown, and are listed separately
+by `build_shadow_report` (`intercept report --shadow`), per rule id, so a curator can promote,
+fix or drop a rule.
+
+Small cells are suppressed here, as every cell is made (`_Cells`): a count below `k` is never
+kept in the model and never used in a derived figure; a rate or interval with a suppressed
+numerator or denominator is itself suppressed. This is primary suppression; totals are kept
+as they are, so a suppressed cell can sometimes be bounded from a total and the other cells.
+
+Pure functions of `LedgerData`: no I/O; the only clock read is `now` defaulting to the time
+of the call, for `generated_at`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+
+from intercept.research.counters import by_name
+from intercept.research.ledger import NO_PAGE
+from intercept.research.report.data import LedgerData
+from intercept.research.report.model import (
+    DIMENSIONS,
+    Report,
+    Row,
+    Series,
+    ShadowReport,
+    Table,
+    Value,
+)
+from intercept.research.report.periods import EPOCH, Grouping, Period, period_key, periods
+from intercept.research.report.statistics import rate, rate_interval
+
+__all__ = ["SHADOW_ACTION", "build_report", "build_shadow_report"]
+
+SHADOW_ACTION: Final = "shadow"
+# each table's label columns, in the ledger's order, as the counters declare them
+_INTERVENTION_LABELS: Final = by_name("interventions").labels
+_CLICK_LABELS: Final = by_name("clicks").labels
+_SHADOW_LABELS: Final = by_name("shadow_hits").labels
+
+
+class _Cells:
+    """Builds rows, applying suppression to every count and derived figure."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def count(self, values: dict[str, Value], suppressed: set[str], name: str, n: int) -> None:
+        if n < self.k:
+            values[name] = None
+            suppressed.add(name)
+        else:
+            values[name] = n
+
+    def ratio(
+        self,
+        values: dict[str, Value],
+        suppressed: set[str],
+        name: str,
+        numerator: str,
+        denominator: str,
+        interval: tuple[str, str] | None = None,
+    ) -> None:
+        names = (name, *(interval or ()))
+        num, den = values[numerator], values[denominator]
+        if numerator in suppressed or denominator in suppressed:
+            for n in names:
+                values[n] = None
+                suppressed.add(n)
+            return
+        assert isinstance(num, int)
+        assert isinstance(den, int)
+        shown = rate(num, den)
+        if shown is None:  # undefined (more clicks than pages), not suppressed
+            for n in names:
+                values[n] = None
+            return
+        values[name] = shown
+        if interval is not None:
+            values[interval[0]], values[interval[1]] = rate_interval(num, den)
+
+
+def _period_values(period: Period) -> dict[str, Value]:
+    return {"period": period.key, "start": period.start.isoformat(), "end": period.end.isoformat()}
+
+
+def build_report(
+    data: LedgerData,
+    *,
+    start: date,
+    end: date,
+    by: Grouping = "week",
+    dimensions: Sequence[str] = ("category",),
+    k: int = 10,
+    now: datetime | None = None,
+) -> Report:
+    """The report over `data` (see the module docstring). `k` >= 1."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    if start > end:
+        raise ValueError(f"the range starts ({start}) after it ends ({end})")
+    unknown = [d for d in dimensions if d not in DIMENSIONS]
+    if unknown:
+        raise ValueError(f"unknown dimension {unknown[0]!r}: choose from {', '.join(DIMENSIONS)}")
+    dims = tuple(dimensions)
+    spans = periods(start, end, by)
+    index = {p.key: i for i, p in enumerate(spans)}
+    first_day = (start - EPOCH).days
+
+    def period_of(day: int) -> int | None:
+        offset = day - first_day
+        if offset < 0 or day > (end - EPOCH).days:
+            return None
+        return index[period_key(start + timedelta(days=offset), by)]
+
+    searches: dict[int, int] = defaultdict(int)
+    for row in data.searches:
+        p = period_of(row.day)
+        if p is not None:
+            searches[p] += row.count
+
+    shown: dict[int, int] = defaultdict(int)
+    by_dims: dict[tuple[int, tuple[str, ...]], int] = defaultdict(int)
+    by_category: dict[tuple[int, str], int] = defaultdict(int)
+    by_variant: dict[tuple[int, str], int] = defaultdict(int)
+    columns = _INTERVENTION_LABELS
+    for row in data.interventions:
+        p = period_of(row.day)
+        if p is None:
+            continue
+        labels = dict(zip(columns, row.labels, strict=True))
+        if labels["action"] == SHADOW_ACTION:
+            continue
+        shown[p] += row.count
+        by_dims[(p, tuple(labels[d] for d in dims))] += row.count
+        by_category[(p, labels["category"])] += row.count
+        if labels["variant"] != NO_PAGE:  # no page, so nothing to click through
+            by_variant[(p, labels["variant"])] += row.count
+
+    clicks: dict[int, int] = defaultdict(int)
+    by_click: dict[tuple[int, str, str], int] = defaultdict(int)  # (period, variant, link)
+    for row in data.clicks:
+        p = period_of(row.day)
+        if p is None:
+            continue
+        clicked = dict(zip(_CLICK_LABELS, row.labels, strict=True))
+        link, variant = clicked["link"], clicked["variant"]
+        clicks[p] += row.count
+        by_click[(p, variant, link)] += row.count
+
+    cells = _Cells(k)
+
+    # per period
+    period_rows = []
+    for i, period in enumerate(spans):
+        values, hidden = _period_values(period), set[str]()
+        cells.count(values, hidden, "searches", searches.get(i, 0))
+        cells.count(values, hidden, "interventions", shown.get(i, 0))
+        cells.ratio(values, hidden, "intervention_rate", "interventions", "searches")
+        cells.count(values, hidden, "clicks", clicks.get(i, 0))
+        period_rows.append(Row(values, frozenset(hidden)))
+    tables = [
+        Table(
+            "periods",
+            "Searches and interventions per period",
+            ("period", "start", "end", "searches", "interventions", "intervention_rate", "clicks"),
+            tuple(period_rows),
+        )
+    ]
+
+    # per period and chosen dimensions (a full grid: every combination seen in the range)
+    if dims:
+        combos = sorted({combo for _, combo in by_dims})
+        rows = []
+        for i, period in enumerate(spans):
+            for combo in combos:
+                values, hidden = _period_values(period), set[str]()
+                values.update(zip(dims, combo, strict=True))
+                cells.count(values, hidden, "interventions", by_dims.get((i, combo), 0))
+                cells.count(values, hidden, "searches", searches.get(i, 0))
+                cells.ratio(values, hidden, "intervention_rate", "interventions", "searches")
+                rows.append(Row(values, frozenset(hidden)))
+        tables.append(
+            Table(
+                "interventions",
+                f"Interventions by {', '.join(dims)}",
+                ("period", "start", "end", *dims, "interventions", "searches", "intervention_rate"),
+                tuple(rows),
+            )
+        )
+
+    # click-through per variant and link
+    variants = sorted({v for _, v in by_variant} | {v for _, v, _ in by_click})
+    links = sorted({link for _, _, link in by_click})
+    ctr_columns = ("variant", "link", "interventions", "clicks", "ctr", "ctr_low", "ctr_high")
+
+    def ctr_row(base: dict[str, Value], variant: str, link: str, pages: int, hits: int) -> Row:
+        values, hidden = dict(base), set[str]()
+        values.update(variant=variant, link=link)
+        cells.count(values, hidden, "interventions", pages)
+        cells.count(values, hidden, "clicks", hits)
+        cells.ratio(values, hidden, "ctr", "clicks", "interventions", ("ctr_low", "ctr_high"))
+        return Row(values, frozenset(hidden))
+
+    overall_base: dict[str, Value] = {
+        "period": "all",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+    }
+    overall_rows = []
+    for variant in variants:
+        pages = sum(n for (_, v), n in by_variant.items() if v == variant)
+        for link in links:
+            hits = sum(n for (_, v, li), n in by_click.items() if v == variant and li == link)
+            overall_rows.append(ctr_row(overall_base, variant, link, pages, hits))
+    overall = Table(
+        "click_through_overall",
+        "Click-through per message variant, whole range",
+        ("period", "start", "end", *ctr_columns),
+        tuple(overall_rows),
+    )
+    per_period = [
+        ctr_row(
+            _period_values(period),
+            variant,
+            link,
+            by_variant.get((i, variant), 0),
+            by_click.get((i, variant, link), 0),
+        )
+        for i, period in enumerate(spans)
+        for variant in variants
+        for link in links
+    ]
+    tables.append(overall)
+    tables.append(
+        Table(
+            "click_through",
+            "Click-through per message variant and period",
+            ("period", "start", "end", *ctr_columns),
+            tuple(per_period),
+        )
+    )
+
+    categories = sorted({c for _, c in by_category})
+    series = tuple(
+        Series(
+            category,
+            tuple(
+                n if (n := by_category.get((i, category), 0)) >= k else None
+                for i in range(len(spans))
+            ),
+        )
+        for category in categories
+    )
+    return Report(
+        start=start,
+        end=end,
+        by=by,
+        dimensions=dims,
+        k=k,
+        generated_at=(now or datetime.now(UTC)).replace(microsecond=0),
+        periods=tuple(spans),
+        tables=tuple(tables),
+        category_series=series,
+        ctr_overall=overall,
+    )
+
+
+def build_shadow_report(
+    data: LedgerData, *, end: date, days: int = 14, k: int = 10, now: datetime | None = None
+) -> ShadowReport:
+    """Hits per shadow rule id over the `days` days ending with `end` (included). A rule's
+    hits below k are suppressed, and so are its days with hits and first and last day seen."""
+    if k < 1 or days < 1:
+        raise ValueError("k and days must be at least 1")
+    start = end - timedelta(days=days - 1)
+    lo, hi = (start - EPOCH).days, (end - EPOCH).days
+    hits: dict[str, int] = defaultdict(int)
+    seen: dict[str, list[int]] = defaultdict(list)
+    rule_at = _SHADOW_LABELS.index("rule_id")
+    for row in data.shadow_hits:
+        if lo <= row.day <= hi and row.count > 0:
+            hits[row.labels[rule_at]] += row.count
+            seen[row.labels[rule_at]].append(row.day)
+    cells = _Cells(k)
+    rows = []
+    for rule_id in sorted(hits, key=lambda r: (-hits[r] if hits[r] >= k else 0, r)):
+        values: dict[str, Value] = {"rule_id": rule_id}
+        hidden: set[str] = set()
+        cells.count(values, hidden, "hits", hits[rule_id])
+        if "hits" in hidden:
+            hidden |= {"days_with_hits", "first_seen", "last_seen"}
+            values.update(days_with_hits=None, first_seen=None, last_seen=None)
+        else:
+            day_list = sorted(set(seen[rule_id]))
+            values["days_with_hits"] = len(day_list)
+            values["first_seen"] = (EPOCH + timedelta(days=day_list[0])).isoformat()
+            values["last_seen"] = (EPOCH + timedelta(days=day_list[-1])).isoformat()
+        rows.append(Row(values, frozenset(hidden)))
+    table = Table(
+        "shadow_hits",
+        "Shadow rule hits",
+        ("rule_id", "hits", "days_with_hits", "first_seen", "last_seen"),
+        tuple(rows),
+    )
+    return ShadowReport(
+        start=start,
+        end=end,
+        days=days,
+        k=k,
+        generated_at=(now or datetime.now(UTC)).replace(microsecond=0),
+        table=table,
+    )

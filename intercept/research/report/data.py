@@ -1,0 +1,38 @@
+"""What a report is built from: the ledger's counts for a range, summed per UTC day.
+
+The only part of `intercept report` that reads the ledger (through `LedgerReader`, read-only).
+A report reads searches, interventions and clicks; a shadow report reads only shadow hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from intercept.research.ledger import DAY, DailyCount, LedgerReader
+from intercept.research.report.periods import day_start
+
+__all__ = ["LedgerData", "load_data"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerData:
+    """The ledger's counts for a range, summed per UTC day (what a report is built from)."""
+
+    searches: Sequence[DailyCount] = ()
+    interventions: Sequence[DailyCount] = ()
+    clicks: Sequence[DailyCount] = ()
+    shadow_hits: Sequence[DailyCount] = ()
+
+
+def load_data(reader: LedgerReader, start: date, end: date, *, shadow: bool = False) -> LedgerData:
+    """Read the days `start`..`end` (UTC, both included) from the ledger."""
+    lo, hi = day_start(start), day_start(end) + DAY
+    if shadow:
+        return LedgerData(shadow_hits=reader.daily("shadow_hits", lo, hi))
+    return LedgerData(
+        searches=reader.daily("searches", lo, hi),
+        interventions=reader.daily("interventions", lo, hi),
+        clicks=reader.daily("clicks", lo, hi),
+    )

@@ -1,0 +1,136 @@
+"""The report's formats by name (`FORMATS`): CSV and JSON here, HTML from
+`intercept.research.report.html`.
+
+CSV is one table in long form, its `table` column naming the part (a shadow report: its one
+table, without that column); a suppressed cell is `<k`, an undefined rate empty, rates have
+six decimals. JSON is one document with the range, grouping, k, the notes (privacy, small
+cells, days, click-through) and each table as a list of rows; a suppressed value is `null`,
+with `"suppressed": true` and its `suppressed_fields` on the row. Renderers only write out
+the model: they decide nothing about which count may be shown (see
+`intercept.research.report.model`), and their output is the same bytes for the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from intercept.research.report.html import html_report, html_shadow
+from intercept.research.report.model import (
+    PRIVACY_NOTE,
+    Report,
+    Row,
+    ShadowReport,
+    Table,
+    Value,
+    stamp,
+)
+
+__all__ = ["FORMATS", "render", "render_shadow"]
+
+FORMATS: Final = ("csv", "json", "html")
+
+
+def _text(row: Row, column: str, k: int) -> str:
+    """A value as text: `<k` when suppressed, empty when undefined."""
+    if column in row.suppressed:
+        return f"<{k}"
+    value = row.values.get(column)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+_CSV_COLUMNS: Final = (
+    "table", "period", "start", "end", "category", "action", "language", "variant", "link",
+    "searches", "interventions", "intervention_rate", "clicks", "ctr", "ctr_low", "ctr_high",
+)  # fmt: skip
+
+
+def _csv(tables: Iterable[Table], columns: Sequence[str], k: int, with_table: bool) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for table in tables:
+        for row in table.rows:
+            writer.writerow(
+                table.name if c == "table" and with_table else _text(row, c, k) for c in columns
+            )
+    return out.getvalue()
+
+
+def _json_rows(table: Table) -> list[dict[str, Value | bool | list[str]]]:
+    rows: list[dict[str, Value | bool | list[str]]] = []
+    for row in table.rows:
+        item: dict[str, Value | bool | list[str]] = {c: row.values.get(c) for c in table.columns}
+        item["suppressed"] = bool(row.suppressed)
+        item["suppressed_fields"] = sorted(row.suppressed)
+        rows.append(item)
+    return rows
+
+
+def _notes(k: int) -> list[str]:
+    return [
+        PRIVACY_NOTE,
+        f"Counts below {k} are suppressed (k = {k}) and not used in any rate or interval.",
+        "Days are UTC days. Interventions are pages shown (block and warn); shadow-rule hits "
+        "are listed by `intercept report --shadow`.",
+        "Click-through: clicks on a link / interventions shown in that message variant, with "
+        "a 95% Wilson score interval.",
+    ]
+
+
+def _json(title: str, report: Report | ShadowReport, fields: Mapping[str, object]) -> str:
+    """A JSON document: its title, time stamp and date range first, then `fields` in order."""
+    document = {
+        "report": title,
+        "generated_at": stamp(report.generated_at),
+        "from": report.start.isoformat(),
+        "to": report.end.isoformat(),
+        **fields,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as `csv`, `json` or `html`."""
+    if fmt == "csv":
+        return _csv(report.tables, _CSV_COLUMNS, report.k, with_table=True)
+    if fmt == "json":
+        fields = {
+            "timezone": "UTC",
+            "by": report.by,
+            "dimensions": list(report.dimensions),
+            "k": report.k,
+            "confidence": 0.95,
+            "interval": "Wilson score",
+            "notes": _notes(report.k),
+            **{table.name: _json_rows(table) for table in report.tables},
+        }
+        return _json("intercept research report", report, fields)
+    if fmt == "html":
+        return html_report(report)
+    raise ValueError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
+
+
+def render_shadow(report: ShadowReport, fmt: str) -> str:
+    """The shadow-rule listing as `csv`, `json` or `html`."""
+    if fmt == "csv":
+        return _csv([report.table], report.table.columns, report.k, with_table=False)
+    if fmt == "json":
+        fields = {
+            "days": report.days,
+            "timezone": "UTC",
+            "k": report.k,
+            "notes": [PRIVACY_NOTE, f"Counts below {report.k} are suppressed (k = {report.k})."],
+            "rules": _json_rows(report.table),
+        }
+        return _json("intercept shadow rule hits", report, fields)
+    if fmt == "html":
+        return html_shadow(report)
+    raise ValueError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")

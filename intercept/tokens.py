@@ -1,0 +1,169 @@
+"""The stateless "continue to results" tokens of warn pages.
+
+A warn interstitial offers to continue. Its link never holds the query (the page must not echo
+it): the link carries the search target sealed with AES-GCM, `/_intercept/continue/<sealed>`.
+Opening it redirects to the original target with `_intercept_continue=<token>` added, where the
+token is an HMAC over the route, the normalized query and an expiry. The proxy verifies the
+token, strips it, and forwards the search; a valid token lifts a warn, never a block. A POST
+search is sealed with its (small) body instead, and opening the link replays it upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from intercept.rules.normalize import alternatives
+
+__all__ = ["TOKEN_PARAM", "Continuation", "ContinueTokens", "same_site", "strip_param"]
+
+TOKEN_PARAM = "_intercept_continue"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def strip_param(raw_target: str, name: str = TOKEN_PARAM) -> tuple[str, str | None]:
+    """The target without the parameter `name`, and that parameter's value (raw)."""
+    path, sep, query = raw_target.partition("?")
+    if not sep:
+        return raw_target, None
+    kept: list[str] = []
+    value: str | None = None
+    for pair in query.split("&"):
+        key, _, item = pair.partition("=")
+        if key == name:
+            value = item
+        else:
+            kept.append(pair)
+    return (path + ("?" + "&".join(kept) if kept else "")), value
+
+
+_CLOCK_SLACK = 60  # seconds a replica's clock may run behind the one that signed
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueTokens:
+    """Signs and checks continue tokens; seals and opens continue links. Keys derive from one
+    secret, so tokens stay valid across workers and restarts that share it."""
+
+    mac_key: bytes
+    seal_key: bytes
+    ttl: int
+
+    @classmethod
+    def from_secret(cls, secret: str | bytes | None, ttl: int) -> ContinueTokens:
+        """Keys from the configured secret; without one, random keys for this process."""
+        if not secret:  # never an empty key: anyone could sign with it
+            raw = os.urandom(32)
+        else:
+            raw = secret.encode() if isinstance(secret, str) else secret
+        mac = hmac.new(raw, b"intercept continue token", hashlib.sha256).digest()
+        seal = hmac.new(raw, b"intercept continue link", hashlib.sha256).digest()
+        return cls(mac, seal, ttl)
+
+    def _mac(self, route: str, normalized: str, expiry: int) -> str:
+        message = f"{route}\x00{expiry}\x00{normalized}".encode("utf-8", "surrogatepass")
+        return _b64(hmac.new(self.mac_key, message, hashlib.sha256).digest())
+
+    def sign(self, route: str, queries: str | Iterable[str], now: float | None = None) -> str:
+        """A token for the search on `route` holding these warned `queries` (one, or all of
+        a search that warns on several values), by their normalized readings."""
+        expiry = int((time.time() if now is None else now) + self.ttl)
+        return f"{expiry}.{self._mac(route, _key(queries), expiry)}"
+
+    def verify(
+        self, token: str, route: str, queries: Iterable[str], now: float | None = None
+    ) -> bool:
+        """True when `token` was signed for this route and these queries (as normalized:
+        `purple teap0t` is `purple teapot`), and has not expired. An expiry further ahead
+        than this signer's `ttl` (plus a minute for clocks of replicas that differ) is no
+        token it made, and is refused."""
+        expiry_text, _, mac = token.partition(".")
+        if not (token.isascii() and expiry_text.isdigit()) or len(expiry_text) > _MAX_DIGITS:
+            return False  # "²" is a digit to isdigit(); compare_digest wants ASCII; and int()
+            # refuses over 4,300 digits (a ValueError, once a 500)
+        moment = time.time() if now is None else now
+        expiry = int(expiry_text)
+        if not moment <= expiry <= moment + self.ttl + _CLOCK_SLACK:
+            return False
+        return hmac.compare_digest(mac, self._mac(route, _key(queries), expiry))
+
+    def seal(
+        self,
+        route: str,
+        target: str,
+        queries: str | Iterable[str],
+        now: float | None = None,
+        *,
+        form: tuple[str, bytes] | None = None,
+    ) -> str:
+        """An opaque link id holding the target, route and a fresh token, encrypted; for a
+        POST search also its body and content type (`form`), so the link can replay it."""
+        nonce = os.urandom(12)
+        fields: dict[str, str] = {"r": route, "t": target, "k": self.sign(route, queries, now)}
+        if form is not None:
+            fields["c"], fields["b"] = form[0], _b64(form[1])
+        plain = json.dumps(fields).encode()
+        return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, plain, b"continue"))
+
+    def open(self, sealed: str, now: float | None = None) -> Continuation | None:
+        """What a continue link leads to, or None for a forged, damaged or expired link."""
+        try:
+            raw = _unb64(sealed)
+            fields = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
+            target, token = str(fields["t"]), str(fields["k"])
+            form = (str(fields["c"]), _unb64(str(fields["b"]))) if "b" in fields else None
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            return None
+        expiry = token.partition(".")[0]
+        if not (expiry.isascii() and expiry.isdigit()) or len(expiry) > _MAX_DIGITS:
+            return None
+        if int(expiry) < (time.time() if now is None else now):
+            return None
+        if not same_site(target):
+            return None  # "//evil.example/../search" would send the searcher away
+        if form is not None:
+            return Continuation(target, form)
+        joiner = "&" if "?" in target else "?"
+        return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None)
+
+
+def _key(queries: str | Iterable[str]) -> str:
+    """What a token signs: the normalized readings of the queries, distinct and sorted (for
+    one query, just its reading, so tokens issued before several were signed still work)."""
+    texts = [queries] if isinstance(queries, str) else queries
+    return "\x1f".join(sorted({alternatives(text)[0] for text in texts}))
+
+
+_MAX_DIGITS = 20  # an expiry in Unix seconds; far more than any token can hold
+
+
+def same_site(target: str) -> bool:
+    """Whether `target`, as a redirect's Location, stays on this site: a path, never one a
+    browser reads as another host (`//host/...`, `/\\host/...`) or one with control
+    characters."""
+    return target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable()
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """Where a continue link leads: a redirect to `target` (a GET search, token added), or,
+    with `form` (content type, body), the POST search replayed to the upstream."""
+
+    target: str
+    form: tuple[str, bytes] | None
