@@ -1,8 +1,8 @@
 """Generated detection corpus: disguised variants of dictionary words used as rules, and benign
 dictionary queries with Scunthorpe and joined-word traps.
 
-`tests/test_detection.py` asserts on it; `python -m tests.detection_corpus` prints the per-class
-table that the README reports. Needs a word list (Debian's `wamerican`, which `.ci/run`
+`tests/rules/test_detection.py` asserts on it; `python -m tests.detection_corpus` prints the
+per-class table that the README reports. Needs a word list (Debian's `wamerican`, which `.ci/run`
 installs); everything else is generated from a fixed seed.
 """
 

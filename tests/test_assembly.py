@@ -4,7 +4,7 @@ imported by its documented path, which re-exports `intercept.doors`).
 Each import runs in a fresh interpreter (nothing imported before it), and then the middleware
 is built from a configuration, so the lazy imports along the assembly path (rules, pages,
 ledger thread) are covered too. About 1-2 s per case; the SearXNG case needs SearXNG's venv
-(`tests/test_searxng.py` builds it once, about 45 s, and shares it).
+(`tests/doors/test_searxng.py` builds it once, about 45 s, and shares it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import intercept.assembly
 import intercept.serve
 import intercept.server.serve
-from tests.test_searxng import TARBALL, _install
+from tests.doors.test_searxng import TARBALL, _install
 
 ROOT = Path(__file__).parent.parent
 SERVER = ("aiohttp", "intercept.serve", "intercept.doors.proxy", "intercept.doors.relay")

@@ -300,7 +300,7 @@ def _wsgi_results(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 async def test_wsgi_middleware(tmp_path: Path) -> None:
-    from tests.test_wsgi import waitress_serving
+    from tests.doors.test_wsgi import waitress_serving
 
     seen = Seen()
     engine = make_engine()
@@ -319,7 +319,7 @@ async def _asgi_results(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def test_asgi_middleware(tmp_path: Path) -> None:
-    from tests.test_asgi import serving
+    from tests.doors.test_asgi import serving
 
     seen = Seen()
     engine = make_engine()

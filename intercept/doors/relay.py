@@ -50,7 +50,7 @@ class _Relay(web.StreamResponse):
     """A response relayed from upstream. aiohttp adds `Content-Type: application/octet-stream`
     and its own `Server` header when they are missing; a transparent proxy must not, so the
     ones the upstream did not send are taken out again once aiohttp has prepared the head
-    (`_prepare_headers` is aiohttp's hook for that; tests/test_httpbin.py guards it)."""
+    (`_prepare_headers` is aiohttp's hook for that; tests/doors/test_httpbin.py guards it)."""
 
     def __init__(
         self,

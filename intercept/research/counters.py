@@ -8,7 +8,7 @@
   the exposition lists them in this order, before the other metrics);
 - `intercept.research.ledger.schema.TABLES` is the counters that have a `table`, in this order, with
   their `labels` as the table's label columns (primary-key order after `hour`);
-- the dashboard/alert test (`tests/test_observability_files.py`) counts one of each and
+- the dashboard/alert test (`tests/deploy/test_observability_files.py`) counts one of each and
   checks that the shipped files name only metrics that exist.
 
 Invariants:
@@ -32,7 +32,7 @@ Adding a counter takes exactly:
 Nothing else: the tally, the metric, the ledger table (created on the next connect with
 `CREATE TABLE IF NOT EXISTS`; an added table needs no `SCHEMA_VERSION` bump, which is for
 changing an existing table's columns), the upsert, pruning, the spool,
-`LedgerReader.daily("<table>", ...)`, and the checks of `tests/test_counters.py` and the
+`LedgerReader.daily("<table>", ...)`, and the checks of `tests/research/test_counters.py` and the
 dashboard test all follow from the entry. A dashboard panel or alert on the new metric, and
 a section of `intercept report` that shows it, are separate, optional changes (the report
 gives each table its own meaning: a denominator, a rate).

@@ -21,7 +21,7 @@ consecutive words of a collapsed reading, joined by single spaces, equals the ke
 The rest is the plaintext matcher's, inherited: the same readings (`readings_for_matching`,
 with `edge_alternatives` only when nothing else matched), the same run-length verification,
 `unless`, `all_of`, and the same decision order. Decisions equal those of the plaintext rules
-(`tests/test_seal.py` compares them query by query).
+(`tests/rules/test_seal.py` compares them query by query).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What only the aiohttp middleware does: its tallies reach the metrics by themselves, its
 factories check their arguments, building it scrubs aiohttp's logs. The cases every front door
-shares (searches, pages, clicks, bodies, failures, privacy) run in `tests/test_doors.py`."""
+shares (searches, pages, clicks, bodies, failures, privacy) run in `tests/doors/test_doors.py`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from intercept.doors.aiohttp_middleware import intercept_middleware, setup
+from tests.doors.test_doors import aiohttp_serving, site_app
 from tests.middleware_helpers import make_engine
-from tests.test_doors import aiohttp_serving, site_app
 from tests.upstream import fetch
 
 

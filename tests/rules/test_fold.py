@@ -161,7 +161,7 @@ def test_confusables_table_names_its_source() -> None:
 
 
 def _builder() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "tools" / "build_confusables.py"
+    path = Path(__file__).resolve().parents[2] / "tools" / "build_confusables.py"
     spec = importlib.util.spec_from_file_location("build_confusables", path)
     assert spec is not None
     assert spec.loader is not None

@@ -10,7 +10,7 @@ import pytest
 from intercept.cli import main
 from intercept.curation.check import check_rules
 
-FILES = Path(__file__).parent / "files"
+FILES = Path(__file__).parents[1] / "files"
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -25,7 +25,7 @@ def _write(tmp_path: Path, body: str) -> Path:
 
 
 def test_demo_rules_pass() -> None:
-    report = check_rules([Path(__file__).parent.parent / "rules"])
+    report = check_rules([Path(__file__).parents[2] / "rules"])
     assert report.ok, report.errors
     assert report.rules >= 10
     assert report.examples >= 40

@@ -1,7 +1,7 @@
 """Decisions only the reverse proxy makes: continue links forged, expired or off the site,
 route bypasses, search bodies, headers relayed as sent, custom routes, a replayed POST decided
 again. The cases every front door shares (block, warn and continue, shadow, autocomplete,
-clicks, extraction) run in `tests/test_doors.py`."""
+clicks, extraction) run in `tests/doors/test_doors.py`."""
 
 from __future__ import annotations
 

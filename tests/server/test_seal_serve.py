@@ -12,7 +12,7 @@ from intercept.core import Answer, Pass
 from intercept.reload import Reloader
 from intercept.server.serve import build_engine
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 async def test_serve_decides_and_reloads_from_a_sealed_bundle(tmp_path: Path) -> None:

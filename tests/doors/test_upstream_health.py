@@ -45,7 +45,7 @@ from tests.test_privacy_canary import (
 )
 from tests.upstream import fetch, running_authz, running_proxy, upstream_app
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SECRET = "zqxcanarypw"  # the password in the upstream address: never shown
 
 

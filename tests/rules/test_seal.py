@@ -46,7 +46,7 @@ from intercept.rules.sealedset import SealedRuleSet
 from tests import detection_corpus
 from tests.conftest import spec
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 RULES = ROOT / "rules"
 SECRET = bytes(range(32))
 LISTS = (ListInfo("trial", "synthetic", "2026-11-29"),)

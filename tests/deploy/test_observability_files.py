@@ -15,7 +15,7 @@ import yaml
 from intercept.research.counters import COUNTERS
 from intercept.research.counting import Counts
 
-DEPLOY = Path(__file__).parent.parent / "deploy"
+DEPLOY = Path(__file__).parents[2] / "deploy"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool missing (Debian package prometheus; .ci/run installs it)"

@@ -30,7 +30,7 @@ from intercept.research.spool import Spool
 from tests.pg_helpers import PostgresServer
 from tests.processes import free_port, http_status, intercept_process
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 T0 = 1_790_000_000 - 1_790_000_000 % DAY + 3 * 3600
 SECRET = "a-test-secret-of-enough-length"
 BLOCKED, BENIGN = 100, 200  # 300 searches + 100 interventions: 400 counts per run

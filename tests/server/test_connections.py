@@ -24,7 +24,7 @@ from aiohttp import web
 from intercept.server.connections import GatedServer
 from tests.processes import free_port
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 FILE_LIMIT = 1024
 IDLE_CONNECTIONS = 1100
 # what the child runs: the file limit set (soft and hard: the start-up raise cannot escape

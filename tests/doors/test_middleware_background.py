@@ -11,7 +11,7 @@ from pathlib import Path
 from intercept.assembly import _refresh_expiring, engine_for
 from intercept.config import load_config
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_a_worker_forked_after_the_app_was_built_flushes_its_counts(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ NEW_PHRASE = "/search?q=copper+kettle"  # matched only once the rule added below
 EXTRA_RULES = """\
 list:
   name: reload-test
-  source: "synthetic, written by tests/test_deploy_systemd.py"
+  source: "synthetic, written by tests/deploy/test_deploy_systemd.py"
   updated: 2026-12-01
 defaults:
   category: demo
@@ -413,7 +413,7 @@ def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path: Path) -> 
 
 TEST_TARGET = """\
 [Unit]
-Description=Boot only as far as Intercept (tests/test_deploy_systemd.py)
+Description=Boot only as far as Intercept (tests/deploy/test_deploy_systemd.py)
 Requires=intercept.service
 After=intercept.service
 AllowIsolate=yes

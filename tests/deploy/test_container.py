@@ -31,7 +31,7 @@ import pytest
 from intercept.resources import DEMO_RULES
 from tests.processes import free_port
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 BUILD = ROOT / "deploy" / "container" / "build.py"
 CONTAINERS_CONF = ROOT / "deploy" / "container" / "containers.conf"
 IMAGE = "localhost/intercept-deterrence:test"

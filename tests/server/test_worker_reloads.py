@@ -22,7 +22,7 @@ import pytest
 
 from bench.worker_memory import pss_kib
 from tests.processes import free_port, intercept_process
-from tests.test_workers import ROOT, Server, _decision, _rules, serving
+from tests.server.test_workers import ROOT, Server, _decision, _rules, serving
 
 TOKEN = "a-reload-token-of-enough-length"
 PROBES = 40  # decisions asked after a reload, each on a new connection

@@ -682,7 +682,7 @@ def test_stopping_intercept_serve(sig: str, tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     port = free_port()
     database = tmp_path / "ledger.db"
     env = {

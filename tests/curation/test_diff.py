@@ -23,10 +23,10 @@ from intercept.curation.diff import (
     with_corpus,
 )
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 RULES = ROOT / "rules"
-CORPUS = Path(__file__).parent / "files" / "demo_corpus.csv"
-BROKEN = Path(__file__).parent / "files" / "broken" / "many_mistakes.yaml"
+CORPUS = Path(__file__).parents[1] / "files" / "demo_corpus.csv"
+BROKEN = Path(__file__).parents[1] / "files" / "broken" / "many_mistakes.yaml"
 
 HEADER = (
     "list: {name: t, source: synthetic, updated: 2026-11-29}\n"

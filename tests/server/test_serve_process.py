@@ -13,7 +13,7 @@ import pytest
 
 from tests.processes import free_port, intercept_process
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def _status(url: str, headers: dict[str, str]) -> int:

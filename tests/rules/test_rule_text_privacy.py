@@ -44,7 +44,7 @@ from intercept.rules.sealedset import BundleKeys
 from tests.conftest import spec
 from tests.processes import free_port, intercept_process
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 CANARY = "canarywordzeta"
 NUMBER = "73910462"  # a term written as a bare number is read as one
 LEAKS = (CANARY, CANARY[:8], NUMBER, "wordzeta")

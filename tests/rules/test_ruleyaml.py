@@ -175,7 +175,7 @@ def test_the_libyaml_loader_reads_exactly_what_the_python_one_reads() -> None:
 
     if ruleyaml._FastLoader is None:
         pytest.skip("PyYAML was built without libyaml: only the pure-Python loader exists")
-    text = (Path(__file__).parent.parent / "rules" / "demo.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "rules" / "demo.yaml").read_text(encoding="utf-8")
     text += "rules: []\n"  # a duplicate key, recorded by both
     fast = ruleyaml._FastLoader(text)
     slow = ruleyaml._StrictLoader(text)

@@ -18,7 +18,7 @@ from intercept.rules.ruleschema import rules_json_schema
 from intercept.rules.rulespec import Action, ListInfo, MatchMode, RuleSpec
 from intercept.rules.ruleyaml import read_yaml_file
 
-FILES = Path(__file__).parent / "files"
+FILES = Path(__file__).parents[1] / "files"
 
 CATEGORY_RULE = "1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or digit"
 ID_RULE = "1 to 64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"

@@ -8,7 +8,7 @@ free loopback port, since this machine's traffic stays on loopback; the scrape i
 1 s so the test need not wait 15. PostgreSQL and Prometheus are the images
 `deploy/container/build.py services` makes from Debian's packages (no registry is reachable
 here); compose.yaml names the official images, which take the same settings. Needs what
-tests/test_container.py needs, plus podman-compose 1.1 or later (the test extra has it;
+tests/deploy/test_container.py needs, plus podman-compose 1.1 or later (the test extra has it;
 Debian's 1.0.3 passes a network to podman alongside `network_mode: host`, which podman
 refuses).
 """
@@ -32,10 +32,10 @@ import psycopg
 import pytest
 import yaml
 
+from tests.deploy.test_container import BUILD, BUILD_TIMEOUT, build_image, get, podman, podman_env
 from tests.processes import free_port
-from tests.test_container import BUILD, BUILD_TIMEOUT, build_image, get, podman, podman_env
 
-COMPOSE = Path(__file__).parent.parent / "deploy" / "compose"
+COMPOSE = Path(__file__).parents[2] / "deploy" / "compose"
 POSTGRES_IMAGE = "localhost/intercept-postgres:15"
 PROMETHEUS_IMAGE = "localhost/intercept-prometheus:2"
 PASSWORD = "compose-test-password"

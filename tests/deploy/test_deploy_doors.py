@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_deploy_caddy, test_deploy_haproxy, test_deploy_nginx
+from tests.deploy import test_deploy_caddy, test_deploy_haproxy, test_deploy_nginx
 from tests.deploy_helpers import BLOCKED, Deployment
 from tests.upstream import fetch
 

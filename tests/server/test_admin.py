@@ -21,7 +21,7 @@ from intercept.server.admin import build_admin_app, status
 from tests.processes import free_port, intercept_process
 from tests.upstream import RULES, Proxy, fetch, running_proxy
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ search's replay, a click, an autocomplete, an oversized or compressed body, a fa
 and a privacy canary must do behind any of them. Each door's own module keeps what only it
 does (its environ or scope, its server's quirks, its factory). The decision service (`mode:
 authz`) has no site behind it: its cases run behind real nginx, Caddy and HAProxy in
-`tests/test_deploy_doors.py`. About 0.2 s per case."""
+`tests/deploy/test_deploy_doors.py`. About 0.2 s per case."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from intercept.core import Engine
 from intercept.doors.aiohttp_middleware import setup
 from intercept.doors.asgi import InterceptASGI
 from intercept.doors.wsgi import InterceptWSGI
-from tests import test_asgi, test_wsgi
+from tests.doors import test_asgi, test_wsgi
 from tests.middleware_helpers import (
     CANARY,
     CANARY_HEADERS,

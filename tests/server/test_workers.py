@@ -28,7 +28,7 @@ import pytest
 from intercept.server.supervisor import FIRST_DELAY, backoff
 from tests.processes import free_port, intercept_process, running
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 CLIENTS = 3  # client threads, each with one search in flight at a time
 
 
