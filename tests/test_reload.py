@@ -30,6 +30,7 @@ from intercept.reload import Reloader, Signature, signature_of
 from intercept.server.admin import build_admin_app
 from intercept.server.serve import start
 from tests.processes import free_port, intercept_process
+from tests.upstream import repo_config
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "a-reload-token-of-enough-length"
@@ -58,17 +59,8 @@ def write(folder: Path, text: str) -> None:
 
 
 def make(folder: Path, **settings: object) -> tuple[Config, Engine]:
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(folder),
-            "messages": str(ROOT / "messages"),
-            "mode": "authz",
-            "admin": {"reload_token": TOKEN},
-            **settings,
-        },
-    )
+    defaults: dict[str, object] = {"mode": "authz", "admin": {"reload_token": TOKEN}}
+    config = repo_config(rules=str(folder), **{**defaults, **settings})
     pages = load_pages(config.pages_folder, survey_url=config.survey_url)
     return config, Engine(config=config, rules=load_rules(config.rules), pages=pages)
 

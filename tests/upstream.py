@@ -1,4 +1,5 @@
-"""Test helpers for the proxy: a real aiohttp upstream app, Intercept in front, a client."""
+"""Test helpers for the proxy: a real aiohttp upstream app, Intercept in front, a client; and
+the repository's demo configuration (`repo_config`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from intercept.config import load_config
+from intercept.config import Config, load_config
 from intercept.doors.proxy import Engine
 from intercept.pages import load_pages
 from intercept.research.counting import Counts
@@ -84,24 +85,28 @@ async def _slow_head(request: web.Request) -> web.Response:
     return web.Response(text="late")
 
 
-async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Length": "100000"})
+async def _cut_short(
+    request: web.Request, response: web.StreamResponse, sent: bytes, pause: float = 0
+) -> web.StreamResponse:
+    """Send `response`'s head and `sent`, wait `pause` seconds, then close the connection: an
+    upstream that fails mid-body."""
     await response.prepare(request)
-    await response.write(b"y" * 1000)
+    await response.write(sent)
+    if pause:
+        await asyncio.sleep(pause)
     assert request.transport is not None
     request.transport.close()
     return response
+
+
+async def _reset_mid_body(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": "100000"})
+    return await _cut_short(request, response, b"y" * 1000)
 
 
 async def _reset_chunked(request: web.Request) -> web.StreamResponse:
     """A chunked body (no Content-Length) that the upstream cuts short."""
-    response = web.StreamResponse()
-    await response.prepare(request)
-    await response.write(b"c" * 1000)
-    await asyncio.sleep(0.1)
-    assert request.transport is not None
-    request.transport.close()
-    return response
+    return await _cut_short(request, web.StreamResponse(), b"c" * 1000, pause=0.1)
 
 
 async def _trickle(request: web.Request) -> web.StreamResponse:
@@ -162,6 +167,13 @@ def upstream_app() -> web.Application:
     app.router.add_route("*", "/search", _results)
     app.router.add_route("*", "/autocomplete", _results)
     return app
+
+
+def repo_config(**overrides: Any) -> Config:
+    """The configuration of the repository's demo rules and pages, from no file and no
+    environment; `overrides` as `load_config` takes them (a `rules` of its own included)."""
+    settings = {"rules": str(ROOT / "rules"), "messages": str(ROOT / "messages"), **overrides}
+    return load_config(None, environ={}, overrides=settings)
 
 
 RULES = compile_rules(

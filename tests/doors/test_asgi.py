@@ -8,19 +8,15 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
-import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from intercept.config import load_config
-from intercept.core import Engine
 from intercept.doors.asgi import (
     ASGIApp,
     InterceptASGI,
@@ -28,19 +24,13 @@ from intercept.doors.asgi import (
     Receive,
     Scope,
     Send,
-    asgi_middleware,
 )
 from tests.middleware_helpers import (
-    FORM,
-    ROOT,
     SERVER_TIMEOUT,
     call,
     interventions,
     make_engine,
 )
-
-Site = tuple[str, Engine]  # base URL, engine
-
 
 # --- the application: Starlette, reporting what it received ------------------------------------
 
@@ -123,14 +113,6 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
             access.disabled = was_disabled
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[Site]:
-    """Starlette behind the middleware, on a free loopback port: (base URL, engine)."""
-    engine = make_engine()
-    async with serving(InterceptASGI(starlette_app(), engine)) as base:
-        yield base, engine
-
-
 def seen(body: bytes) -> dict[str, Any]:
     report = json.loads(body)
     assert isinstance(report, dict)
@@ -201,75 +183,3 @@ async def test_websocket_and_other_scopes_pass_untouched() -> None:
         assert calls[-1] == (scope, receive, send)
         assert calls[-1][0] is scope
     assert middleware.engine.counts.value("searches", route="search") == 0
-
-
-# --- decisions ---------------------------------------------------------------------------------
-
-
-async def test_oversized_chunked_search_body_is_413(site: Site) -> None:
-    base, engine = site
-    limit = engine.config.limits.body
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"q=kites&pad="
-        yield b"x" * limit
-
-    status, headers, _ = await call(
-        "POST", base + "/search", data=chunks(), headers={"Content-Type": FORM}
-    )
-    assert status == 413
-    assert "X-App" not in headers
-
-    async def small() -> AsyncIterator[bytes]:
-        yield b"q=blocked"
-        yield b"+example"
-
-    _, headers, _ = await call(
-        "POST", base + "/search", data=small(), headers={"Content-Type": FORM}
-    )
-    assert "X-App" not in headers  # a chunked body is received to its end and decided
-
-
-# --- failures and privacy ------------------------------------------------------------------------
-
-
-# --- building it ---------------------------------------------------------------------------------
-
-
-def test_factory_builds_the_engine_from_a_config(tmp_path: Path) -> None:
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(ROOT / "rules"),
-            "messages": str(ROOT / "messages"),
-            "ledger": {"url": f"sqlite:{tmp_path / 'ledger.db'}"},
-        },
-    )
-    middleware = asgi_middleware(starlette_app(), config=config)
-    assert middleware.engine.config is config
-    assert middleware.engine.rules.rules
-    ledger = middleware.engine.counts.ledger
-    assert ledger is not None  # the configured ledger is fed and flushed
-    middleware.engine.counts.search("search")
-    assert ledger.flush_now()
-    assert (tmp_path / "ledger.db").exists()
-    engine = make_engine()
-    assert asgi_middleware(starlette_app(), engine=engine).engine is engine
-
-
-def test_factory_and_class_refuse_wrong_dependencies() -> None:
-    app = starlette_app()
-    engine = make_engine()
-    with pytest.raises(TypeError, match="missing config="):
-        asgi_middleware(app)
-    with pytest.raises(ValueError, match="not both"):
-        asgi_middleware(app, config=engine.config, engine=engine)
-    with pytest.raises(TypeError, match=r"engine must be an intercept\.core\.Engine, got str"):
-        asgi_middleware(app, engine=cast(Engine, "engine"))
-    with pytest.raises(TypeError, match=r"config must be an intercept\.config\.Config, got dict"):
-        asgi_middleware(app, config=cast(Any, {"rules": "rules"}))
-    with pytest.raises(TypeError, match="app must be an ASGI application"):
-        InterceptASGI(cast(Any, None), engine)
-    with pytest.raises(TypeError, match="engine must be"):
-        InterceptASGI(app, cast(Engine, None))

@@ -9,22 +9,12 @@ import time
 from pathlib import Path
 
 from intercept.assembly import _refresh_expiring, engine_for
-from intercept.config import load_config
-
-ROOT = Path(__file__).parents[2]
+from tests.upstream import repo_config
 
 
 def test_a_worker_forked_after_the_app_was_built_flushes_its_counts(tmp_path: Path) -> None:
     database = tmp_path / "ledger.db"
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(ROOT / "rules"),
-            "messages": str(ROOT / "messages"),
-            "ledger": {"url": f"sqlite:{database}", "flush_seconds": 0.1},
-        },
-    )
+    config = repo_config(ledger={"url": f"sqlite:{database}", "flush_seconds": 0.1})
     engine = engine_for(config, None, "test")  # built in the "master", as --preload does
     pid = os.fork()
     if pid == 0:  # the worker: count, and leave without exit handlers (as a crash would)
@@ -53,15 +43,7 @@ def test_a_new_day_retires_expired_rules(tmp_path: Path) -> None:
         '  - {id: E-1, terms: ["amber falcon"], expires: 2999-01-01}\n',
         encoding="utf-8",
     )
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(rules),
-            "messages": str(ROOT / "messages"),
-            "ledger": {"url": None},
-        },
-    )
+    config = repo_config(rules=str(rules), ledger={"url": None})
     engine = engine_for(config, None, "test")
     assert engine.rules.match("amber falcon") is not None
     # the day comes: the file now says it has expired (as the calendar would make it)

@@ -15,7 +15,15 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.upstream import BODY_RELEASE, MIB, ROOT, Proxy, fetch, raw_exchange, running_proxy
+from tests.upstream import (
+    BODY_RELEASE,
+    MIB,
+    Proxy,
+    fetch,
+    raw_exchange,
+    repo_config,
+    running_proxy,
+)
 
 # --- transparency ------------------------------------------------------------------------------
 
@@ -369,21 +377,14 @@ async def test_expect_100_continue_refuses_before_the_body_and_closes(
 async def test_a_client_leaving_mid_body_is_not_an_upstream_error(upstream: TestServer) -> None:
     # served by `intercept.server.serve.start` as in production (the test server cancels handlers
     # of departed clients, which hides this path)
-    from intercept.config import load_config
     from intercept.server.serve import build_engine, start
     from tests.processes import free_port
 
     port = free_port()
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "listen": f"127.0.0.1:{port}",
-            "upstream": f"http://127.0.0.1:{upstream.port}",
-            "rules": str(ROOT / "rules"),
-            "messages": str(ROOT / "messages"),
-            "ledger": {"url": None},
-        },
+    config = repo_config(
+        listen=f"127.0.0.1:{port}",
+        upstream=f"http://127.0.0.1:{upstream.port}",
+        ledger={"url": None},
     )
     engine = build_engine(config)
     runner = await start(config, engine)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -20,12 +19,9 @@ from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger
 
-from intercept.config import load_config
 from intercept.core import Engine
-from intercept.doors.wsgi import InterceptWSGI, wsgi_middleware
+from intercept.doors.wsgi import InterceptWSGI
 from tests.middleware_helpers import (
-    FORM,
-    ROOT,
     SERVER_TIMEOUT,
     call,
     interventions,
@@ -142,14 +138,6 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         yield base, engine, request.param
 
 
-@pytest.fixture
-def waitress_site() -> Iterator[Site]:
-    """Like `site`, on waitress only (it reads chunked bodies; wsgiref cannot)."""
-    engine = make_engine()
-    with waitress_serving(InterceptWSGI(flask_app(), engine)) as base:
-        yield base, engine, "waitress"
-
-
 def seen(body: bytes) -> dict[str, Any]:
     report = json.loads(body)
     assert isinstance(report, dict)
@@ -211,75 +199,3 @@ async def test_a_rewritten_environ_is_decided_as_the_app_reads_it(site: Site) ->
         assert headers["X-App"] == "flask"
         assert seen(body)["path"] == "/search"
     assert interventions(engine) == 2
-
-
-# --- decisions ---------------------------------------------------------------------------------
-
-
-async def test_oversized_chunked_search_body_is_413(waitress_site: Site) -> None:
-    base, engine, _ = waitress_site
-    limit = engine.config.limits.body
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"q=kites&pad="
-        yield b"x" * limit
-
-    status, headers, _ = await call(
-        "POST", base + "/search", data=chunks(), headers={"Content-Type": FORM}
-    )
-    assert status == 413
-    assert "X-App" not in headers
-
-    async def small() -> AsyncIterator[bytes]:
-        yield b"q=blocked"
-        yield b"+example"
-
-    _, headers, _ = await call(
-        "POST", base + "/search", data=small(), headers={"Content-Type": FORM}
-    )
-    assert "X-App" not in headers  # a chunked body is read to its end and decided
-
-
-# --- failures and privacy ------------------------------------------------------------------------
-
-
-# --- building it ---------------------------------------------------------------------------------
-
-
-def test_factory_builds_the_engine_from_a_config(tmp_path: Path) -> None:
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(ROOT / "rules"),
-            "messages": str(ROOT / "messages"),
-            "ledger": {"url": f"sqlite:{tmp_path / 'ledger.db'}"},
-        },
-    )
-    middleware = wsgi_middleware(flask_app(), config=config)
-    assert middleware.engine.config is config
-    assert middleware.engine.rules.rules
-    ledger = middleware.engine.counts.ledger
-    assert ledger is not None  # the configured ledger is fed and flushed
-    middleware.engine.counts.search("search")
-    assert ledger.flush_now()
-    assert (tmp_path / "ledger.db").exists()
-    engine = make_engine()
-    assert wsgi_middleware(flask_app(), engine=engine).engine is engine
-
-
-def test_factory_and_class_refuse_wrong_dependencies() -> None:
-    app = flask_app()
-    engine = make_engine()
-    with pytest.raises(TypeError, match="missing config="):
-        wsgi_middleware(app)
-    with pytest.raises(ValueError, match="not both"):
-        wsgi_middleware(app, config=engine.config, engine=engine)
-    with pytest.raises(TypeError, match=r"engine must be an intercept\.core\.Engine, got str"):
-        wsgi_middleware(app, engine=cast(Engine, "engine"))
-    with pytest.raises(TypeError, match=r"config must be an intercept\.config\.Config, got dict"):
-        wsgi_middleware(app, config=cast(Any, {"rules": "rules"}))
-    with pytest.raises(TypeError, match="app must be a WSGI application"):
-        InterceptWSGI(cast(Any, None), engine)
-    with pytest.raises(TypeError, match="engine must be"):
-        InterceptWSGI(app, cast(Engine, None))

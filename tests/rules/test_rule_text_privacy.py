@@ -34,7 +34,6 @@ from pathlib import Path
 import pytest
 
 import intercept
-from intercept.config import load_config
 from intercept.errors import RuleError
 from intercept.reload import load_checked
 from intercept.rules.rulespec import ListInfo
@@ -43,6 +42,7 @@ from intercept.rules.seal import _mac, new_key_file, read_key_file, seal_rules
 from intercept.rules.sealedset import BundleKeys
 from tests.conftest import spec
 from tests.processes import free_port, intercept_process
+from tests.upstream import repo_config
 
 ROOT = Path(__file__).parents[2]
 CANARY = "canarywordzeta"
@@ -242,16 +242,8 @@ def test_a_refused_set_never_quotes_rule_text(case: str, tmp_path: Path) -> None
         with pytest.raises(RuleError) as caught:
             intercept.load_rules(path, key_file=key_file)
         assert_refusal_canary_free(caught.value)
-    config = load_config(
-        None,
-        environ={},
-        overrides={
-            "rules": str(path),
-            "messages": str(ROOT / "messages"),
-            "mode": "authz",
-            **({"rules_key_file": str(key_file)} if key_file else {}),
-        },
-    )
+    key_setting = {"rules_key_file": str(key_file)} if key_file else {}
+    config = repo_config(rules=str(path), mode="authz", **key_setting)
     with pytest.raises(RuleError) as caught:
         load_checked(config)
     assert_refusal_canary_free(caught.value)
