@@ -44,13 +44,24 @@ def test_requests_other_than_searches_leave_the_reserved_share() -> None:
     assert pool.status()["in_use"] == 4
 
 
-async def test_waiters_are_served_in_turn_searches_first() -> None:
-    pool = UpstreamPool(2, 1)
-    assert pool.take(False)
-    assert pool.take(True)
-    other = asyncio.create_task(pool.wait(False))
-    search = asyncio.create_task(pool.wait(True))
+def holding(pool: UpstreamPool, *held: bool) -> UpstreamPool:
+    """`pool` with a slot taken for each of `held` (True: by a search), each take asserted."""
+    for search in held:
+        assert pool.take(search)
+    return pool
+
+
+async def queued(pool: UpstreamPool, *searches: bool) -> list[asyncio.Task[None]]:
+    """A waiter for each of `searches` (True: a search), queued in that order by the time this
+    returns."""
+    waiters = [asyncio.create_task(pool.wait(search)) for search in searches]
     await asyncio.sleep(0)
+    return waiters
+
+
+async def test_waiters_are_served_in_turn_searches_first() -> None:
+    pool = holding(UpstreamPool(2, 1), False, True)
+    other, search = await queued(pool, False, True)
     pool.give(False)  # one slot: the search gets it, the other request still waits
     await asyncio.sleep(0)
     assert search.done()
@@ -64,20 +75,15 @@ async def test_waiters_are_served_in_turn_searches_first() -> None:
 
 
 async def test_a_cancelled_wait_loses_no_slot() -> None:
-    pool = UpstreamPool(2, 0)
-    assert pool.take(False)
-    assert pool.take(False)
-    gone = asyncio.create_task(pool.wait(False))
-    stays = asyncio.create_task(pool.wait(False))
-    await asyncio.sleep(0)
+    pool = holding(UpstreamPool(2, 0), False, False)
+    gone, stays = await queued(pool, False, False)
     pool.give(False)  # handed to `gone`, which is cancelled before it runs: passed on
     gone.cancel()
     await asyncio.wait_for(stays, 1)
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert pool.status()["in_use"] == 2
-    late = asyncio.create_task(pool.wait(False))
-    await asyncio.sleep(0)
+    (late,) = await queued(pool, False)
     late.cancel()  # cancelled while waiting: nothing to give back
     with pytest.raises(asyncio.CancelledError):
         await late

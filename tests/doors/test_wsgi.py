@@ -6,6 +6,7 @@ proxy."""
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -88,19 +89,26 @@ class _NoAccessLog(WSGIRequestHandler):
 
 
 @contextmanager
-def wsgiref_serving(app: Any) -> Iterator[str]:
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_NoAccessLog)
+def _in_a_thread(server: socketserver.TCPServer, name: str) -> Iterator[str]:
+    """`server` serving in a thread of its own until the block ends: its base URL."""
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgiref", daemon=True
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
     )
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(SERVER_TIMEOUT)
         assert not thread.is_alive()
+
+
+@contextmanager
+def wsgiref_serving(app: Any) -> Iterator[str]:
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_NoAccessLog)
+    with _in_a_thread(server, "wsgiref") as base:
+        yield base
 
 
 class _NoWerkzeugAccessLog(werkzeug.serving.WSGIRequestHandler):
@@ -113,17 +121,8 @@ def werkzeug_serving(app: Any) -> Iterator[str]:
     server = werkzeug.serving.make_server(
         "127.0.0.1", 0, app, threaded=True, request_handler=_NoWerkzeugAccessLog
     )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="werkzeug", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(SERVER_TIMEOUT)
-        assert not thread.is_alive()
+    with _in_a_thread(server, "werkzeug") as base:
+        yield base
 
 
 SERVERS = {"waitress": waitress_serving, "werkzeug": werkzeug_serving, "wsgiref": wsgiref_serving}
