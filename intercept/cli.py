@@ -13,12 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from intercept import __version__
 from intercept.errors import InterceptError, RuleError
 
 __all__ = ["main"]
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_RULES = "rules"
 
@@ -382,13 +384,6 @@ def _import_option(kind: str) -> Callable[[str], str]:
     return check
 
 
-def _import_count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def _server_log() -> None:
     """The server's own messages (start, huge pages, reloads, warnings) on stderr, one line
     each; they never hold request data (tests/test_privacy_canary.py)."""
@@ -604,18 +599,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+def _within(value: _N, text: str, low: _N, high: _N | None, needs: str) -> _N:
+    """`value`, read from the option's `text`, if it lies in [low, high] (no upper bound
+    when `high` is None); else argparse's usage error `must be <needs>, got <text>`. A NaN
+    lies in no range. Each option type stays a named function: argparse names the type in
+    its message when the text is not a number at all (`invalid _positive value: 'x'`)."""
+    inside = low <= value if high is None else low <= value <= high
+    if not inside:
+        raise argparse.ArgumentTypeError(f"must be {needs}, got {text}")
     return value
+
+
+def _import_count(text: str) -> int:
+    return _within(int(text), text, 0, None, "0 or more")
+
+
+def _fraction(text: str) -> float:
+    return _within(float(text), text, 0.0, 1.0, "between 0 and 1")
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+    return _within(int(text), text, 1, None, "at least 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -648,20 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="precision and recall over a labelled query corpus")
     p.add_argument("corpus", type=Path, metavar="CORPUS.csv", help="CSV with query,expect")
     p.add_argument("--rules", default=_rules_default(), type=Path, metavar="PATH")
-    p.add_argument(
-        "--min-precision",
-        type=_fraction,
-        default=1.0,
-        metavar="F",
-        help="fail below this overall precision (default 1.0)",
-    )
-    p.add_argument(
-        "--min-recall",
-        type=_fraction,
-        default=1.0,
-        metavar="F",
-        help="fail below this overall recall (default 1.0)",
-    )
+    for measure in ("precision", "recall"):
+        p.add_argument(
+            f"--min-{measure}",
+            type=_fraction,
+            default=1.0,
+            metavar="F",
+            help=f"fail below this overall {measure} (default 1.0)",
+        )
     p.add_argument("--json", action="store_true")
     _key_file_option(p)
     p.set_defaults(func=cmd_test)
