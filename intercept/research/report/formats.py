@@ -21,8 +21,8 @@ from typing import Final
 from intercept.research.report.html import html_report, html_shadow
 from intercept.research.report.model import (
     PRIVACY_NOTE,
+    CellText,
     Report,
-    Row,
     ShadowReport,
     Table,
     Value,
@@ -34,16 +34,13 @@ __all__ = ["FORMATS", "render", "render_shadow"]
 FORMATS: Final = ("csv", "json", "html")
 
 
-def _text(row: Row, column: str, k: int) -> str:
-    """A value as text: `<k` when suppressed, empty when undefined."""
-    if column in row.suppressed:
-        return f"<{k}"
-    value = row.values.get(column)
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return str(value)
+_CELL: Final = CellText(
+    suppressed=lambda k: f"<{k}",
+    undefined="",
+    rate=lambda rate: f"{rate:.6f}",
+    count=str,
+    label=str,
+)
 
 
 _CSV_COLUMNS: Final = (
@@ -59,7 +56,8 @@ def _csv(tables: Iterable[Table], columns: Sequence[str], k: int, with_table: bo
     for table in tables:
         for row in table.rows:
             writer.writerow(
-                table.name if c == "table" and with_table else _text(row, c, k) for c in columns
+                table.name if c == "table" and with_table else _CELL.text(row, c, k)
+                for c in columns
             )
     return out.getvalue()
 

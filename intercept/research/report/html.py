@@ -18,8 +18,8 @@ from intercept.research.report.charts import ctr_chart, line_chart
 from intercept.research.report.model import (
     DIMENSIONS,
     PRIVACY_NOTE,
+    CellText,
     Report,
-    Row,
     ShadowReport,
     Table,
     stamp,
@@ -46,17 +46,13 @@ footer{margin-top:2rem;color:#555;font-size:.85rem}
 """
 
 
-def _cell(row: Row, column: str, k: int) -> str:
-    if column in row.suppressed:
-        return f'<td class="s">&lt;{k}</td>'
-    value = row.values.get(column)
-    if value is None:
-        return "<td></td>"
-    if isinstance(value, float):
-        return f"<td>{value * 100:.1f}%</td>"
-    if isinstance(value, int):
-        return f"<td>{value:,}</td>"
-    return f'<td class="l">{_e(value)}</td>'
+_CELL: Final = CellText(
+    suppressed=lambda k: f'<td class="s">&lt;{k}</td>',
+    undefined="<td></td>",
+    rate=lambda rate: f"<td>{rate * 100:.1f}%</td>",
+    count=lambda count: f"<td>{count:,}</td>",
+    label=lambda label: f'<td class="l">{_e(label)}</td>',
+)
 
 
 _HEADINGS: Final = {
@@ -88,7 +84,7 @@ def _html_table(table: Table, k: int, columns: Sequence[str] | None = None) -> s
         for c in columns
     )
     body = "\n".join(
-        "<tr>" + "".join(_cell(row, c, k) for c in columns) + "</tr>" for row in table.rows
+        "<tr>" + "".join(_CELL.text(row, c, k) for c in columns) + "</tr>" for row in table.rows
     )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 

@@ -7,12 +7,13 @@ count, and every renderer shows the same cells suppressed (`<k` in CSV and HTML,
 `"suppressed": true` in JSON). A value that is None without being suppressed is a rate that
 is not defined (see `intercept.research.report.statistics`).
 
-Also here: what every rendering states, the privacy note and the UTC time stamp.
+Also here: what every rendering shares, the privacy note, the UTC time stamp and which
+kind of cell a value is (`CellText`: a text format says only how it writes each kind).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
@@ -22,6 +23,7 @@ from intercept.research.report.periods import Grouping, Period
 __all__ = [
     "DIMENSIONS",
     "PRIVACY_NOTE",
+    "CellText",
     "Report",
     "Row",
     "Series",
@@ -52,6 +54,34 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
+class CellText:
+    """How a text format (CSV, HTML) writes a cell of each kind; JSON writes the values as
+    they are. The kind is decided in `text`, the same for every format, in this order:
+    suppressed (named in `Row.suppressed`, whatever its value), undefined (None: a rate
+    without a denominator), a rate or interval bound (a float), a count (an int), a label
+    (a str)."""
+
+    suppressed: Callable[[int], str]  # given k
+    undefined: str
+    rate: Callable[[float], str]
+    count: Callable[[int], str]
+    label: Callable[[str], str]
+
+    def text(self, row: Row, column: str, k: int) -> str:
+        """Row `row`'s cell in `column` as this format writes it."""
+        if column in row.suppressed:
+            return self.suppressed(k)
+        value = row.values.get(column)
+        if value is None:
+            return self.undefined
+        if isinstance(value, float):
+            return self.rate(value)
+        if isinstance(value, int):
+            return self.count(value)
+        return self.label(value)
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     name: str
     title: str
@@ -69,11 +99,13 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Report:
+    """The research report: its range, grouping and k, and what it shows."""
+
     start: date
-    end: date
-    by: Grouping
-    dimensions: tuple[str, ...]
-    k: int
+    end: date  # the last day, included
+    by: Grouping  # the length of a period: a day, an ISO week or a calendar month
+    dimensions: tuple[str, ...]  # what interventions are broken down by, from DIMENSIONS
+    k: int  # counts below k are suppressed
     generated_at: datetime
     periods: tuple[Period, ...]
     tables: tuple[Table, ...]
