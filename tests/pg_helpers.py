@@ -25,7 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["PostgresServer", "fresh_database", "postgres_server"]
+from tests.processes import free_port
+
+# free_port: the suite's one port picker, re-exported for the ledger tests
+__all__ = ["PostgresServer", "free_port", "fresh_database", "postgres_server"]
 
 ENV_URL = "INTERCEPT_TEST_POSTGRES_URL"
 SKIP_REASON = "Debian package postgresql is not installed (.ci/run installs it)"
@@ -47,13 +50,6 @@ def find_bindir() -> Path | None:
         if all((folder / name).is_file() for name in ("initdb", "postgres", "pg_ctl")):
             return folder
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def with_database(url: str, database: str) -> str:
