@@ -12,16 +12,8 @@ import pytest
 
 from intercept import load_rules
 from intercept.cli import main
+from intercept.curation import diff as rulediff
 from intercept.curation.corpus import CorpusError
-from intercept.curation.diff import (
-    decision_changes,
-    diff_rules,
-    diff_to_dict,
-    failed,
-    read_queries,
-    render_text,
-    with_corpus,
-)
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "rules"
@@ -146,19 +138,19 @@ def test_every_rule_field_is_compared(tmp_path: Path) -> None:
         "    language: fi\n    match: prefix\n"
         "    examples: {match: [lamp oil], no_match: [lamp]}\n",
     )
-    diff = diff_rules(load_rules(old), load_rules(new))
+    diff = rulediff.diff_rules(load_rules(old), load_rules(new))
     (change,) = diff.changed
     fields = {f.field: f for f in change.fields}
     assert list(fields) == ["category", "language", "match", "all_of", "examples.no_match"]
     assert (fields["category"].old, fields["category"].new) == ("demo", "light")
     assert fields["all_of"].added == (("oil", "flame"),)
     assert fields["all_of"].removed == (("oil", "wick"),)
-    text = render_text(diff)
+    text = rulediff.render_text(diff)
     assert "    match: word -> prefix\n" in text
     assert "    all_of: group(s) 1 added, 1 removed\n" in text
     assert "    examples.no_match: 1 added, 0 removed\n" in text
     assert "wick" not in text
-    assert "      + ['oil', 'flame']\n" in render_text(diff, show_terms=True)
+    assert "      + ['oil', 'flame']\n" in rulediff.render_text(diff, show_terms=True)
 
 
 def test_reordered_phrases_and_moved_rules(tmp_path: Path) -> None:
@@ -169,14 +161,14 @@ def test_reordered_phrases_and_moved_rules(tmp_path: Path) -> None:
         tmp_path / "new" / "a.yaml",
         HEADER + "  - {id: C-2, terms: [harp]}\n  - {id: C-1, terms: [drum, kite]}\n",
     )
-    diff = diff_rules(
+    diff = rulediff.diff_rules(
         load_rules(old.parent),
         load_rules(new.parent),
         old_path=str(old.parent),
         new_path=str(new.parent),
     )
     assert [rule.id for rule in diff.changed] == ["C-1"]  # C-2 moved to another file: unchanged
-    text = render_text(diff)
+    text = rulediff.render_text(diff)
     assert "    terms: same phrases, reordered\n" in text
     assert f"  C-1  {new}:5\n" in text  # same relative file name: no "(was ...)"
 
@@ -205,12 +197,14 @@ def test_corpus_decisions_text(
 def test_category_or_language_change_is_shown_in_full(tmp_path: Path) -> None:
     old = write(tmp_path / "old.yaml", HEADER + "  - {id: D-1, terms: [kite]}\n")
     new = write(tmp_path / "new.yaml", HEADER + "  - {id: D-1, terms: [kite], language: fi}\n")
-    diff = with_corpus(diff_rules(load_rules(old), load_rules(new)), "q.txt", [(1, "red kite")])
+    diff = rulediff.with_corpus(
+        rulediff.diff_rules(load_rules(old), load_rules(new)), "q.txt", [(1, "red kite")]
+    )
     assert diff.decisions[0].kind == "changed"
     assert (
         "  q.txt:1: 'red kite': D-1 block (category demo, language en) -> "
         "D-1 block (category demo, language fi)\n"
-    ) in render_text(diff)
+    ) in rulediff.render_text(diff)
 
 
 def test_json_report(sides: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -340,19 +334,19 @@ def test_unusable_corpus_exits_2_with_file_and_line(
 
 def test_read_queries_text_and_csv(tmp_path: Path) -> None:
     text = write(tmp_path / "q.txt", "\ufeffkite\r\n\r\n#hashtag kite\r\n  \r\nlast line")
-    assert read_queries(text) == [(1, "kite"), (3, "#hashtag kite"), (5, "last line")]
+    assert rulediff.read_queries(text) == [(1, "kite"), (3, "#hashtag kite"), (5, "last line")]
     csv_file = write(tmp_path / "q.CSV", 'note,query\nx,kite\ny,\nz,"drum, big"\n')
-    assert read_queries(csv_file) == [(2, "kite"), (4, "drum, big")]
-    assert len(read_queries(CORPUS)) == 14  # an `intercept test` corpus works as is
+    assert rulediff.read_queries(csv_file) == [(2, "kite"), (4, "drum, big")]
+    assert len(rulediff.read_queries(CORPUS)) == 14  # an `intercept test` corpus works as is
     with pytest.raises(CorpusError, match="'query'"):
-        read_queries(write(tmp_path / "bad.csv", "a,b\n1,2\n"))
+        rulediff.read_queries(write(tmp_path / "bad.csv", "a,b\n1,2\n"))
 
 
 def test_functions_compose(sides: tuple[Path, Path, Path]) -> None:
     old_path, new_path, corpus = sides
     old, new = load_rules(old_path), load_rules(new_path)
-    queries = read_queries(corpus)
-    changes = decision_changes(old, new, queries)
+    queries = rulediff.read_queries(corpus)
+    changes = rulediff.decision_changes(old, new, queries)
     assert [(c.line, c.kind) for c in changes] == [
         (1, "changed"),
         (2, "new_match"),
@@ -360,9 +354,9 @@ def test_functions_compose(sides: tuple[Path, Path, Path]) -> None:
         (5, "no_longer_matches"),
         (7, "new_match"),
     ]
-    diff = with_corpus(diff_rules(old, new), str(corpus), queries)
+    diff = rulediff.with_corpus(rulediff.diff_rules(old, new), str(corpus), queries)
     assert (diff.queries, diff.count("new_match")) == (7, 2)
-    assert failed(diff, "new-matches")
-    assert failed(diff, "any-change")
-    assert not failed(diff, None)
-    assert diff_to_dict(diff, fail_on="any-change")["failed"] is True
+    assert rulediff.failed(diff, "new-matches")
+    assert rulediff.failed(diff, "any-change")
+    assert not rulediff.failed(diff, None)
+    assert rulediff.diff_to_dict(diff, fail_on="any-change")["failed"] is True
