@@ -59,10 +59,10 @@ class Score:
 class Failure:
     """A corpus row whose outcome differs from its expectation."""
 
-    line: int
+    line: int  # of the row in the corpus file
     query: str
-    expected: str
-    got: tuple[str, ...]
+    expected: str  # the rule id the row expects, '' for no match
+    got: tuple[str, ...]  # every rule id that matched, the decisive one first
 
 
 @dataclass(slots=True)

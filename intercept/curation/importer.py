@@ -100,9 +100,9 @@ class Flag:
     """A rule that matches many dictionary words: how many, and the first few."""
 
     rule_id: str
-    term: Term
-    hits: int
-    examples: tuple[str, ...]
+    term: Term  # the rule's first term
+    hits: int  # words of the list that the rule matches
+    examples: tuple[str, ...]  # the shortest of them, at most EXAMPLE_WORDS
 
 
 @dataclass(slots=True)

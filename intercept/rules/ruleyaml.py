@@ -87,12 +87,12 @@ class LocatedList(list[Any]):
 
 @dataclass(frozen=True, slots=True)
 class DuplicateKey:
-    """A key written twice in the same mapping; `mapping` is that mapping in the loaded data."""
+    """A key written twice in the same mapping."""
 
     key: Any
-    line: int
-    first_line: int
-    mapping: LocatedDict
+    line: int  # where it is written again
+    first_line: int  # where it was first written
+    mapping: LocatedDict  # that mapping, in the loaded data
 
     @property
     def message(self) -> str:
@@ -102,10 +102,10 @@ class DuplicateKey:
 
 @dataclass(frozen=True, slots=True)
 class YamlDocument:
-    """What a YAML text held: its data (`None` when empty) and any repeated keys."""
+    """What a YAML text held: its data and any repeated keys."""
 
-    data: Any
-    duplicate_keys: tuple[DuplicateKey, ...]
+    data: Any  # None when the text is empty
+    duplicate_keys: tuple[DuplicateKey, ...]  # in the order of their lines
 
 
 def _quote(key: Any) -> str:
