@@ -1,17 +1,19 @@
-"""Helpers for tests/test_deploy_*.py: the shipped proxy configurations under deploy/, run with
-the real proxy binaries in front of the real upstream (tests/upstream.py) and Intercept's
-decision service, everything on loopback.
+"""Helpers for tests/deploy/test_deploy_*.py: the shipped proxy configurations under deploy/,
+run with the real proxy binaries in front of the real upstream (tests/upstream.py) and
+Intercept's decision service, everything on loopback.
 
-A test renders a shipped file with only its addresses, ports and file paths replaced
-(`render`), starts the proxy with `running_process` (bounded start-up wait, always terminated,
-its stderr in every failure message), and checks behaviour through it with the `Deployment`'s
-methods, which the nginx, Caddy and HAProxy tests share.
+A test starts what the proxy stands in front of (`backends`), renders a shipped file with only
+its addresses, ports and file paths replaced (`render`), starts the proxy (`Backends.running`,
+over `running_process`: bounded start-up wait, always terminated, its stderr in every failure
+message), and checks behaviour through it with the `Deployment`'s methods, which the nginx,
+Caddy and HAProxy tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import os
 import re
@@ -47,6 +49,15 @@ STOP_TIMEOUT = 5.0  # seconds for a proxy to exit on SIGTERM before it is killed
 BLOCKED = "/search?q=blocked+example"
 WARNED = "/search?q=purple+teapot"
 BENIGN = "/search?q=teapot+museum"
+
+# A client's own description of a benign search, in the headers the proxies use to describe the
+# request to the decision service: never believed.
+FORGED = {
+    "X-Original-URI": BENIGN,
+    "X-Original-Method": "GET",
+    "X-Forwarded-Uri": BENIGN,
+    "X-Forwarded-Method": "GET",
+}
 
 
 def require_binary(name: str, package: str) -> str:
@@ -327,12 +338,6 @@ class Deployment:
 
     async def check_private_endpoints(self) -> None:
         """Clients cannot reach the decision endpoints through the proxy."""
-        forged = {
-            "X-Original-URI": BENIGN,
-            "X-Original-Method": "GET",
-            "X-Forwarded-Uri": BENIGN,
-            "X-Forwarded-Method": "GET",
-        }
         for target in (
             "/_intercept/auth-request",
             "/_intercept/page",
@@ -340,20 +345,14 @@ class Deployment:
             "/_intercept/authz/search?q=teapot",
             "/_intercept/metrics",
         ):
-            status, _, body = await self.get(target, headers=forged)
+            status, _, body = await self.get(target, headers=FORGED)
             assert status == 404, (target, status, body, self.explain())
         assert self.authz.requests == []
         assert self.searches() == 0
 
     async def check_forged_descriptions_ignored(self) -> None:
         """A client's own X-Original-*/X-Forwarded-* headers do not change the decision."""
-        forged = {
-            "X-Original-URI": BENIGN,
-            "X-Original-Method": "GET",
-            "X-Forwarded-Uri": BENIGN,
-            "X-Forwarded-Method": "GET",
-            "X-Forwarded-Host": "elsewhere.example",
-        }
+        forged = {**FORGED, "X-Forwarded-Host": "elsewhere.example"}
         status, headers, _ = await self.get(BLOCKED, headers=forged)
         assert status == self.deny_status, self.explain()
         assert "X-Upstream" not in headers
@@ -458,10 +457,17 @@ async def raw_get(base: str, target: str) -> tuple[int, dict[str, str], bytes]:
     """GET `target` exactly as written (no normalisation), over a fresh connection: (status,
     headers with lower-case names, body)."""
     host, port = base.removeprefix("http://").rsplit(":", 1)
+    request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    return await _exchange(host, port, request.encode("ascii"))
+
+
+async def _exchange(host: str, port: str, payload: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `payload` over a fresh connection and read the answer until the server closes it
+    (the requests ask it to), at most 10 s: (status, headers with lower-case names, body as
+    framed)."""
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode("ascii"))
+        writer.write(payload)
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 10)
     finally:
@@ -532,6 +538,74 @@ async def intercept_proxy(upstream_port: int) -> AsyncIterator[tuple[int, Engine
     upstream = f"http://127.0.0.1:{upstream_port}"
     async with running_proxy(upstream, routes=JSON_ROUTES) as (base, engine):
         yield int(base.rsplit(":", 1)[1]), engine
+
+
+class Bodies(enum.Enum):
+    """How the configurations that send searches with a body to Intercept's reverse proxy
+    (nginx, Caddy) are run."""
+
+    SHIPPED = "shipped"  # as shipped, the reverse proxy running
+    REFUSED = "refused"  # the "#refuse" lines enabled, no reverse proxy running
+    PROXY_DOWN = "proxy down"  # as shipped, but no reverse proxy running
+    UNSAFE = "unsafe"  # the body routing removed: the opt-out the file warns about
+
+    @property
+    def proxy_runs(self) -> bool:
+        return self in (Bodies.SHIPPED, Bodies.UNSAFE)
+
+
+@dataclass
+class Backends:
+    """What a proxy under test stands in front of, on loopback, and the port it is to listen
+    on. A port of a service that is down is one where nothing listens."""
+
+    port: int  # the proxy's own listener
+    upstream_port: int  # the search front-end
+    intercept_port: int  # Intercept's decision service
+    proxy_port: int  # Intercept's reverse proxy, for searches with a body
+    engine: Engine  # the decision service's (the reverse proxy has its own)
+    upstream: Seen
+    authz: Seen
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        *,
+        deny_status: int,
+        env: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Deployment]:
+        """The proxy started with `argv` (`running_process`), as the `Deployment` to check."""
+        async with running_process(argv, self.port, workdir, env=env) as process:
+            yield Deployment(
+                base=f"http://127.0.0.1:{self.port}",
+                engine=self.engine,
+                upstream=self.upstream,
+                authz=self.authz,
+                process=process,
+                deny_status=deny_status,
+            )
+
+
+@contextlib.asynccontextmanager
+async def backends(
+    *, intercept_down: bool = False, reverse_proxy: bool = False
+) -> AsyncIterator[Backends]:
+    """The upstream and the decision service (`services`), or with `intercept_down` a port
+    where nothing listens in the decision service's place; with `reverse_proxy`, Intercept's
+    reverse proxy too (`intercept_proxy`), else a port where nothing listens."""
+    async with contextlib.AsyncExitStack() as stack:
+        upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
+            services()
+        )
+        port = free_port()
+        intercept_port = free_port() if intercept_down else authz_port
+        if reverse_proxy:
+            proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
+        else:
+            proxy_port = free_port()
+        yield Backends(port, upstream_port, intercept_port, proxy_port, engine, upstream, authz)
 
 
 # --- searches that carry their query in a body ------------------------------------------------
@@ -620,24 +694,10 @@ async def raw_request(base: str, search: BodySearch) -> tuple[int, dict[str, str
         payload = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + framed + b"0\r\n\r\n"
     else:
         payload = (head + f"Content-Length: {len(search.body)}\r\n\r\n").encode() + search.body
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(payload)
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    raw_head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers, body = await _exchange(host, port, payload)
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _unchunk(body)
-    return int(status_line.split()[1]), headers, body
+    return status, headers, body
 
 
 async def h2c_get_with_body(base: str, body: bytes) -> tuple[int, bytes]:

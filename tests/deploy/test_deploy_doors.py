@@ -2,24 +2,26 @@
 run for real with its Debian package: what a search, a blocked search, a warn page, a click,
 an autocomplete, other paths, private endpoints, forged headers and other spellings of the
 search path must do behind any of them (`tests/deploy_helpers.Deployment` holds the checks);
-then, for the two that route searches with a body to a second Intercept in proxy mode (nginx
-and Caddy; HAProxy sends bodies to the decision service itself), the body routing as shipped,
-its "#refuse" variant, its failure mode and its unsafe opt-out.
+how each fails closed while the decision service is down, and, for the two that document it
+(nginx, HAProxy), fails open when told to; then, for the two that route searches with a body
+to a second Intercept in proxy mode (nginx and Caddy; HAProxy sends bodies to the decision
+service itself), the body routing as shipped, its "#refuse" variant, its failure mode and its
+unsafe opt-out.
 
-Each proxy's own module keeps what only it does (fail-open switches, body limits, access
-logs) and its `deployed` context manager, which this suite borrows. A proxy whose package is
-missing is skipped by `require_binary`, with the install command. About 1 s per case."""
+Each proxy's own module keeps what only it does (body limits, logs, HTTP/2 bodies) and its
+`deployed` context manager, which this suite borrows. A proxy whose package is missing is
+skipped by `require_binary`, with the install command. About 1 s per case."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from tests.deploy import test_deploy_caddy, test_deploy_haproxy, test_deploy_nginx
-from tests.deploy_helpers import BLOCKED, Deployment
+from tests.deploy_helpers import BLOCKED, Bodies, Deployment
 from tests.upstream import fetch
 
 Deployed = Callable[..., AbstractAsyncContextManager[Deployment]]
@@ -82,32 +84,75 @@ async def test_blocked_search_gets_the_page_and_is_counted_once(
     assert door.authz.targets == ASKED_BLOCKED[proxy]
 
 
-async def test_warn_interstitial_then_continue_then_results(door: Deployment) -> None:
-    await door.check_warn_continue()
+# The checks that need nothing per proxy (each documented in tests/deploy_helpers.Deployment):
+# the warn interstitial, its continue link, then results; a click-through, counted and
+# redirected; an empty suggestion list for a blocked autocomplete; static and other paths never
+# reach the decision service; its endpoints are not reachable by clients; forged
+# X-Original-*/X-Forwarded-* headers change nothing.
+CHECKS = [
+    Deployment.check_warn_continue,
+    Deployment.check_click_through,
+    Deployment.check_autocomplete,
+    Deployment.check_other_paths_never_asked,
+    Deployment.check_private_endpoints,
+    Deployment.check_forged_descriptions_ignored,
+]
 
 
-async def test_click_through_is_counted_and_redirected(door: Deployment) -> None:
-    await door.check_click_through()
-
-
-async def test_autocomplete_gets_an_empty_suggestion_list(door: Deployment) -> None:
-    await door.check_autocomplete()
-
-
-async def test_static_and_other_paths_never_reach_the_decision_service(door: Deployment) -> None:
-    await door.check_other_paths_never_asked()
-
-
-async def test_decision_endpoints_are_not_reachable_by_clients(door: Deployment) -> None:
-    await door.check_private_endpoints()
-
-
-async def test_forged_forwarded_headers_change_nothing(door: Deployment) -> None:
-    await door.check_forged_descriptions_ignored()
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_every_proxy_passes(
+    door: Deployment, check: Callable[[Deployment], Awaitable[None]]
+) -> None:
+    await check(door)
 
 
 async def test_other_spellings_of_the_search_path_are_decided(door: Deployment, proxy: str) -> None:
     await door.check_path_variants(PATH_VARIANTS + EXTRA_PATH_VARIANTS.get(proxy, []))
+
+
+# --- while the decision service is down --------------------------------------------------
+
+# What a search gets: each proxy fails closed with its own answer (status, headers).
+FAILED_CLOSED: dict[str, tuple[int, dict[str, str]]] = {
+    "nginx": (500, {}),  # auth_request's own error
+    "caddy": (502, {}),
+    "haproxy": (503, {"Retry-After": "10"}),  # intercept.lua's answer
+}
+# nginx's error log records the request line of a failure (deploy/nginx/intercept.conf says
+# so); the other proxies' logs never hold the query
+LOGS_REQUEST_LINE = {"nginx"}
+# the proxies whose configuration documents how to fail open instead
+FAIL_OPEN = ["nginx", "haproxy"]
+
+
+async def test_searches_fail_closed_while_the_decision_service_is_down(
+    proxy: str, tmp_path: Path
+) -> None:
+    async with PROXIES[proxy](tmp_path, intercept_down=True) as door:
+        status, headers, _ = await door.get(BLOCKED)
+        expected_status, expected_headers = FAILED_CLOSED[proxy]
+        assert status == expected_status, door.explain()
+        assert "X-Upstream" not in headers
+        assert {name: headers.get(name) for name in expected_headers} == expected_headers
+        assert door.upstream.requests == []
+        status, _, _ = await door.get("/echo")
+        assert status == 200  # other paths never depended on Intercept
+        if proxy not in LOGS_REQUEST_LINE:
+            assert "blocked" not in door.process.stderr()
+
+
+@pytest.mark.parametrize("proxy", FAIL_OPEN)
+async def test_fail_open_lets_searches_through_while_the_decision_service_is_down(
+    proxy: str, tmp_path: Path
+) -> None:
+    """The documented opt-in (nginx's "#failopen" lines, HAProxy's `setenv
+    INTERCEPT_FAIL_OPEN 1`): results, unchecked."""
+    async with PROXIES[proxy](tmp_path, intercept_down=True, fail_open=True) as door:
+        status, headers, _ = await door.get(BLOCKED)
+        assert status == 200, door.explain()
+        assert headers["X-Upstream"] == "results"
+        status, _, _ = await door.get("/echo")
+        assert status == 200
 
 
 # --- searches with a body: routed to Intercept's reverse proxy (nginx, Caddy) ---------------
@@ -118,41 +163,37 @@ BODY_ROUTING = ["nginx", "caddy"]
 OPT_OUT_BLOCK_STATUS = {"nginx": 200, "caddy": 403}
 
 
-@pytest.fixture(params=BODY_ROUTING)
-def router(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
+# the `proxy` fixture, and with it `door`, over these proxies only
+body_routing = pytest.mark.parametrize("proxy", BODY_ROUTING)
 
 
-@pytest.fixture
-async def routed(router: str, tmp_path: Path) -> AsyncIterator[Deployment]:
-    async with PROXIES[router](tmp_path) as deployment:
-        yield deployment
-
-
-async def test_post_search_routes_through_intercept_proxy_mode(routed: Deployment) -> None:
+@body_routing
+async def test_post_search_routes_through_intercept_proxy_mode(door: Deployment) -> None:
     """As shipped: POST searches (and a warned one's continue button) go through `intercept
     serve --mode proxy`, which reads the body; GET searches still ask the decision service."""
-    await routed.check_post_through_proxy_mode()
-    await routed.check_blocked_search()
+    await door.check_post_through_proxy_mode()
+    await door.check_blocked_search()
 
 
-async def test_every_blocked_search_body_is_decided(routed: Deployment) -> None:
+@body_routing
+async def test_every_blocked_search_body_is_decided(door: Deployment) -> None:
     """As shipped: a blocked phrase in a body (form, multipart, JSON, UTF-16; POST, PUT, PATCH,
     DELETE, OPTIONS, even GET; Content-Length or chunked) gets the deterrence page from
     Intercept's reverse proxy and never reaches the search front-end."""
-    await routed.check_blocked_bodies_decided()
-    assert routed.authz.requests == []  # the decision service, which cannot see bodies: never
+    await door.check_blocked_bodies_decided()
+    assert door.authz.requests == []  # the decision service, which cannot see bodies: never
 
 
-async def test_benign_search_bodies_reach_the_front_end_intact(routed: Deployment) -> None:
-    await routed.check_benign_bodies_pass()
+@body_routing
+async def test_benign_search_bodies_reach_the_front_end_intact(door: Deployment) -> None:
+    await door.check_benign_bodies_pass()
 
 
-async def test_search_bodies_refused_with_the_refuse_lines(router: str, tmp_path: Path) -> None:
+@body_routing
+async def test_search_bodies_refused_with_the_refuse_lines(proxy: str, tmp_path: Path) -> None:
     """The "#refuse" variant, for front-ends that take no searches in bodies: 405, no second
     Intercept needed; GET searches are decided as usual."""
-    async with PROXIES[router](tmp_path, refuse_bodies=True) as door:
+    async with PROXIES[proxy](tmp_path, bodies=Bodies.REFUSED) as door:
         await door.check_blocked_bodies_decided(refused=405)
         status, headers, _ = await fetch("POST", door.base + "/search", data={"q": "kites"})
         assert status == 405, door.explain()
@@ -161,27 +202,29 @@ async def test_search_bodies_refused_with_the_refuse_lines(router: str, tmp_path
         await door.check_blocked_search()
 
 
+@body_routing
 async def test_search_bodies_fail_closed_while_the_reverse_proxy_is_down(
-    router: str, tmp_path: Path
+    proxy: str, tmp_path: Path
 ) -> None:
     """Without the second Intercept, searches with a body are refused (502), never passed on
     unchecked; GET searches are decided as usual."""
-    async with PROXIES[router](tmp_path, proxy_down=True) as door:
+    async with PROXIES[proxy](tmp_path, bodies=Bodies.PROXY_DOWN) as door:
         outcome = await door.send_blocked_bodies()
         assert {status for status, _ in outcome.values()} == {502}, outcome
         assert not any(reached for _, reached in outcome.values()), outcome
         await door.check_benign_search()
 
 
-async def test_the_unsafe_opt_out_lets_search_bodies_through(router: str, tmp_path: Path) -> None:
+@body_routing
+async def test_the_unsafe_opt_out_lets_search_bodies_through(proxy: str, tmp_path: Path) -> None:
     """The risk the file states for its opt-out, measured: without the body routing, every
     blocked search body reaches the front-end (what the shipped file did before it routed
     them)."""
-    async with PROXIES[router](tmp_path, unsafe=True) as door:
+    async with PROXIES[proxy](tmp_path, bodies=Bodies.UNSAFE) as door:
         outcome = await door.send_blocked_bodies()
         assert all(reached for _, reached in outcome.values()), outcome
         door.upstream.clear()
         status, headers, _ = await door.get(BLOCKED)  # GET searches are still decided
-        assert status == OPT_OUT_BLOCK_STATUS[router], door.explain()
+        assert status == OPT_OUT_BLOCK_STATUS[proxy], door.explain()
         assert "X-Upstream" not in headers
         assert door.upstream.requests == []

@@ -16,16 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_helpers import (
-    BLOCKED,
     DEPLOY,
     INTERCEPT,
     SEARCH_FRONTEND,
     Deployment,
-    free_port,
+    backends,
     render,
     require_binary,
-    running_process,
-    services,
 )
 from tests.upstream import fetch, raw_exchange
 
@@ -41,16 +38,16 @@ async def deployed(
     (`intercept_down`: at an address where nothing listens; `fail_open`: with the documented
     `setenv INTERCEPT_FAIL_OPEN 1` added)."""
     haproxy = require_binary("haproxy", "haproxy")
-    async with services() as (upstream_port, authz_port, engine, upstream, authz):
-        port = free_port()
-        intercept = free_port() if intercept_down else authz_port
+    async with backends(intercept_down=intercept_down) as behind:
         shutil.copy(LUA, tmp / "intercept.lua")
         config = render(
             SHIPPED.read_text(),
             {
-                f"SEARCH_FRONTEND {SEARCH_FRONTEND}": f"SEARCH_FRONTEND 127.0.0.1:{upstream_port}",
-                f"INTERCEPT_ADDR {INTERCEPT}": f"INTERCEPT_ADDR 127.0.0.1:{intercept}",
-                "PUBLIC_BIND :8090": f"PUBLIC_BIND 127.0.0.1:{port}",
+                f"SEARCH_FRONTEND {SEARCH_FRONTEND}": (
+                    f"SEARCH_FRONTEND 127.0.0.1:{behind.upstream_port}"
+                ),
+                f"INTERCEPT_ADDR {INTERCEPT}": f"INTERCEPT_ADDR 127.0.0.1:{behind.intercept_port}",
+                "PUBLIC_BIND :8090": f"PUBLIC_BIND 127.0.0.1:{behind.port}",
                 "lua-load /etc/haproxy/intercept.lua": (
                     ("setenv INTERCEPT_FAIL_OPEN 1\n    " if fail_open else "")
                     + f"lua-load {tmp}/intercept.lua"
@@ -59,15 +56,9 @@ async def deployed(
         )
         (tmp / "haproxy.cfg").write_text(config)
         argv = [haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"]
-        async with running_process(argv, port, tmp) as process:
-            yield Deployment(
-                base=f"http://127.0.0.1:{port}",
-                engine=engine,
-                upstream=upstream,
-                authz=authz,
-                process=process,
-                deny_status=403,  # intercept.lua returns the decision service's answer as it is
-            )
+        # intercept.lua returns the decision service's answer as it is
+        async with behind.running(argv, tmp, deny_status=403) as deployment:
+            yield deployment
 
 
 @pytest.fixture
@@ -134,24 +125,6 @@ async def test_post_search_without_a_length_is_refused(haproxy: Deployment) -> N
     answer = await raw_exchange(haproxy.base, request, 200)
     assert answer.startswith(b"HTTP/1.1 411 "), (answer, haproxy.explain())
     assert haproxy.upstream.requests == []
-
-
-async def test_intercept_down_fails_closed(tmp_path: Path) -> None:
-    async with deployed(tmp_path, intercept_down=True) as haproxy:
-        status, headers, _ = await haproxy.get(BLOCKED)
-        assert status == 503, haproxy.explain()
-        assert headers["Retry-After"] == "10"
-        assert haproxy.upstream.requests == []
-        status, headers, _ = await haproxy.get("/echo")  # other paths are unaffected
-        assert status == 200
-        assert "blocked" not in haproxy.process.stderr()
-
-
-async def test_intercept_down_with_fail_open_lets_searches_through(tmp_path: Path) -> None:
-    async with deployed(tmp_path, intercept_down=True, fail_open=True) as haproxy:
-        status, headers, _ = await haproxy.get(BLOCKED)
-        assert status == 200, haproxy.explain()
-        assert headers["X-Upstream"] == "results"
 
 
 async def test_a_search_body_with_two_content_types_is_refused(haproxy: Deployment) -> None:

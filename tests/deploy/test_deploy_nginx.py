@@ -12,8 +12,6 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from tests.deploy_helpers import (
     BENIGN,
     BLOCKED,
@@ -21,14 +19,12 @@ from tests.deploy_helpers import (
     INTERCEPT,
     INTERCEPT_PROXY,
     SEARCH_FRONTEND,
+    Bodies,
     Deployment,
-    free_port,
+    backends,
     h2c_get_with_body,
-    intercept_proxy,
     render,
     require_binary,
-    running_process,
-    services,
 )
 from tests.upstream import raw_exchange
 
@@ -67,39 +63,27 @@ async def deployed(
     *,
     intercept_down: bool = False,
     fail_open: bool = False,
-    refuse_bodies: bool = False,
-    proxy_down: bool = False,
-    unsafe: bool = False,
+    bodies: Bodies = Bodies.SHIPPED,
     http2: bool = False,
 ) -> AsyncIterator[Deployment]:
     """nginx with the shipped configuration in front of the upstream, asking Intercept, and
-    Intercept's reverse proxy running for the searches with a body (as shipped).
-    `intercept_down`: the decision service's address is one where nothing listens;
-    `fail_open`: with the shipped "#failopen" lines enabled; `refuse_bodies`: with the
-    "#refuse" lines enabled and no reverse proxy running; `proxy_down`: as shipped, but
-    no reverse proxy running; `unsafe`: the body routing removed
-    (the opt-out the file warns about); `http2`: the listener speaks cleartext HTTP/2 too."""
+    Intercept's reverse proxy running for the searches with a body (as shipped; `bodies`: or
+    another way). `intercept_down`: the decision service's address is one where nothing
+    listens; `fail_open`: with the shipped "#failopen" lines enabled; `http2`: the listener
+    speaks cleartext HTTP/2 too."""
     nginx = require_binary("nginx", "nginx")
-    async with contextlib.AsyncExitStack() as stack:
-        upstream_port, authz_port, engine, upstream, authz = await stack.enter_async_context(
-            services()
-        )
-        port = free_port()
+    async with backends(intercept_down=intercept_down, reverse_proxy=bodies.proxy_runs) as behind:
         replacements = {
-            f"{SEARCH_FRONTEND};": f"127.0.0.1:{upstream_port};",
-            f"{INTERCEPT};": f"127.0.0.1:{free_port() if intercept_down else authz_port};",
-            "listen 8090;": f"listen 127.0.0.1:{port}{' http2' if http2 else ''};",
+            f"{SEARCH_FRONTEND};": f"127.0.0.1:{behind.upstream_port};",
+            f"{INTERCEPT};": f"127.0.0.1:{behind.intercept_port};",
+            f"{INTERCEPT_PROXY};": f"127.0.0.1:{behind.proxy_port};",
+            "listen 8090;": f"listen 127.0.0.1:{behind.port}{' http2' if http2 else ''};",
         }
         if fail_open:
             replacements["#failopen "] = ""
-        if refuse_bodies:
+        if bodies is Bodies.REFUSED:
             replacements["#refuse "] = ""
-        if refuse_bodies or proxy_down:
-            proxy_port = free_port()  # nothing listens there
-        else:
-            proxy_port, _ = await stack.enter_async_context(intercept_proxy(upstream_port))
-        replacements[f"{INTERCEPT_PROXY};"] = f"127.0.0.1:{proxy_port};"
-        if unsafe:
+        if bodies is Bodies.UNSAFE:
             replacements[BODY_ROUTING] = ""
         (tmp / "intercept.conf").write_text(render(SHIPPED.read_text(), replacements))
         # as root, nginx's workers would otherwise run as nobody, who cannot enter `tmp`
@@ -116,28 +100,17 @@ async def deployed(
             "-g",
             f"daemon off; pid {tmp}/nginx.pid; error_log stderr;",
         ]
-        process = await stack.enter_async_context(running_process(argv, port, tmp))
-        yield Deployment(
-            base=f"http://127.0.0.1:{port}",
-            engine=engine,
-            upstream=upstream,
-            authz=authz,
-            process=process,
-            deny_status=200,  # the page's own status (block_status), as error_page = passes it
-        )
+        # the page's own status (block_status), as error_page = passes it
+        async with behind.running(argv, tmp, deny_status=200) as deployment:
+            yield deployment
 
 
-@pytest.fixture
-async def nginx(tmp_path: Path) -> AsyncIterator[Deployment]:
-    async with deployed(tmp_path) as deployment:
-        yield deployment
-
-
-async def test_access_log_records_no_search(nginx: Deployment, tmp_path: Path) -> None:
-    await nginx.get(BENIGN)
-    await nginx.get(BLOCKED)
-    await nginx.get("/echo?q=kites")  # not a search location: logged as usual
-    log = (tmp_path / "access.log").read_text()
+async def test_access_log_records_no_search(tmp_path: Path) -> None:
+    async with deployed(tmp_path) as nginx:
+        await nginx.get(BENIGN)
+        await nginx.get(BLOCKED)
+        await nginx.get("/echo?q=kites")  # not a search location: logged as usual
+        log = (tmp_path / "access.log").read_text()
     assert "/echo?q=kites" in log  # the log works ...
     assert "/search" not in log  # ... and holds no search
     assert "/_intercept/" not in log
@@ -154,22 +127,6 @@ async def test_an_unannounced_http2_get_body_never_reaches_the_front_end(tmp_pat
             assert status == 200, (body[:200], nginx.explain())
             assert nginx.upstream.requests == [("GET", "/search")]
             assert nginx.upstream.bodies == [b""]
-
-
-@pytest.mark.parametrize("fail_open", [False, True])
-async def test_intercept_down_fails_closed_unless_configured_open(
-    tmp_path: Path, fail_open: bool
-) -> None:
-    async with deployed(tmp_path, intercept_down=True, fail_open=fail_open) as nginx:
-        status, headers, _ = await nginx.get(BLOCKED)
-        if fail_open:  # the shipped "#failopen" lines: results, unchecked
-            assert status == 200, nginx.explain()
-            assert headers["X-Upstream"] == "results"
-        else:
-            assert status == 500, nginx.explain()
-            assert nginx.upstream.requests == []
-        status, _, _ = await nginx.get("/echo")
-        assert status == 200  # other paths never depended on Intercept
 
 
 async def test_a_malformed_accept_language_is_dropped_not_fatal(tmp_path: Path) -> None:
