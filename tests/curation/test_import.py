@@ -55,6 +55,19 @@ def options(wordlist: Path, *more: str) -> list[str]:
             "--wordlist", str(wordlist), *more]  # fmt: skip
 
 
+def import_to_file(
+    capsys: pytest.CaptureFixture[str], terms: Path, wordlist: Path, *more: str
+) -> tuple[Path, str]:
+    """`intercept import TERMS` with `options(wordlist, *more)` into out.yaml beside TERMS:
+    (that file, what the import wrote to stderr). The import must succeed, stdout empty."""
+    out_file = terms.with_name("out.yaml")
+    code, out, err = run(
+        capsys, "import", str(terms), *options(wordlist, *more, "-o", str(out_file))
+    )
+    assert (code, out) == (0, ""), err
+    return out_file, err
+
+
 def check(capsys: pytest.CaptureFixture[str], path: Path, *flags: str) -> str:
     code, out, _ = run(capsys, "check", *flags, str(path))
     assert code == 0, out
@@ -68,9 +81,7 @@ def test_text_list_duplicates_merges_and_skips(
         tmp_path / "teapots.txt",
         "# a synthetic list\nteapot\n\n  zebra quilt  \nteapot\nTEAPOT\nt3ap0t\n...\nkettle\n",
     )
-    out_file = tmp_path / "imported.yaml"
-    code, out, err = run(capsys, "import", str(terms), *options(wordlist, "-o", str(out_file)))
-    assert (code, out) == (0, "")
+    out_file, err = import_to_file(capsys, terms, wordlist)
     assert "duplicates (1), dropped:\n  teapots.txt:5: 'teapot' (first at teapots.txt:2)\n" in err
     assert (
         "merged (2), normalize like an earlier term, which is kept:\n"
@@ -144,11 +155,7 @@ def test_csv_term_column_first_column_and_named_column(
     plain = write(tmp_path / "plain.csv", "words,n\nkite,1\ndrum,2\n")
     assert [t.text for t in read_terms(plain)[0]] == ["kite", "drum"]  # first column
 
-    out_file = tmp_path / "out.yaml"
-    code, _, err = run(
-        capsys, "import", str(export), "--format", "csv", *options(wordlist, "-o", str(out_file))
-    )
-    assert code == 0, err
+    out_file, err = import_to_file(capsys, export, wordlist, "--format", "csv")
     assert err.startswith("export.csv: terms from column 'Term'\n")
     assert "  export.csv:5: 'garden gnome' (first at export.csv:2)" in err
     check(capsys, out_file)
@@ -213,10 +220,7 @@ def test_dictionary_flagging_with_a_small_word_list(
     tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     terms = write(tmp_path / "t.txt", "lamp\nkettle\nzebra\n")
-    out_file = tmp_path / "out.yaml"
-    args = options(wordlist, "--match", "prefix", "-o", str(out_file))
-    code, _, err = run(capsys, "import", str(terms), *args)
-    assert code == 0
+    out_file, err = import_to_file(capsys, terms, wordlist, "--match", "prefix")
     # Lamp and lamp's count as lamp: 5 words, more than the default 3
     assert (
         f"flagged for review (1), match more than 3 of 10 words of {wordlist}:\n"
@@ -275,10 +279,8 @@ def test_action_and_match_options(
     tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     terms = write(tmp_path / "t.txt", "kite\n")
-    out_file = tmp_path / "out.yaml"
-    args = options(wordlist, "--action", "block", "--match", "substring", "-o", str(out_file))
-    assert run(capsys, "import", str(terms), *args)[0] == 0
-    (spec,) = load_rules(out_file).rules
+    more = ("--action", "block", "--match", "substring")
+    (spec,) = load_rules(import_to_file(capsys, terms, wordlist, *more)[0]).rules
     assert (spec.action, spec.match) == (Action.BLOCK, MatchMode.SUBSTRING)
 
 
@@ -306,9 +308,7 @@ def test_awkward_terms_round_trip_exactly(
     export.write_text(
         "term\n" + "".join('"' + t.replace('"', '""') + '"\n' for t in awkward), encoding="utf-8"
     )
-    out_file = tmp_path / "out.yaml"
-    code, _, err = run(capsys, "import", str(export), *options(wordlist, "-o", str(out_file)))
-    assert code == 0, err
+    out_file, _ = import_to_file(capsys, export, wordlist)
     check(capsys, out_file)
     assert [s.terms[0] for s in load_rules(out_file).rules] == awkward
     assert "\u200b" not in out_file.read_text(encoding="utf-8")  # escaped, visible in an editor
@@ -345,9 +345,7 @@ def test_fresh_import_passes_check_strict(
     tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     terms = write(tmp_path / "t.txt", "gl1mmerfr0nd\nfur\nglimmerfrond\nkettle\n")
-    out_file = tmp_path / "out.yaml"
-    code, _, err = run(capsys, "import", str(terms), *options(wordlist, "-o", str(out_file)))
-    assert code == 0, err
+    out_file, err = import_to_file(capsys, terms, wordlist)
     assert (
         "overlapping (1), share a normalized reading, written into the rule of the earlier term:\n"
         "  t.txt:3: 'glimmerfrond' reads like 'gl1mmerfr0nd' (t.txt:1)\n"
@@ -381,9 +379,7 @@ def test_fresh_prefix_import_passes_check_strict(
     tmp_path: Path, wordlist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     terms = write(tmp_path / "t.txt", "schon\nlamp\n")
-    out_file = tmp_path / "out.yaml"
-    args = options(wordlist, "--match", "prefix", "-o", str(out_file))
-    assert run(capsys, "import", str(terms), *args)[0] == 0
+    out_file, _ = import_to_file(capsys, terms, wordlist, "--match", "prefix")
     (spec, _) = load_rules(out_file).rules
     assert {"schön", "schöne", "schönheit"} <= set(spec.examples_match)
     check(capsys, out_file, "--strict")
