@@ -319,41 +319,48 @@ def test_path_problems_come_with_the_problems_of_other_files(tmp_path: Path) -> 
 def test_a_good_file_reads_into_specs_with_defaults_applied() -> None:
     specs, lists = read_rules("good/demo.yaml")
     assert lists == [ListInfo(name="demo", source="synthetic demo terms", updated="2026-11-29")]
+    # each rule: the fields its entry sets, in the file's order; then those it takes from the
+    # file's defaults (or, for `match`, RuleSpec's own); then where it was read
     assert specs == [
         RuleSpec(
             id="DEMO-001",
-            category="demo",
-            action=Action.BLOCK,
-            language="en",
-            match=MatchMode.WORD,
             terms=("blue kite", "paper kite"),
             unless=("kite festival",),
             examples_match=("cheap blue kite",),
             examples_no_match=("kite festival tickets",),
+            # defaults
+            category="demo",
+            action=Action.BLOCK,
+            language="en",
+            match=MatchMode.WORD,
+            # where
             file="good/demo.yaml",
             line=5,
             list_name="demo",
         ),
         RuleSpec(
             id="DEMO-002",
-            category="demo",
-            action=Action.WARN,
-            language="en",
-            match=MatchMode.PREFIX,
             all_of=(("teapot",), ("striped", "spotted")),
+            action=Action.WARN,
+            match=MatchMode.PREFIX,
+            # defaults
+            category="demo",
+            language="en",
+            # where
             file="good/demo.yaml",
             line=10,
             list_name="demo",
         ),
         RuleSpec(
             id="DEMO-003",
-            category="cats",
+            terms=("tabby cat",),
             action=Action.SHADOW,
+            category="cats",
             language="fi",
             match=MatchMode.SUBSTRING,
-            terms=("tabby cat",),
             examples_match=("tabby cats",),
             examples_no_match=("tabby",),
+            # where
             file="good/demo.yaml",
             line=15,
             list_name="demo",
