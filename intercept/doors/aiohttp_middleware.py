@@ -28,7 +28,7 @@ from yarl import URL
 
 from intercept.config import Config
 from intercept.core import INTERNAL_PREFIX, Answer, Engine
-from intercept.doors.proxy import decide_request
+from intercept.doors.proxy import decide_request, response
 from intercept.logscrub import scrub_aiohttp_logs
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["intercept_middleware", "setup"]
 
 _LOG = logging.getLogger("intercept.aiohttp")
-
-
-def _send(answer: Answer) -> web.Response:
-    return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
 
 def intercept_middleware(*, engine: Engine) -> Middleware:
@@ -59,7 +55,7 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
             outcome = await _decided(request)
         except Exception as error:  # fail closed, and say only what kind of failure
             _LOG.error("intercept: decision failed (%s)", type(error).__name__)
-            return _send(engine.error(500, request.headers))
+            return response(engine.error(500, request.headers))
         if isinstance(outcome, web.StreamResponse):
             return outcome
         return await handler(outcome)
@@ -69,9 +65,9 @@ def intercept_middleware(*, engine: Engine) -> Middleware:
         target = request.raw_path
         decided, body = await decide_request(engine, request)
         if isinstance(decided, Answer):
-            return _send(decided)
+            return response(decided)
         if target.startswith(INTERNAL_PREFIX):  # a POST continue link from another front door
-            return _send(engine.error(405, request.headers, allow=""))  # not replayable here
+            return response(engine.error(405, request.headers, allow=""))  # not replayable here
         if body is not None:
             return _with_body(request, body, decided.target)
         if decided.target != target:  # the continue token, stripped

@@ -21,14 +21,10 @@ sees it, exactly as the reverse proxy does. Only `http` scopes are decided; `lif
 
 Mount it at the site's root: the pages link to `/_intercept/...`.
 
-Errors: an unexpected exception inside Intercept's decision neither reaches the application
-(that could show results for a query that matches) nor the server (whose traceback would
-quote the query): the searcher gets Intercept's 500 page and the `intercept.doors.asgi` logger
-records only "intercept: decision failed (<exception type>)". Exceptions raised by the
-application itself propagate as usual.
-
-Privacy: nothing here logs a query, a client address or a header. The ASGI server's own
-access log does; turn it off (see the README).
+Errors and privacy as in every middleware (`intercept.doors.middlewares`): a failed decision
+is Intercept's 500 page, logged on `intercept.asgi` by the exception's type alone; a client
+gone while its search body arrives is sent nothing. The ASGI server's own access log holds
+queries and addresses; turn it off (see the README).
 """
 
 from __future__ import annotations
@@ -36,15 +32,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import quote, unquote
-
-from multidict import CIMultiDict
+from urllib.parse import unquote
 
 from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
+from intercept.doors import middlewares
 from intercept.doors.frontdoor import Read, run_async, steps
-from intercept.extract import normalize_path
 
 __all__ = ["ASGIApp", "InterceptASGI", "Message", "Receive", "Scope", "Send", "asgi_middleware"]
 
@@ -54,44 +48,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_LOG = logging.getLogger("intercept.asgi")
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar delimiters kept as they are
 _BODY_HEADERS = (b"content-length", b"content-type", b"content-encoding", b"transfer-encoding")
-_FAILED = Answer(
-    500,
-    (
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("Referrer-Policy", "no-referrer"),
-        ("Server", "intercept"),
-    ),
-    b"Internal Server Error\n",
-)
 
 
 class _Gone(Exception):
     """The client disconnected while its search body was being received."""
 
 
-class InterceptASGI:
+class InterceptASGI(middlewares.Middleware[ASGIApp]):
     """An ASGI 3 application: Intercept in front of `app`, deciding with `engine`.
 
     Raises `TypeError` when `app` is not callable or `engine` is not an `Engine`.
     """
 
-    __slots__ = ("app", "engine")
-
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
-        if not callable(app):
-            raise TypeError(
-                f"app must be an ASGI application (a callable), got {type(app).__qualname__}"
-            )
-        if not isinstance(engine, Engine):
-            raise TypeError(
-                f"engine must be an intercept.core.Engine, got {type(engine).__qualname__}"
-            )
-        self.app = app
-        self.engine = engine
+    __slots__ = ()
+    _KIND = "an ASGI application"
+    _LOG = logging.getLogger("intercept.asgi")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One connection scope: HTTP requests are decided, everything else passes."""
@@ -103,8 +75,7 @@ class InterceptASGI:
         except _Gone:
             return  # nobody to answer
         except Exception as error:
-            _LOG.error("intercept: decision failed (%s)", type(error).__name__)
-            outcome = self._failed(scope)
+            outcome = self.failed(error, lambda: _request_headers(scope)[0])
         if isinstance(outcome, Answer):
             await _send(outcome, str(scope.get("method", "GET")), send)
             return
@@ -117,8 +88,7 @@ class InterceptASGI:
         method = str(scope.get("method", "GET")).upper()
         target = _request_target(scope)
         headers, header_bytes = _request_headers(scope)
-        app_receive = receive
-        received: list[bytes] = []
+        received: list[bytes] = []  # the body the application is to receive
 
         async def read(limit: int) -> Read:
             body = await _receive_body(receive, limit)
@@ -127,62 +97,45 @@ class InterceptASGI:
             received.append(body)
             return body or None
 
-        routine = steps(engine, method, target, headers, header_bytes)
-        outcome, _ = await run_async(routine, read)
-        if received:  # the application reads the same body
-            app_receive = _replay(received[0], receive)
-        elif (
-            isinstance(outcome, Pass)
-            and outcome.method is not None  # the continue button's own (empty) form is read
-            and await _receive_body(receive, engine.config.limits.body) is None  # and dropped
-        ):
-            return engine.error(413, headers)
+        outcome, _ = await run_async(steps(engine, method, target, headers, header_bytes), read)
         if isinstance(outcome, Answer):
             return outcome
-        return _app_scope(scope, target, outcome), _app_receive(outcome, app_receive, receive)
-
-    def _failed(self, scope: Scope) -> Answer:
-        try:
-            return self.engine.error(500, _request_headers(scope)[0])
-        except Exception:
-            return _FAILED
+        if outcome.method is not None:  # a warned POST search, replayed by the continue button
+            # (from `begin`: nothing was received): the button's own form is read and dropped
+            if await _receive_body(receive, engine.config.limits.body) is None:
+                return engine.error(413, headers)
+            received.append(outcome.body or b"")
+        app_receive = _replay(received[0], receive) if received else receive
+        return _app_scope(scope, target, outcome), app_receive
 
 
 def asgi_middleware(
     app: ASGIApp, *, config: Config | None = None, engine: Engine | None = None
 ) -> InterceptASGI:
-    """Wrap `app` with Intercept. Give either `engine` (shared with other front doors, or
-    built by hand), or `config`, from which rules and pages are loaded now
-    (`intercept.assembly.build_engine`: a broken rule file fails here, not on a request).
-
-    Raises `TypeError` for a wrong argument type or when neither is given, `ValueError` when
-    both are, and `intercept.RuleError` / `ConfigError` for rules or pages that do not load.
-    """
+    """Wrap the ASGI 3 application `app` with Intercept, deciding with `engine` or with one
+    built from `config` now (`intercept.doors.middlewares`: the errors). Starlette's
+    `app.add_middleware(InterceptASGI, engine=engine)` does the same with an engine."""
     return InterceptASGI(app, engine_for(config, engine, "asgi_middleware"))
 
 
 def _request_target(scope: Scope) -> str:
     """The raw request target: `raw_path` when it agrees with `path` (else `path` quoted
     again: what the application routes on) and `query_string`."""
-    path = quote(str(scope.get("path", "")).encode("utf-8"), safe=_PATH_SAFE) or "/"
+    path = middlewares.quoted_path(str(scope.get("path", "")).encode("utf-8"))
     raw = scope.get("raw_path")
-    if isinstance(raw, bytes | bytearray) and raw:
-        raw_path = bytes(raw).decode("latin-1")
-        if raw_path == path or normalize_path(raw_path) == normalize_path(path):
-            path = raw_path
+    raw_path = bytes(raw).decode("latin-1") if isinstance(raw, bytes | bytearray) else ""
+    if raw_path and middlewares.same_path(raw_path, path):
+        path = raw_path
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
     return f"{path}?{query}" if query else path
 
 
-def _request_headers(scope: Scope) -> tuple[CIMultiDict[str], int]:
+def _request_headers(scope: Scope) -> middlewares.HeaderBlock:
     """The request headers as a case-insensitive mapping, and their size."""
-    headers: CIMultiDict[str] = CIMultiDict()
-    size = 0
-    for name, value in scope.get("headers") or ():
-        key, text = bytes(name).decode("latin-1"), bytes(value).decode("latin-1")
-        headers.add(key, text)
-        size += len(key) + len(text) + 4
-    return headers, size
+    return middlewares.header_block(
+        (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+        for name, value in scope.get("headers") or ()
+    )
 
 
 async def _receive_body(receive: Receive, limit: int) -> bytes | None:
@@ -239,22 +192,8 @@ def _app_scope(scope: Scope, target: str, outcome: Pass) -> Scope:
     return changed
 
 
-def _app_receive(outcome: Pass, app_receive: Receive, receive: Receive) -> Receive:
-    if outcome.method is not None:
-        return _replay(outcome.body or b"", receive)
-    return app_receive
-
-
-def _headers(answer: Answer) -> list[tuple[bytes, bytes]]:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
-    if not any(name == b"content-length" for name, _ in headers):
-        headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
-    return headers
-
-
 async def _send(answer: Answer, method: str, send: Send) -> None:
-    await send(
-        {"type": "http.response.start", "status": answer.status, "headers": _headers(answer)}
-    )
-    body = b"" if method.upper() == "HEAD" else answer.body
+    headers, body = middlewares.reply(answer, method)
+    encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    await send({"type": "http.response.start", "status": answer.status, "headers": encoded})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -33,8 +33,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from intercept.core import INTERNAL_PREFIX, Answer, Engine, Pass
-from intercept.doors.proxy import read_bounded
+from intercept.core import INTERNAL_PREFIX, Answer, Engine, Headers, Pass
+from intercept.doors.frontdoor import Read, run_async, steps
+from intercept.doors.proxy import read_bounded, response
 from intercept.logscrub import scrub_aiohttp_logs
 
 __all__ = ["AUTHZ", "AUTH_REQUEST", "PAGE", "AuthzDoor"]
@@ -43,14 +44,6 @@ AUTH_REQUEST = INTERNAL_PREFIX + "auth-request"
 PAGE = INTERNAL_PREFIX + "page"
 AUTHZ = INTERNAL_PREFIX + "authz"
 _LOG = logging.getLogger("intercept.authz")
-
-
-def _send(answer: Answer, status: int | None = None) -> web.Response:
-    return web.Response(
-        status=answer.status if status is None else status,
-        headers=answer.headers,
-        body=answer.body,
-    )
 
 
 class _Trust:
@@ -138,46 +131,45 @@ async def _handle(engine: Engine, trust: _Trust, request: web.BaseRequest) -> we
         if raw.startswith(INTERNAL_PREFIX):  # click-through and continue links
             outcome = engine.internal(request.method, raw, request.headers)
             if isinstance(outcome, Pass):  # a replayed POST: not possible here
-                return _send(engine.error(405, request.headers, allow=""))  # not replayable here
-            return _send(outcome)
-        return _send(engine.error(404, request.headers))
+                return response(engine.error(405, request.headers, allow=""))
+            return response(outcome)
+        return response(engine.error(404, request.headers))
     if not trust(request.remote):
         _LOG.warning("decision request from an address not in authz.trusted_proxies: refused")
-        return _send(engine.error(403, request.headers), 403)
+        return response(engine.error(403, request.headers), 403)
     described = _original(request, kind)
     if isinstance(described, str):
         _LOG.warning(described)
-        return _send(engine.error(400, request.headers), 403)
+        return response(engine.error(400, request.headers), 403)
     method, target, headers = described
-    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
-    answer = engine.precheck(target, header_bytes)
-    if answer is None and target.startswith(INTERNAL_PREFIX):
-        answer = engine.error(400, headers)  # Intercept's own paths are never decided
-    body: bytes | None = None
-    if answer is None and kind != "nginx" and kind != "page":
-        plan = engine.body_plan(method, target, headers)
-        if isinstance(plan, Answer):
-            answer = plan
-        elif plan is not None and request.body_exists:
-            body = await read_bounded(request, plan)
-            if body is None:
-                answer = engine.error(413, headers)
-    if answer is None:
-        decided = engine.decide(
-            method,
-            target,
-            headers,
-            body,
-            count_search=kind != "page",
-            count_intervention=kind != "nginx",
-        )
-        if isinstance(decided, Pass):
-            if kind == "page":  # the rules changed between the decision and the page
-                return _send(engine.error(503, headers))
-            return web.Response(status=204 if kind == "nginx" else 200)
-        answer = decided
+    decided = await _decide(engine, request, kind, method, target, headers)
+    if isinstance(decided, Pass):
+        if kind == "page":  # the rules changed between the decision and the page
+            return response(engine.error(503, headers))
+        return web.Response(status=204 if kind == "nginx" else 200)
     if kind == "nginx":
         return web.Response(status=403)
-    if kind == "page":
-        return _send(answer)
-    return _send(answer, 403)
+    return response(decided, None if kind == "page" else 403)
+
+
+async def _decide(
+    engine: Engine, request: web.BaseRequest, kind: str, method: str, target: str, headers: Headers
+) -> Answer | Pass:
+    """The described request through the front-door routine, counted as `kind` asks (nginx's
+    decision counts the search, its page the intervention). Intercept's own paths are never
+    decided; a body is read only where the front proxy sends one (Traefik, Envoy)."""
+    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+    if target.startswith(INTERNAL_PREFIX):
+        return engine.precheck(target, header_bytes) or engine.error(400, headers)
+
+    async def read(limit: int) -> Read:
+        if not request.body_exists:
+            return None
+        body = await read_bounded(request, limit)
+        return 413 if body is None else body
+
+    routine = steps(engine, method, target, headers, header_bytes,
+                    has_body=kind not in ("nginx", "page"), count_search=kind != "page",
+                    count_intervention=kind != "nginx")  # fmt: skip
+    decided, _ = await run_async(routine, read)
+    return decided

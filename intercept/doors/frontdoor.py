@@ -36,17 +36,21 @@ def steps(
     header_bytes: int,
     *,
     has_body: bool = True,
+    **counting: bool,
 ) -> Generator[int, Read, Outcome]:
-    """The routine for one request (see the module docstring)."""
+    """The routine for one request (see the module docstring). `has_body` goes to
+    `Engine.begin`, `counting` (`count_search`, `count_intervention`) to `Engine.decide`:
+    the decision service asks about one search twice and counts each part once."""
     step = engine.begin(method, target, headers, header_bytes, has_body=has_body)
     if isinstance(step, Answer | Pass):
         return step, None
-    if step is None:
-        return engine.decide(method, target, headers, None), None
-    body = yield step
-    if isinstance(body, int):
-        return engine.error(body, headers), None
-    return engine.decide(method, target, headers, body), body
+    body = None
+    if step is not None:
+        read = yield step
+        if isinstance(read, int):
+            return engine.error(read, headers), None
+        body = read
+    return engine.decide(method, target, headers, body, **counting), body
 
 
 def run(routine: Generator[int, Read, Outcome], read: Callable[[int], Read]) -> Outcome:

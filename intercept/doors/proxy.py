@@ -24,13 +24,15 @@ from intercept.doors.upstream_pool import EXTRAS_KEY as POOL_KEY
 from intercept.doors.upstream_pool import UpstreamPool
 from intercept.logscrub import scrub_aiohttp_logs
 
-__all__ = ["Engine", "ProxyDoor", "decide_request", "read_bounded"]
+__all__ = ["Engine", "ProxyDoor", "decide_request", "read_bounded", "response"]
 
 _CHUNK = 64 * 1024
 
 
-def _send(answer: Answer) -> web.Response:
-    return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+def response(answer: Answer, status: int | None = None) -> web.Response:
+    """`answer` as an aiohttp response, for every aiohttp front door; `status` replaces its
+    own (the decision service denies with 403 whatever page it carries)."""
+    return web.Response(status=status or answer.status, headers=answer.headers, body=answer.body)
 
 
 async def read_bounded(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -127,7 +129,7 @@ class ProxyDoor:
             # aiohttp's writer drops such bytes, so the upstream would get headers other than
             # those decided on (`Content-Type: application/x-www-form-url\xffencoded` becomes
             # a form that was never read)
-            return _unread(request, _send(engine.error(400, request.headers)))
+            return _unread(request, response(engine.error(400, request.headers)))
         if request.headers.get("Expect"):  # as aiohttp's router did: an empty one is none
             refused = _expect(engine, request)
             if refused is not None:
@@ -137,7 +139,7 @@ class ProxyDoor:
                 request.writer.output_size = 0
         outcome, _ = await decide_request(engine, request)
         if isinstance(outcome, Answer):
-            return _unread(request, _send(outcome))
+            return _unread(request, response(outcome))
         assert self._session is not None, "ProxyDoor.open() was not awaited"
         return await forward(
             self._session,
@@ -147,7 +149,7 @@ class ProxyDoor:
             request,
             outcome.target,
             outcome.body,
-            lambda status: _send(engine.error(status, request.headers)),
+            lambda status: response(engine.error(status, request.headers)),
             health=self.health,
             pool=self.pool,
             routes=engine.routes,
@@ -169,13 +171,13 @@ def _forwardable(raw_headers: tuple[tuple[bytes, bytes], ...]) -> bool:
     return True
 
 
-def _unread(request: web.BaseRequest, response: web.StreamResponse) -> web.StreamResponse:
-    """`response` closing the connection if the request's body was not read (a refusal
+def _unread(request: web.BaseRequest, sent: web.StreamResponse) -> web.StreamResponse:
+    """`sent` closing the connection if the request's body was not read (a refusal
     before it, a page for a GET with a body): a client may send it late, or not at all after
     `Expect: 100-continue`, so no later request on the connection could be told apart."""
     if request.body_exists and not request.content.is_eof():
-        response.force_close()
-    return response
+        sent.force_close()
+    return sent
 
 
 def _header_bytes(raw: tuple[tuple[bytes, bytes], ...]) -> int:
@@ -189,10 +191,10 @@ def _expect(engine: Engine, request: web.BaseRequest) -> web.StreamResponse | No
     send 100 Continue)."""
     refused = engine.precheck(request.raw_path, _header_bytes(request.raw_headers))
     if refused is not None:
-        return _send(refused)
+        return response(refused)
     plan = engine.body_plan(request.method, request.raw_path, request.headers)
     if isinstance(plan, Answer):
-        return _send(plan)
+        return response(plan)
     if request.headers.get("Expect", "").lower() != "100-continue":
-        return _send(engine.error(417, request.headers))
+        return response(engine.error(417, request.headers))
     return None

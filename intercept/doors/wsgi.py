@@ -18,14 +18,9 @@ the reverse proxy does:
 
 Wrap the application that serves the site's root: the pages link to `/_intercept/...`.
 
-Errors: an unexpected exception inside Intercept's decision neither reaches the application
-(that could show results for a query that matches) nor the server (whose traceback would
-quote the query): the searcher gets Intercept's 500 page and the `intercept.doors.wsgi` logger
-records only "intercept: decision failed (<exception type>)". Exceptions raised by the
-application itself propagate as usual.
-
-Privacy: nothing here logs a query, a client address or a header. The WSGI server's own
-access log does; turn it off (see the README).
+Errors and privacy as in every middleware (`intercept.doors.middlewares`): a failed decision
+is Intercept's 500 page, logged on `intercept.wsgi` by the exception's type alone. The WSGI
+server's own access log holds queries and addresses; turn it off (see the README).
 """
 
 from __future__ import annotations
@@ -35,98 +30,64 @@ from collections.abc import Iterable, MutableMapping
 from http import HTTPStatus
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote_to_bytes
-
-from multidict import CIMultiDict
+from urllib.parse import unquote_to_bytes
 
 from intercept.assembly import engine_for
 from intercept.config import Config
 from intercept.core import Answer, Engine, Pass
+from intercept.doors import middlewares
 from intercept.doors.frontdoor import run, steps
-from intercept.extract import normalize_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["InterceptWSGI", "wsgi_middleware"]
 
-_LOG = logging.getLogger("intercept.wsgi")
 _CHUNK = 64 * 1024
 _RAW_TARGETS = ("REQUEST_URI", "RAW_URI")
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar delimiters kept as they are
-_FAILED = Answer(
-    500,
-    (
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("Referrer-Policy", "no-referrer"),
-        ("Server", "intercept"),
-    ),
-    b"Internal Server Error\n",
-)
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
-class InterceptWSGI:
+class InterceptWSGI(middlewares.Middleware["WSGIApplication"]):
     """A WSGI application: Intercept in front of `app`, deciding with `engine`.
 
     Raises `TypeError` when `app` is not callable or `engine` is not an `Engine`.
     """
 
-    __slots__ = ("app", "engine")
-
-    def __init__(self, app: WSGIApplication, engine: Engine) -> None:
-        if not callable(app):
-            raise TypeError(
-                f"app must be a WSGI application (a callable), got {type(app).__qualname__}"
-            )
-        if not isinstance(engine, Engine):
-            raise TypeError(
-                f"engine must be an intercept.core.Engine, got {type(engine).__qualname__}"
-            )
-        self.app = app
-        self.engine = engine
+    __slots__ = ()
+    _KIND = "a WSGI application"
+    _LOG = logging.getLogger("intercept.wsgi")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """One request: Intercept's answer, or the application's with `environ` adjusted."""
         try:
             answer = self._decide(environ)
         except Exception as error:
-            _LOG.error("intercept: decision failed (%s)", type(error).__name__)
-            answer = self._failed(environ)
-        if answer is not None:
-            return _send(answer, environ.get("REQUEST_METHOD", "GET"), start_response)
-        return self.app(environ, start_response)
+            answer = self.failed(error, lambda: _request_headers(environ)[0])
+        if answer is None:
+            return self.app(environ, start_response)
+        headers, body = middlewares.reply(answer, str(environ.get("REQUEST_METHOD", "GET")))
+        start_response(f"{answer.status} {_PHRASES.get(answer.status, 'Unknown')}", headers)
+        return [body]
 
     def _decide(self, environ: WSGIEnvironment) -> Answer | None:
         """Intercept's answer, or None after preparing `environ` for the application."""
-        engine = self.engine
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         target = _request_target(environ)
         headers, header_bytes = _request_headers(environ)
-        routine = steps(engine, method, target, headers, header_bytes)
+        routine = steps(self.engine, method, target, headers, header_bytes)
         outcome, _ = run(routine, lambda limit: _read_body(environ, limit))
         if isinstance(outcome, Answer):
             return outcome
         _prepare(environ, target, outcome)
         return None
 
-    def _failed(self, environ: WSGIEnvironment) -> Answer:
-        try:
-            return self.engine.error(500, _request_headers(environ)[0])
-        except Exception:
-            return _FAILED
-
 
 def wsgi_middleware(
     app: WSGIApplication, *, config: Config | None = None, engine: Engine | None = None
 ) -> InterceptWSGI:
-    """Wrap `app` with Intercept. Give either `engine` (shared with other front doors, or
-    built by hand), or `config`, from which rules and pages are loaded now
-    (`intercept.assembly.build_engine`: a broken rule file fails here, not on a request).
-
-    Raises `TypeError` for a wrong argument type or when neither is given, `ValueError` when
-    both are, and `intercept.RuleError` / `ConfigError` for rules or pages that do not load.
-    """
+    """Wrap the WSGI application `app` (Flask: `app.wsgi_app`) with Intercept, deciding with
+    `engine` or with one built from `config` now (`intercept.doors.middlewares`: the errors)."""
     return InterceptWSGI(app, engine_for(config, engine, "wsgi_middleware"))
 
 
@@ -137,38 +98,25 @@ def _request_target(environ: WSGIEnvironment) -> str:
     A raw target that disagrees (absolute-form, or an outer middleware rewrote the path or
     query) is not what the application will read: the decision is about what it reads."""
     path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-    quoted = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
+    quoted = middlewares.quoted_path(path.encode("latin-1", "replace"))
     query = str(environ.get("QUERY_STRING", ""))
     for key in _RAW_TARGETS:
         raw = environ.get(key)
         if isinstance(raw, str) and raw:
             raw_path, _, raw_query = raw.partition("?")
-            if raw_query == query and _same_path(raw_path, quoted):
+            if raw_query == query and middlewares.same_path(raw_path, quoted):
                 return raw
             break
     return f"{quoted}?{query}" if query else quoted
 
 
-def _same_path(raw: str, quoted: str) -> bool:
-    return raw == quoted or normalize_path(raw) == normalize_path(quoted)
-
-
-def _request_headers(environ: WSGIEnvironment) -> tuple[CIMultiDict[str], int]:
+def _request_headers(environ: WSGIEnvironment) -> middlewares.HeaderBlock:
     """The request headers (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`) and their size."""
-    headers: CIMultiDict[str] = CIMultiDict()
-    size = 0
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = key[5:]
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            name = key
-        else:
-            continue
-        name = name.replace("_", "-").title()
-        text = str(value)
-        headers.add(name, text)
-        size += len(name) + len(text) + 4
-    return headers, size
+    return middlewares.header_block(
+        (key.removeprefix("HTTP_").replace("_", "-").title(), str(value))
+        for key, value in environ.items()
+        if key.startswith("HTTP_") or (key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value)
+    )
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | int | None:
@@ -235,18 +183,3 @@ def _retarget(environ: MutableMapping[str, Any], old: str, new: str) -> None:
         if script and decoded.startswith(script):
             decoded = decoded[len(script) :]
         environ["PATH_INFO"] = decoded
-
-
-def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
-
-
-def _send(answer: Answer, method: str, start_response: StartResponse) -> list[bytes]:
-    headers = list(answer.headers)
-    if not any(name.lower() == "content-length" for name, _ in headers):
-        headers.append(("Content-Length", str(len(answer.body))))
-    start_response(_status_line(answer.status), headers)
-    return [b"" if method.upper() == "HEAD" else answer.body]
