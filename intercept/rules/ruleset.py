@@ -6,7 +6,8 @@ also finds "bigcat". `word` keys carry a space at both ends, `prefix` keys at th
 `substring` keys none; since normalized queries are padded and separated by single spaces, an
 automaton hit on a `word` key already sits on word boundaries. A hit is then verified against
 the run lengths of the query (stretching may add letters, never remove them, and a run of two
-counts as stretching only when the whole word is doubled), which is cheap and rare.
+counts as stretching only when the whole word is doubled), which is cheap and rare; those
+steps, shared with the sealed sets, are `intercept.rules.matching`.
 
 Decisions: a rule matches when one of its `terms` is found, or a phrase from every `all_of`
 group is found, and none of its `unless` phrases is found anywhere (`unless` phrases use the
@@ -31,6 +32,17 @@ import ahocorasick
 from intercept.errors import Problem, RuleError
 from intercept.rules import lexicon
 from intercept.rules.masks import has_mask, masked_text
+from intercept.rules.matching import (
+    ROLE_TERM,
+    ROLE_UNLESS,
+    Found,
+    Hit,
+    hit,
+    phrases_of,
+    reading_offsets,
+    record,
+    verify,
+)
 from intercept.rules.normalize import (
     Normalized,
     alternatives,
@@ -71,19 +83,6 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
-class Hit:
-    """One phrase found in one reading of a query (for `explain`)."""
-
-    rule_id: str
-    role: str  # "term", "unless" or "all_of[N]"
-    phrase: str
-    reading: int
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Explanation:
     """What `RuleSet.explain` reports: the stages, every hit, the rules that matched."""
 
@@ -102,8 +101,6 @@ _MODE_CODE = {mode: code for code, mode in enumerate(_MODES)}
 _MAX_KEY = (1 << 12) - 1
 _MAX_PHRASES = 1 << 12
 _MAX_GROUPS = (1 << 8) - 2
-_ROLE_TERM = 0
-_ROLE_UNLESS = 1
 
 
 def _pack(rule: int, role: int, phrase: int, mode: MatchMode, length: int, counted: bool) -> int:
@@ -147,53 +144,6 @@ def _phrase_forms(phrase: str, mode: MatchMode) -> set[str]:
     return forms
 
 
-def _verify(
-    counts: tuple[int, ...],
-    mode: MatchMode,
-    doubles: dict[int, int],
-    text: str,
-    start: int,
-    doubled_words: dict[int, bool],
-) -> bool:
-    """Check the run lengths of a hit at `start` in the collapsed `text`.
-
-    `counts` are the phrase's run lengths, `doubles` the query's runs longer than one by
-    collapsed index. Stretching may lengthen a run, never shorten it; a run of two counts as
-    stretching when every letter of that word is doubled ("ccaatt"), or when the word as
-    written is no ordinary word (`intercept.rules.lexicon`): "craadle" is "cradle" stretched, "good"
-    is not "god". `doubled_words` remembers that answer per word, keeping a long query linear.
-    """
-    last = len(counts) - 1
-    for i, rule_count in enumerate(counts):
-        count = doubles.get(start + i, 1)
-        if count == rule_count:
-            continue
-        if count < rule_count:
-            return False
-        open_start = i == 0 and mode is MatchMode.SUBSTRING
-        open_end = i == last and mode is not MatchMode.WORD
-        if open_start or open_end or count >= 3:
-            continue
-        if not _stretched_word(doubles, text, start + i, doubled_words):
-            return False
-    return True
-
-
-def _stretched_word(doubles: dict[int, int], text: str, index: int, memo: dict[int, bool]) -> bool:
-    """Whether the word around collapsed index `index` may be a stretched one: every letter
-    written twice, or, as written, no ordinary word."""
-    lo = text.rfind(" ", 0, index) + 1
-    if lo not in memo:
-        hi = text.find(" ", index)
-        hi = hi if hi >= 0 else len(text)
-        if all(doubles.get(i, 1) >= 2 for i in range(lo, hi)):
-            memo[lo] = True
-        else:
-            written = "".join(text[i] * doubles.get(i, 1) for i in range(lo, hi))
-            memo[lo] = not lexicon.is_word(written)
-    return memo[lo]
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class RuleSet:
     """An immutable, compiled rule set. Build it with `intercept.load_rules`."""
@@ -222,12 +172,10 @@ class RuleSet:
 
     def _scan(
         self, readings: Sequence[str], hits: list[Hit] | None = None, first_index: int = 0
-    ) -> tuple[set[int], set[int], dict[int, set[int]]]:
-        terms: set[int] = set()
-        unless: set[int] = set()
-        groups: dict[int, set[int]] = {}
+    ) -> Found:
+        found: Found = (set(), set(), {})
         if self._automaton.kind != ahocorasick.AHOCORASICK:
-            return terms, unless, groups  # no phrase at all (every rule disabled or expired)
+            return found  # no phrase at all (every rule disabled or expired)
         for reading_index, reading in enumerate(readings, first_index):
             collapsed = collapse(reading)
             doubles = doubled_runs(reading) if collapsed != reading else {}
@@ -251,43 +199,22 @@ class RuleSet:
                             else ((1,) * (entry & _MAX_KEY),)
                         )
                         mode = _MODES[entry >> 12 & 3]
-                        if not any(
-                            _verify(c, mode, doubles, collapsed, start, doubled_words)
-                            for c in shapes
-                        ):
+                        if not verify(shapes, mode, doubles, collapsed, start, doubled_words):
                             continue
-                    rule = entry >> 35
-                    role = entry >> 14 & 0xFF
-                    if role == _ROLE_TERM:
-                        terms.add(rule)
-                    elif role == _ROLE_UNLESS:
-                        unless.add(rule)
-                    else:
-                        groups.setdefault(rule, set()).add(role)
+                    record(found, entry >> 35, entry >> 14 & 0xFF)
                     if hits is not None:
                         if offsets is None:
-                            offsets = list(
-                                itertools.accumulate((n for _, n in runs(reading)), initial=0)
-                            )
+                            offsets = reading_offsets(reading)
                         hits.append(self._hit(entry, reading_index, reading, offsets, start, end))
-        return terms, unless, groups
+        return found
 
     def _hit(
         self, entry: int, index: int, reading: str, offsets: list[int], start: int, end: int
     ) -> Hit:
-        lo, hi = offsets[start], offsets[end + 1]
-        text = reading[lo:hi]
-        lo, hi = lo + len(text) - len(text.lstrip(" ")), lo + len(text.rstrip(" "))
         spec = self.rules[entry >> 35]
         role, phrase = entry >> 14 & 0xFF, entry >> 22 & (_MAX_PHRASES - 1)
-        if role == _ROLE_TERM:
-            name, text = "term", spec.terms[phrase]
-        elif role == _ROLE_UNLESS:
-            name, text = "unless", spec.unless[phrase]
-        else:
-            name, text = f"all_of[{role - 2}]", spec.all_of[role - 2][phrase]
-        # offsets count from the start of the reading without its leading pad space
-        return Hit(spec.id, name, text, index, lo - 1, hi - 1, reading[lo:hi])
+        text = phrases_of(spec, role)[phrase]
+        return hit(spec.id, role, text, index, reading, offsets, start, end)
 
     def _decide(self, terms: set[int], unless: set[int], groups: dict[int, set[int]]) -> list[int]:
         if not terms and not groups:
@@ -444,12 +371,12 @@ def compile_rules(
 
     for rule, spec in enumerate(rules):
         for index, phrase in enumerate(spec.terms):
-            add(rule, _ROLE_TERM, index, phrase, spec.match)
+            add(rule, ROLE_TERM, index, phrase, spec.match)
         for group, phrases in enumerate(spec.all_of):
             for index, phrase in enumerate(phrases):
                 add(rule, 2 + group, index, phrase, spec.match)
         for index, phrase in enumerate(spec.unless):
-            add(rule, _ROLE_UNLESS, index, phrase, spec.match)
+            add(rule, ROLE_UNLESS, index, phrase, spec.match)
     if problems:
         raise RuleError(problems)
     automaton.make_automaton()

@@ -20,8 +20,8 @@ consecutive words of a collapsed reading, joined by single spaces, equals the ke
 
 The rest is the plaintext matcher's, inherited: the same readings (`readings_for_matching`,
 with `edge_alternatives` only when nothing else matched), the same run-length verification,
-`unless`, `all_of`, and the same decision order. Decisions equal those of the plaintext rules
-(`tests/rules/test_seal.py` compares them query by query).
+`unless`, `all_of` (`intercept.rules.matching`), and the same decision order. Decisions equal
+those of the plaintext rules (`tests/rules/test_seal.py` compares them query by query).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import hmac
-import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +36,17 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from intercept.rules.normalize import collapse, doubled_runs, runs
-from intercept.rules.ruleset import _ROLE_TERM, _ROLE_UNLESS, Hit, RuleSet, _verify
+from intercept.rules.matching import (
+    Found,
+    Hit,
+    hit,
+    reading_offsets,
+    record,
+    role_field,
+    verify,
+)
+from intercept.rules.normalize import collapse, doubled_runs
+from intercept.rules.ruleset import RuleSet
 from intercept.rules.rulespec import MatchMode
 
 __all__ = [
@@ -211,10 +219,8 @@ class SealedRuleSet(RuleSet):
 
     def _scan(
         self, readings: Sequence[str], hits: list[Hit] | None = None, first_index: int = 0
-    ) -> tuple[set[int], set[int], dict[int, set[int]]]:
-        terms: set[int] = set()
-        unless: set[int] = set()
-        groups: dict[int, set[int]] = {}
+    ) -> Found:
+        found_rules: Found = (set(), set(), {})
         keys, prefixes = self._keys, self._prefixes
         inner, outer = self._lookup.inner, self._lookup.outer
         cache: dict[str, bytes] | None = {} if len(readings) > 1 else None  # shared words
@@ -249,10 +255,8 @@ class SealedRuleSet(RuleSet):
                         break
                     text += " " + words[last]
             if found is not None:
-                self._resolve(
-                    found, words, reading, collapsed, reading_index, (terms, unless, groups), hits
-                )
-        return terms, unless, groups
+                self._resolve(found, words, reading, collapsed, reading_index, found_rules, hits)
+        return found_rules
 
     def _resolve(
         self,
@@ -261,12 +265,11 @@ class SealedRuleSet(RuleSet):
         reading: str,
         collapsed: str,
         reading_index: int,
-        into: tuple[set[int], set[int], dict[int, set[int]]],
+        into: Found,
         hits: list[Hit] | None,
     ) -> None:
         """Open the entries of the keys found in one reading and keep those whose run lengths
         the query satisfies, exactly as `RuleSet._scan` does for an automaton hit."""
-        terms, unless, groups = into
         doubles = doubled_runs(reading) if collapsed != reading else {}
         positions = list(doubles)  # increasing
         doubled_words: dict[int, bool] = {}
@@ -292,48 +295,17 @@ class SealedRuleSet(RuleSet):
                 if plain:
                     if shapes is not None:
                         continue  # the phrase has a doubled letter that the query lacks
-                elif not any(
-                    _verify(c, MatchMode.WORD, doubles, collapsed, start, doubled_words)
-                    for c in (shapes or ((1,) * length,))
-                ):
-                    continue
-                if role == _ROLE_TERM:
-                    terms.add(rule)
-                elif role == _ROLE_UNLESS:
-                    unless.add(rule)
                 else:
-                    groups.setdefault(rule, set()).add(role)
+                    shapes = shapes or ((1,) * length,)
+                    if not verify(shapes, MatchMode.WORD, doubles, collapsed, start, doubled_words):
+                        continue
+                record(into, rule, role)
                 if hits is not None:
                     if offsets is None:
-                        offsets = list(
-                            itertools.accumulate((n for _, n in runs(reading)), initial=0)
-                        )
+                        offsets = reading_offsets(reading)
+                    # named by its place in the source rule: the phrase is not in the bundle
+                    place = f"<sealed {role_field(role)}[{phrase}]>"
+                    spec_id = self.rules[rule].id
                     hits.append(
-                        self._sealed_hit(rule, role, phrase, reading_index, reading, offsets,
-                                         start, end)
-                    )  # fmt: skip
-
-    def _sealed_hit(
-        self,
-        rule: int,
-        role: int,
-        phrase: int,
-        index: int,
-        reading: str,
-        offsets: list[int],
-        start: int,
-        end: int,
-    ) -> Hit:
-        """Like `RuleSet._hit`, naming the phrase by its place in the source rule."""
-        lo, hi = offsets[start], offsets[end + 1]
-        text = reading[lo:hi]
-        lo, hi = lo + len(text) - len(text.lstrip(" ")), lo + len(text.rstrip(" "))
-        if role == _ROLE_TERM:
-            name, place = "term", f"terms[{phrase}]"
-        elif role == _ROLE_UNLESS:
-            name, place = "unless", f"unless[{phrase}]"
-        else:
-            name = f"all_of[{role - 2}]"
-            place = f"{name}[{phrase}]"
-        return Hit(self.rules[rule].id, name, f"<sealed {place}>", index, lo - 1, hi - 1,
-                   reading[lo:hi])  # fmt: skip
+                        hit(spec_id, role, place, reading_index, reading, offsets, start, end)
+                    )
