@@ -1,7 +1,7 @@
 """The decision service over real sockets: each front proxy's request shapes and counting.
 
 The shipped proxy configurations are exercised with real nginx, Caddy and HAProxy in
-tests/test_deploy_*.py; here the service itself is checked request by request.
+tests/deploy/test_deploy_*.py; here the service itself is checked request by request.
 """
 
 from __future__ import annotations
