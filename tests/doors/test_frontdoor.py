@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 
 from intercept.core import Answer, Engine, Pass
 from intercept.doors.frontdoor import Outcome, Read, run, run_async, steps
+from intercept.research.counting import Counts
 from tests.test_core import engine  # noqa: F401  (the fixture)
 
 Reader = Callable[[int], Read]
@@ -93,3 +94,34 @@ def test_refusals_before_the_body_never_read_it(engine: Engine) -> None:  # noqa
     outcome, _ = both(engine, "GET", "/search?" + "a" * 9000, never)
     assert isinstance(outcome, Answer)
     assert outcome.status == 414
+
+
+def _counted(counts: Counts, name: str) -> float:
+    """Every sample of the counter `name`, whatever its labels."""
+    counts.sync()
+    return sum(
+        sample.value
+        for metric in counts.registry.collect()
+        if metric.name == f"intercept_{name}"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+@pytest.mark.parametrize(
+    ("counting", "searches", "interventions"),
+    [({}, 1, 1), ({"count_search": False}, 0, 1), ({"count_intervention": False}, 1, 0)],
+)
+def test_the_counting_flags_reach_the_decision(
+    engine: Engine,  # noqa: F811
+    counting: dict[str, bool],
+    searches: int,
+    interventions: int,
+) -> None:
+    """The decision service asks about one nginx search twice (the decision, then the page)
+    and counts each part once: the routine hands `decide` its counting flags."""
+    routine = steps(engine, "GET", "/search?q=blocked+example", CIMultiDict(), 100, **counting)
+    outcome, _ = run(routine, lambda _: None)  # a GET: no body after all
+    assert isinstance(outcome, Answer)
+    assert _counted(engine.counts, "searches") == searches
+    assert _counted(engine.counts, "interventions") == interventions
