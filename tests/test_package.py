@@ -14,19 +14,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import intercept
-from tests.processes import free_port, running
+from tests.processes import free_port, running, search_site
 
 ROOT = Path(__file__).parent.parent
 
@@ -81,30 +79,11 @@ def empty(tmp_path: Path) -> Path:
     return folder
 
 
-class _Results(BaseHTTPRequestHandler):
-    """A stand-in search front-end: every GET answers 200 with a marker."""
-
-    def do_GET(self) -> None:
-        body = b"upstream results"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Results)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A stand-in search front-end: every GET answers 200 with a marker."""
+    with search_site(b"upstream results") as base:
+        yield base
 
 
 def _get(url: str) -> tuple[int, str]:

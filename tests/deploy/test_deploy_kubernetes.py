@@ -37,7 +37,7 @@ import yaml
 from intercept.config import Config, ConfigError, load_config
 from intercept.reload import load_checked
 from tests.deploy_helpers import DEPLOY, free_port
-from tests.processes import http_status
+from tests.processes import http_status, killed_at_exit
 
 BASE = DEPLOY / "kubernetes"
 MANIFESTS = sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -365,12 +365,8 @@ def pod_process(argv: list[str], env: Mapping[str, str], log: Path) -> Iterator[
             argv, env=dict(env), cwd=workdir, stdin=subprocess.DEVNULL, stdout=output,
             stderr=output,
         )  # fmt: skip
-    try:
+    with killed_at_exit(process):
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def wait_for(url: str, status: int, process: Any, log: Path) -> None:

@@ -17,8 +17,6 @@ import os
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,7 +33,7 @@ from intercept.config import ConfigError, load_config
 from intercept.core import Engine
 from intercept.doors.upstream_health import UpstreamHealth
 from intercept.server.admin import build_admin_app, status
-from tests.processes import free_port, intercept_process
+from tests.processes import free_port, http_status, intercept_process
 from tests.test_privacy_canary import (
     CLIENT_ADDRESS,
     HEADERS,
@@ -328,15 +326,6 @@ def test_readiness_settings() -> None:
         load_config(None, environ={}, overrides={"readiness": {"probe_path": "/a b"}})
 
 
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            code: int = response.status
-            return code
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def test_intercept_serve_writes_the_line_to_stderr_and_goes_unready(tmp_path: Path) -> None:
     port, admin_port, closed = free_port(), free_port(), free_port()
     env = {
@@ -357,11 +346,11 @@ def test_intercept_serve_writes_the_line_to_stderr_and_goes_unready(tmp_path: Pa
         assert proc.stderr is not None
         assert f"127.0.0.1:{port}" in proc.stdout.readline(), proc.stderr.read()
         deadline = time.monotonic() + 10
-        while _http_status(f"http://127.0.0.1:{admin_port}/readyz") != 503:
+        while http_status(f"http://127.0.0.1:{admin_port}/readyz") != 503:
             assert time.monotonic() < deadline, "/readyz never said 503"
             time.sleep(0.1)
         canary = f"http://127.0.0.1:{port}/search?q=" + quote_plus(QUERIES[3])
-        assert _http_status(canary) == 502
+        assert http_status(canary) == 502
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         stderr = proc.stderr.read()

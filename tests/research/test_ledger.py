@@ -29,7 +29,7 @@ from intercept.research.ledger import (
     scrub_error,
 )
 from tests.pg_helpers import PostgresServer, free_port
-from tests.processes import intercept_process
+from tests.processes import demo_serve, intercept_process
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY  # a UTC midnight (2026-09-21)
 
@@ -682,7 +682,6 @@ def test_stopping_intercept_serve(sig: str, tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    root = Path(__file__).parents[2]
     port = free_port()
     database = tmp_path / "ledger.db"
     env = {
@@ -692,11 +691,7 @@ def test_stopping_intercept_serve(sig: str, tmp_path: Path) -> None:
         "INTERCEPT_LEDGER__FLUSH_SECONDS": "0.2" if sig == "SIGKILL" else "300",
         "INTERCEPT_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
     }
-    command = [
-        "serve", "--mode", "authz",
-        "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
-        "--rules", str(root / "rules"), "--messages", str(root / "messages"),
-    ]  # fmt: skip
+    command = demo_serve("authz", port, "--upstream", "http://127.0.0.1:9")
     with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
         ready = proc.stdout.readline()

@@ -28,9 +28,8 @@ import pytest
 from intercept.research.ledger import DAY, TABLES, Backend, Ledger
 from intercept.research.spool import Spool
 from tests.pg_helpers import PostgresServer
-from tests.processes import free_port, http_status, intercept_process
+from tests.processes import demo_serve, free_port, http_status, intercept_process
 
-ROOT = Path(__file__).parents[2]
 T0 = 1_790_000_000 - 1_790_000_000 % DAY + 3 * 3600
 SECRET = "a-test-secret-of-enough-length"
 BLOCKED, BENIGN = 100, 200  # 300 searches + 100 interventions: 400 counts per run
@@ -286,11 +285,7 @@ def serve_once(
     """One `intercept serve` (authz mode): optionally 400 counts' worth of searches, then
     (optionally) wait for `until()`, look at /admin/status, SIGTERM; its stderr."""
     port = free_port()
-    command = [
-        "serve", "--mode", "authz",
-        "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
-        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
-    ]  # fmt: skip
+    command = demo_serve("authz", port, "--upstream", "http://127.0.0.1:9")
     with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
         assert proc.stderr is not None

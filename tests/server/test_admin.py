@@ -9,8 +9,10 @@ import re
 import signal
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -18,10 +20,8 @@ from aiohttp.test_utils import TestServer
 from intercept.core import Engine
 from intercept.research.ledger import Ledger
 from intercept.server.admin import build_admin_app, status
-from tests.processes import free_port, intercept_process
+from tests.processes import demo_serve, free_port, intercept_process
 from tests.upstream import RULES, Proxy, fetch, running_proxy
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -110,30 +110,35 @@ def _get(url: str) -> str:
         return text
 
 
-def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -> None:
+@contextmanager
+def _two_workers(ledger_url: str) -> Iterator[tuple[Popen[str], str, str]]:
+    """`intercept serve --mode authz --workers 2` with the demo rules, once it says it serves:
+    (the process, the public base URL, the admin base URL)."""
     public, admin_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
-        "INTERCEPT_LEDGER__URL": f"sqlite:{tmp_path / 'ledger.db'}",
+        "INTERCEPT_LEDGER__URL": ledger_url,
     }
-    command = [
-        "serve", "--mode", "authz", "--workers", "2",
-        "--listen", f"127.0.0.1:{public}", "--admin-listen", f"127.0.0.1:{admin_port}",
-        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
-    ]  # fmt: skip
+    admin = f"127.0.0.1:{admin_port}"
+    command = demo_serve("authz", public, "--workers", "2", "--admin-listen", admin)
     with intercept_process(*command, env=env) as proc:
         assert proc.stdout is not None
         assert "decision service" in proc.stdout.readline()
+        yield proc, f"http://127.0.0.1:{public}", f"http://{admin}"
+
+
+def test_two_workers_share_the_listeners_and_sum_their_metrics(tmp_path: Path) -> None:
+    with _two_workers(f"sqlite:{tmp_path / 'ledger.db'}") as (proc, public, admin):
         searches = 40
         for _ in range(searches):
-            _get(f"http://127.0.0.1:{public}/_intercept/authz/search?q=garden+chairs")
+            _get(f"{public}/_intercept/authz/search?q=garden+chairs")
         # the workers accept on the supervisor's sockets: whichever answers lists both
-        status = json.loads(_get(f"http://127.0.0.1:{admin_port}/admin/status"))
+        status = json.loads(_get(f"{admin}/admin/status"))
         assert len({worker["pid"] for worker in status["workers"]}) == 2
 
         def total() -> float:
-            metrics = _get(f"http://127.0.0.1:{admin_port}/metrics")
+            metrics = _get(f"{admin}/metrics")
             return _sample(metrics, "intercept_searches_total", route="search")
 
         deadline = time.monotonic() + 10  # each worker hands its counts over every second
@@ -153,25 +158,9 @@ async def test_readiness_fails_while_stopping(admin: tuple[str, str, Engine]) ->
     assert "stopping" in json.loads(body)["problems"]
 
 
-def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
-    public, admin_port = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
-        "INTERCEPT_LEDGER__URL": "null",
-    }
-    command = [
-        "serve", "--mode", "authz", "--workers", "2",
-        "--listen", f"127.0.0.1:{public}", "--admin-listen", f"127.0.0.1:{admin_port}",
-        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
-    ]  # fmt: skip
-    with intercept_process(*command, env=env) as proc:
-        assert proc.stdout is not None
-        assert "decision service" in proc.stdout.readline()
-        workers = {
-            json.loads(_get(f"http://127.0.0.1:{admin_port}/admin/status"))["pid"]
-            for _ in range(20)
-        }
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    with _two_workers("null") as (proc, _, admin):
+        workers = {json.loads(_get(f"{admin}/admin/status"))["pid"] for _ in range(20)}
         proc.kill()  # SIGKILL: the supervisor cannot pass anything on
         proc.wait()
         deadline = time.monotonic() + 15

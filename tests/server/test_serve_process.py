@@ -5,35 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, intercept_process
-
-ROOT = Path(__file__).parents[2]
-
-
-def _status(url: str, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
+from tests.processes import demo_serve, free_port, http_status, intercept_process
 
 
 @pytest.mark.parametrize("mode", ["authz", "proxy"])
 def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -> None:
     port = free_port()
-    command = [
-        "serve", "--mode", mode,
-        "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9",
-        "--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages"),
-    ]  # fmt: skip
+    command = demo_serve(mode, port, "--upstream", "http://127.0.0.1:9")
     env = {
         **os.environ,
         "INTERCEPT_WARN__SECRET": "a-test-secret-of-enough-length",
@@ -46,12 +28,12 @@ def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -
         assert f"127.0.0.1:{port}" in ready, proc.stderr.read() if proc.stderr else ""
         base = f"http://127.0.0.1:{port}"
         if mode == "authz":
-            deny = _status(base + "/_intercept/authz/search?q=blocked+example", {})
-            allow = _status(base + "/_intercept/authz/search?q=garden+chairs", {})
+            deny = http_status(base + "/_intercept/authz/search?q=blocked+example")
+            allow = http_status(base + "/_intercept/authz/search?q=garden+chairs")
             assert (deny, allow) == (403, 200)
         else:
-            assert _status(base + "/search?q=blocked+example", {}) == 200  # the page
-            assert _status(base + "/search?q=garden+chairs", {}) == 502  # nothing upstream
+            assert http_status(base + "/search?q=blocked+example") == 200  # the page
+            assert http_status(base + "/search?q=garden+chairs") == 502  # nothing upstream
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert proc.wait(timeout=15) == 0

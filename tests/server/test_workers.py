@@ -26,7 +26,7 @@ from subprocess import Popen
 import pytest
 
 from intercept.server.supervisor import FIRST_DELAY, backoff
-from tests.processes import free_port, intercept_process, running
+from tests.processes import free_port, http_status, intercept_process, running, search_site
 
 ROOT = Path(__file__).parents[2]
 CLIENTS = 3  # client threads, each with one search in flight at a time
@@ -178,38 +178,6 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
             raise
 
 
-@contextmanager
-def upstream() -> Iterator[str]:
-    """A search site stand-in on loopback: every GET answers 200 `results`."""
-
-    class Results(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if "slow" in self.path:
-                time.sleep(1.0)  # a search still in flight when the server is told to stop
-            body = b"results"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # quiet
-
-    class Site(http.server.ThreadingHTTPServer):
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # a proxy killed mid-answer breaks the pipe: expected here
-
-    site = Site(("127.0.0.1", 0), Results)
-    site.daemon_threads = True
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{site.server_address[1]}"
-    finally:
-        site.shutdown()
-        site.server_close()
-
-
 # --- clients ------------------------------------------------------------------------------------
 
 
@@ -274,7 +242,7 @@ def _wait_answers(load: Load, count: int, seconds: float = 20) -> None:
 
 def test_a_killed_worker_is_replaced_while_searches_go_on() -> None:
     args = ["--rules", str(ROOT / "rules"), "--messages", str(ROOT / "messages")]
-    with upstream() as site, serving("--upstream", site, *args) as server:
+    with search_site(b"results") as site, serving("--upstream", site, *args) as server:
         before = server.workers()
         assert len(before) == 2
         assert server.metric("intercept_worker_restarts_total") == 0
@@ -332,13 +300,7 @@ def _write(folder: Path, text: str) -> None:
 
 
 def _decision(server: Server, query: str) -> int:
-    url = f"{server.public}/_intercept/authz/search?q={query}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            status: int = reply.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return http_status(f"{server.public}/_intercept/authz/search?q={query}")
 
 
 def _settled(server: Server, seconds: float = 30) -> None:
