@@ -36,11 +36,12 @@ def steps(
     header_bytes: int,
     *,
     has_body: bool = True,
-    **counting: bool,
+    count_search: bool = True,
+    count_intervention: bool = True,
 ) -> Generator[int, Read, Outcome]:
     """The routine for one request (see the module docstring). `has_body` goes to
-    `Engine.begin`, `counting` (`count_search`, `count_intervention`) to `Engine.decide`:
-    the decision service asks about one search twice and counts each part once."""
+    `Engine.begin`, `count_search` and `count_intervention` to `Engine.decide`: the decision
+    service asks about one search twice and counts each part once."""
     step = engine.begin(method, target, headers, header_bytes, has_body=has_body)
     if isinstance(step, Answer | Pass):
         return step, None
@@ -50,7 +51,15 @@ def steps(
         if isinstance(read, int):
             return engine.error(read, headers), None
         body = read
-    return engine.decide(method, target, headers, body, **counting), body
+    outcome = engine.decide(
+        method,
+        target,
+        headers,
+        body,
+        count_search=count_search,
+        count_intervention=count_intervention,
+    )
+    return outcome, body
 
 
 def run(routine: Generator[int, Read, Outcome], read: Callable[[int], Read]) -> Outcome:

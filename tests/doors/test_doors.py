@@ -371,7 +371,7 @@ async def test_a_failed_decision_is_a_500_that_logs_no_request_details(
 ) -> None:
     base = door.base
 
-    def broken(self: Engine, *args: object) -> None:
+    def broken(self: Engine, *args: object, **counting: bool) -> None:
         raise RuntimeError(f"{CANARY} broke while deciding")
 
     monkeypatch.setattr(Engine, "decide", broken)
