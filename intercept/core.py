@@ -40,7 +40,7 @@ from intercept.research.ledger import NO_PAGE
 from intercept.research.variants import VariantChooser
 from intercept.rules.ruleset import Match, RuleSet, decide
 from intercept.rules.rulespec import Action
-from intercept.tokens import TOKEN_PARAM, ContinueTokens, same_site, strip_param
+from intercept.tokens import TOKEN_PARAM, ContinueTokens, Labels, same_site, strip_param
 
 __all__ = ["INTERNAL_PREFIX", "Answer", "Engine", "Pass"]
 
@@ -307,7 +307,8 @@ class Engine:
             )
             # "//host/../search" is a search here, but a link to it would leave the site
             if replayable and same_site(target):
-                sealed = self.tokens.seal(route.name, target, warned, form=form)
+                labels = (match.category, variant, language)
+                sealed = self.tokens.seal(route.name, target, warned, form=form, labels=labels)
                 href = f"{INTERNAL_PREFIX}continue/{sealed}"
                 if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed
                     page = self.pages.warn(language, variant, href, post=form is not None)
@@ -337,9 +338,20 @@ class Engine:
                 if method != "POST":  # only the page's button replays it, never a link
                     return self.error(405, headers, allow="POST" if self.replays_posts else "")
                 content_type, body = continuation.form
-                return self._replay(continuation.target, content_type, body, headers)
+                outcome = self._replay(continuation.target, content_type, body, headers)
+                if isinstance(outcome, Pass):  # not blocked since: the searcher goes on
+                    self._continued(continuation.labels)
+                return outcome
+            self._continued(continuation.labels)
             return Answer(303, (("Location", continuation.target), *_NO_STORE, *_OWN))
         return self.error(404, headers)
+
+    def _continued(self, labels: Labels) -> None:
+        """Count a searcher who went on from a warn page: the deterrence outcome (the share
+        of warn pages shown that were continued past, per variant)."""
+        category, variant, language = labels
+        known = variant if variant in self.pages.variants else "unknown"
+        self.counts.count("warn_continues", category, known, language)
 
     def _replay(
         self, target: str, content_type: str, body: bytes, headers: Headers

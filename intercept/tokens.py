@@ -24,7 +24,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from intercept.rules.normalize import alternatives
 
-__all__ = ["TOKEN_PARAM", "Continuation", "ContinueTokens", "same_site", "strip_param"]
+__all__ = [
+    "TOKEN_PARAM", "UNKNOWN", "Continuation", "ContinueTokens", "Labels", "same_site",
+    "strip_param",
+]  # fmt: skip
 
 TOKEN_PARAM = "_intercept_continue"
 
@@ -111,13 +114,18 @@ class ContinueTokens:
         now: float | None = None,
         *,
         form: tuple[str, bytes] | None = None,
+        labels: Labels | None = None,
     ) -> str:
         """An opaque link id holding the target, route and a fresh token, encrypted; for a
-        POST search also its body and content type (`form`), so the link can replay it."""
+        POST search also its body and content type (`form`), so the link can replay it; and
+        the page's `labels` (the warn rule's category, the message variant, the language:
+        configuration values, never anything of the searcher), for counting the continue."""
         nonce = os.urandom(12)
         fields: dict[str, str] = {"r": route, "t": target, "k": self.sign(route, queries, now)}
         if form is not None:
             fields["c"], fields["b"] = form[0], _b64(form[1])
+        if labels is not None:
+            fields["l"] = "\x1f".join(labels)
         plain = json.dumps(fields).encode()
         return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, plain, b"continue"))
 
@@ -128,6 +136,7 @@ class ContinueTokens:
             fields = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
             target, token = str(fields["t"]), str(fields["k"])
             form = (str(fields["c"]), _unb64(str(fields["b"]))) if "b" in fields else None
+            labels = _labels(str(fields.get("l", "")))
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
         expiry = token.partition(".")[0]
@@ -138,9 +147,21 @@ class ContinueTokens:
         if not same_site(target):
             return None  # "//evil.example/../search" would send the searcher away
         if form is not None:
-            return Continuation(target, form)
+            return Continuation(target, form, labels)
         joiner = "&" if "?" in target else "?"
-        return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None)
+        return Continuation(f"{target}{joiner}{TOKEN_PARAM}={token}", None, labels)
+
+
+Labels = tuple[str, str, str]
+"""A warn page's (category, variant, language)."""
+
+UNKNOWN: Labels = ("unknown", "unknown", "unknown")
+"""The labels of a link sealed without them (by a version before they were sealed in)."""
+
+
+def _labels(text: str) -> Labels:
+    parts = text.split("\x1f")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else UNKNOWN
 
 
 def _key(queries: str | Iterable[str]) -> str:
@@ -167,3 +188,4 @@ class Continuation:
 
     target: str
     form: tuple[str, bytes] | None
+    labels: Labels = UNKNOWN  # the warn page's (category, variant, language)

@@ -61,6 +61,27 @@ def interventions(engine: Engine, action: str | None = None) -> float:
     return total
 
 
+def continues(engine: Engine) -> dict[tuple[str, str, str], float]:
+    """Continues past warn pages counted so far: (category, variant, language) -> count."""
+    engine.counts.sync()
+    return {
+        (sample.labels["category"], sample.labels["variant"], sample.labels["language"]): value
+        for family in engine.counts.registry.collect()
+        if family.name == "intercept_warn_continues"
+        for sample in family.samples
+        if sample.name.endswith("_total") and (value := sample.value)
+    }
+
+
+def variant_of(page: bytes) -> str:
+    """The message variant a page shows, from its click-through links (`?v=`)."""
+    found: set[str] = set(
+        re.findall(r"/_intercept/go/[^\"]*[?&](?:amp;)?v=([a-z0-9_-]+)", page.decode())
+    )
+    assert len(found) == 1, found
+    return found.pop()
+
+
 def links(body: bytes, prefix: str) -> list[str]:
     """The page's `href`s that start with `prefix`, unescaped."""
     found = re.findall(r'href="(' + re.escape(prefix) + r'[^"]*)"', body.decode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from multidict import CIMultiDict
 from intercept.config import load_config
 from intercept.core import Answer, Engine, Pass
 from intercept.pages import load_pages
+from intercept.rules.ruleset import compile_rules
+from tests.conftest import spec
 from tests.upstream import RULES
 
 ROOT = Path(__file__).parent.parent
@@ -97,3 +100,61 @@ def test_internal_links(engine: Engine) -> None:
     missing = engine.internal("GET", "/_intercept/go/nope", headers())
     assert isinstance(missing, Answer)
     assert missing.status == 404
+
+
+def _continue_link(engine: Engine, method: str, form: bytes | None = None) -> str:
+    """The continue link or button of a warn page for "purple teapot"."""
+    content = headers(Content_Type="application/x-www-form-urlencoded") if form else headers()
+    target = "/search" if form else "/search?q=purple+teapot"
+    answer = engine.decide(method, target, content, form)
+    assert isinstance(answer, Answer)
+    found = re.search(r'(/_intercept/continue/[^"]+)"', answer.body.decode())
+    assert found is not None
+    return found.group(1)
+
+
+def _continues(engine: Engine) -> dict[tuple[str, ...], float]:
+    engine.counts.sync()
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in engine.counts.registry.collect()
+        if family.name == "intercept_warn_continues"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def test_a_continue_is_counted_with_the_labels_of_the_page_it_left(engine: Engine) -> None:
+    link = _continue_link(engine, "GET")
+    assert _continues(engine) == {}
+    opened = engine.internal("GET", link, headers())
+    assert isinstance(opened, Answer)
+    assert opened.status == 303
+    [(labels, count)] = _continues(engine).items()
+    category, variant, language = labels
+    assert (category, language, count) == ("demo", "en", 1)
+    assert variant in engine.pages.variants
+    forged = engine.internal("GET", link[:-4] + "AAAA", headers())
+    assert isinstance(forged, Answer)
+    assert forged.status == 400
+    assert sum(_continues(engine).values()) == 1  # a forged link counts nothing
+
+
+def test_a_replayed_post_that_is_blocked_now_is_no_continue(engine: Engine) -> None:
+    button = _continue_link(engine, "POST", b"q=purple+teapot")
+    assert engine.internal("GET", button, headers()).status == 405  # type: ignore[union-attr]
+    assert _continues(engine) == {}
+    engine.use(compile_rules([spec("WARN-1", "purple teapot")]), engine.pages)  # now a block
+    blocked = engine.internal("POST", button, headers())
+    assert isinstance(blocked, Answer)
+    assert blocked.status == engine.config.block_status
+    assert _continues(engine) == {}
+    engine.use(RULES, engine.pages)  # a warn again: the button lets the search on
+    assert isinstance(engine.internal("POST", button, headers()), Pass)
+    assert sum(_continues(engine).values()) == 1
+
+
+def test_a_link_sealed_without_labels_counts_them_unknown(engine: Engine) -> None:
+    sealed = engine.tokens.seal("search", "/search?q=purple+teapot", "purple teapot")
+    assert engine.internal("GET", f"/_intercept/continue/{sealed}", headers()).status == 303  # type: ignore[union-attr]
+    assert _continues(engine) == {("unknown", "unknown", "unknown"): 1}

@@ -124,6 +124,9 @@ async def drive(base: str, ask: Ask, seen: Seen, *, posts: bool = True) -> None:
                 status, headers, body = await ask(session, "POST", "/search", form)
                 if b"/_intercept/go/" in body:
                     seen.answers.append((status, dict(headers), body))
+                for action in re.findall(rb'<form method="post" action="([^"]+)"', body):
+                    await _request(session, "POST", base + action.decode())  # the continue
+                    # button: the search goes on to the front-end (its answer, not ours)
         for page in pages:
             for href in set(re.findall(rb'href="(/_intercept/[^"]+)"', page)):
                 link = href.decode().replace("&amp;", "&")
@@ -154,7 +157,8 @@ async def check_everything(
         assert_no_canary(f"an answer ({status})", repr(headers) + body.decode("latin-1"))
     for target in seen.redirects:
         assert_no_canary("a redirect target", target)
-    assert_no_canary("the metrics", engine.counts.exposition().decode())
+    metrics = engine.counts.exposition().decode()
+    assert_no_canary("the metrics", metrics)
     assert ledger.flush_now()
     database = tmp_path / "ledger.db"
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("ledger.db*"))
@@ -171,6 +175,8 @@ async def check_everything(
         assert code == 0
         assert_no_canary(f"the {fmt} report", out.read_text())
     assert engine.counts.value("searches", route="search") >= len(QUERIES)
+    continued = re.findall(r"^intercept_warn_continues_total\{.*\} (\S+)$", metrics, re.M)
+    assert sum(map(float, continued)) >= 1, "no continue past a warn page was counted"
     assert any("capture check" in line for line in logs.text), "the log capture is not working"
     assert_no_canary("the logs", "\n".join(logs.text))
 

@@ -46,3 +46,24 @@ def test_an_empty_secret_is_no_key() -> None:
     token = first.sign("search", "teapot", now=NOW)
     assert first.verify(token, "search", ["teapot"], now=NOW)
     assert not second.verify(token, "search", ["teapot"], now=NOW)
+
+
+def test_a_sealed_link_carries_its_pages_labels_and_only_inside_the_seal() -> None:
+    """The warn page's (category, variant, language) ride in the sealed link, for counting the
+    continue; a link sealed without them opens with them unknown."""
+    tokens = ContinueTokens.from_secret(SECRET, 900)
+    labels = ("zqcategory", "zqvariant", "zqlanguage")
+    sealed = tokens.seal("search", "/search?q=purple+teapot", "purple teapot", labels=labels)
+    for label in labels:
+        assert label not in sealed  # encrypted, not merely encoded
+    opened = tokens.open(sealed)
+    assert opened is not None
+    assert opened.labels == labels
+    bare = tokens.open(tokens.seal("search", "/search?q=purple+teapot", "purple teapot"))
+    assert bare is not None
+    assert bare.labels == ("unknown", "unknown", "unknown")
+    posted = tokens.open(
+        tokens.seal("search", "/search", "purple teapot", form=("text/plain", b"q"), labels=labels)
+    )
+    assert posted is not None
+    assert (posted.form, posted.labels) == (("text/plain", b"q"), labels)

@@ -101,6 +101,15 @@ COUNTERS: Final[tuple[CounterSpec, ...]] = (
         table="shadow_hits",
         page=False,
     ),
+    CounterSpec(
+        name="warn_continues",
+        metric="intercept_warn_continues",
+        labels=("category", "variant", "language"),
+        help="Searchers who went on to results from a warn page (its continue link or "
+        "button), by the warn rule's category, message variant and language.",
+        table="warn_continues",
+        page=True,
+    ),
 )
 
 

@@ -36,11 +36,13 @@ from tests.middleware_helpers import (
     FORM,
     assert_not_shown,
     call,
+    continues,
     form_actions,
     interventions,
     links,
     logged,
     make_engine,
+    variant_of,
 )
 from tests.upstream import running_proxy
 
@@ -220,14 +222,15 @@ async def test_every_text_of_a_search_is_decided(door: Door) -> None:
 
 async def test_warn_continue_flow_reaches_the_site_without_the_token(door: Door) -> None:
     base, engine = door.base, door.engine
-    status, headers, body = await call("GET", base + "/search?q=purple+teapot")
+    status, headers, page = await call("GET", base + "/search?q=purple+teapot")
     assert status == 200
     assert "X-App" not in headers
-    assert b"purple" not in body
-    assert b"teapot" not in body
-    continues = links(body, "/_intercept/continue/")
-    assert len(continues) == 1
-    status, headers, _ = await call("GET", base + continues[0])
+    assert b"purple" not in page
+    assert b"teapot" not in page
+    continue_links = links(page, "/_intercept/continue/")
+    assert len(continue_links) == 1
+    assert continues(engine) == {}  # shown, not yet continued
+    status, headers, _ = await call("GET", base + continue_links[0])
     assert status == 303
     location = headers["Location"]
     assert location.startswith("/search?q=purple+teapot&_intercept_continue=")
@@ -238,6 +241,7 @@ async def test_warn_continue_flow_reaches_the_site_without_the_token(door: Door)
     assert (app["path"], app["query"]) == ("/search", "q=purple+teapot")
     door.continued(app)
     assert interventions(engine, "warn") == interventions(engine) == 1  # shown once
+    assert continues(engine) == {("demo", variant_of(page), "en"): 1}  # went on past it
     assert engine.counts.value("searches", route="search") == 2
     # the token lifts only this query, on this route; never a block
     token = location.split("_intercept_continue=")[1]
@@ -288,21 +292,22 @@ async def test_warned_post_search_is_replayed_by_the_continue_button_where_it_ca
     door: Door,
 ) -> None:
     base, engine = door.base, door.engine
-    status, headers, body = await call(
+    status, headers, page = await call(
         "POST", base + "/search", data={"q": "purple teapot", "page": "2"}
     )
     assert status == 200
     assert "X-App" not in headers
     if not door.replays_posts:  # the page offers no button, and its policy allows no form
         assert "form-action 'none'" in headers["Content-Security-Policy"]
-        assert form_actions(body) == []
-        assert b"/_intercept/continue/" not in body
+        assert form_actions(page) == []
+        assert b"/_intercept/continue/" not in page
         return
     assert "form-action 'self'" in headers["Content-Security-Policy"]
-    actions = form_actions(body)
+    actions = form_actions(page)
     assert len(actions) == 1
     assert actions[0].startswith("/_intercept/continue/")
     status, headers, _ = await call("GET", base + actions[0])
+    assert continues(engine) == {}  # following it as a link is no continue
     assert status == 405  # following it as a link never replays a POST
     assert headers["Allow"] == "POST"
     assert "X-App" not in headers
@@ -315,6 +320,7 @@ async def test_warned_post_search_is_replayed_by_the_continue_button_where_it_ca
     assert app["body"] == "q=purple+teapot&page=2"
     assert app["form"] == {"q": ["purple teapot"], "page": ["2"]}
     assert interventions(engine) == 1
+    assert continues(engine) == {("demo", variant_of(page), "en"): 1}  # the button
 
 
 async def test_click_through_counts_and_redirects(door: Door) -> None:
