@@ -100,24 +100,17 @@ class _Syntax:
 
     @classmethod
     def build(cls, marks: str) -> _Syntax:
+        """The patterns for words that may hold `marks` (a regex class body; "" for `\\w`
+        words). `singles` looks only at words joined by single spaces."""
         symbols = re.escape(_LEET_SYMBOLS)
-        if not marks:
-            # anchored at word starts, so the lookaheads stay linear on long words
-            return cls(
-                re.compile(r"\w+"),
-                re.compile(r"\b(?=\w*?[A-Z0-9])\w+"),
-                re.compile(r"\b(?=\w*?[A-Z])\w+"),
-                re.compile(r"\b\w\b(?:\W+\w\b)+"),
-                re.compile(r"\b\w\b(?:\W+\w\b){3,}"),
-                re.compile(rf"[\w{symbols}]+"),
-                re.compile(r" \S \S "),
-            )
-        word, other, unit = rf"[\w{marks}]", rf"[^\w{marks}]", rf"\w[{marks}]*"
-        single = rf"(?<!{word}){unit}(?!{word})"
+        word, other = rf"[\w{marks}]", rf"[^\w{marks}]"
+        unit = rf"\w[{marks}]*" if marks else r"\w"  # a letter and its marks
+        begin = rf"(?<!{word})"  # anchored at word starts: the lookaheads stay linear
+        single = rf"{begin}{unit}(?!{word})"
         return cls(
             re.compile(rf"{word}+"),
-            re.compile(rf"(?<!{word})(?={word}*?[A-Z0-9]){word}+"),
-            re.compile(rf"(?<!{word})(?={word}*?[A-Z]){word}+"),
+            re.compile(rf"{begin}(?={word}*?[A-Z0-9]){word}+"),
+            re.compile(rf"{begin}(?={word}*?[A-Z]){word}+"),
             re.compile(rf"{single}(?:{other}+{unit}(?!{word}))+"),
             re.compile(rf"{single}(?:{other}+{unit}(?!{word})){{3,}}"),
             re.compile(rf"[\w{marks}{symbols}]+"),
