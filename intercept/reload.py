@@ -31,10 +31,11 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from intercept.config import Config
 from intercept.core import Engine
@@ -44,9 +45,9 @@ from intercept.pages import Pages, load_pages
 from intercept.rules.ruleset import RuleSet
 from intercept.served import publish, reload_state, request_reload
 
-__all__ = ["ReloadResult", "Reloader", "files_signature", "load_checked", "notify_siblings",
-           "problems_of", "serve_as_worker_of",
-           "signature_of"]  # fmt: skip
+__all__ = ["ReloadResult", "Reloadable", "Reloader", "files_signature", "load_checked",
+           "notify_siblings", "problems_of", "serve_as_worker_of", "signature_of",
+           "watch_triggers"]  # fmt: skip
 
 _LOG = logging.getLogger("intercept.reload")
 _SUPERVISOR_SECONDS = 600.0  # a 50,000-rule load and two re-forks take well under a minute
@@ -238,27 +239,50 @@ class Reloader:
 
     async def watch(self, interval: float, *, files: bool = True) -> None:
         """Reload when the files change (with `files`; a refused set is retried once its
-        files change again), and when a new UTC day starts, so rules whose `expires` day has
-        come stop matching. Runs until cancelled; a failed poll is logged and retried."""
-        day = _today()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if _today() != day:
-                    day = _today()
-                    if self._expiring():
-                        await self.reload("a new day: expiry dates", force=True)
-                    continue
-                if not files or self._signature() in (self._loaded, self._refused):
-                    continue
-                await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
-                await self.reload("files changed")
-            except Exception as error:  # the watcher must outlive any one bad poll
-                _LOG.warning("reload watcher: poll failed (%s)", type(error).__name__)
+        files change again), and when a new UTC day starts (`watch_triggers`). Runs until
+        cancelled; a failed poll is logged and retried."""
 
-    def _expiring(self) -> bool:
-        """Whether any rule now served has an expiry date (else a new day changes nothing)."""
-        return any(spec.expires is not None for spec in self.engine.rules.rules)
+        def changed() -> bool:
+            return files and self._signature() not in (self._loaded, self._refused)
+
+        await watch_triggers(self, interval, changed, _LOG, "reload watcher: poll failed (%s)")
+
+
+class Reloadable(Protocol):
+    """What `watch_triggers` reloads: a `Reloader`, or the supervisor's reloads of
+    `--workers N` (`intercept.server.supervisor`)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    async def reload(self, reason: str, *, force: bool = False) -> object: ...
+
+
+async def watch_triggers(
+    reloads: Reloadable,
+    interval: float,
+    changed: Callable[[], bool],
+    log: logging.Logger,
+    failed: str,
+) -> None:
+    """Every `interval` seconds, until cancelled: reload when `changed()` (the files differ
+    from those last loaded and last refused), after a pause that lets an editor or a copy
+    finish; and, forced, when a new UTC day starts while a served rule has an expiry date, so
+    rules whose `expires` day has come stop matching. A poll that fails is logged on `log`
+    as `failed` with the exception's type (`%s`), never its text, and the next one runs."""
+    day = _today()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if _today() != day:
+                day = _today()
+                if any(spec.expires is not None for spec in reloads.engine.rules.rules):
+                    await reloads.reload("a new day: expiry dates", force=True)
+            elif changed():
+                await asyncio.sleep(min(interval, 0.5))  # let an editor or a copy finish
+                await reloads.reload("files changed")
+        except Exception as error:  # the watcher must outlive any one bad poll
+            log.warning(failed, type(error).__name__)
 
 
 def signature_of(config: Config) -> Signature:

@@ -126,6 +126,42 @@ async def test_a_file_change_is_picked_up_by_the_watcher(folder: Path) -> None:
     await _watch_a_change(reloader, folder)
 
 
+async def test_a_new_day_reloads_only_a_set_with_expiry_dates(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The day trigger (`watch_triggers`, the supervisor's too): a forced reload when the
+    UTC day changes and a served rule has an expiry date, none when no rule has one."""
+    day = ["2026-12-01"]
+    monkeypatch.setattr("intercept.reload._today", lambda: day[0])
+    lasting = '  - id: R-2\n    terms: ["beta two"]\n    expires: 2999-12-31\n'
+    write(folder, rules_yaml("de", extra=lasting))
+    config, engine = make(folder)
+    reloader = Reloader(config, engine)
+    reason = "reload (a new day: expiry dates)"
+    with caplog.at_level("INFO", logger="intercept.reload"):
+        watching = asyncio.create_task(reloader.watch(0.02, files=False))
+        try:
+            await asyncio.sleep(0.1)
+            assert not caplog.records  # the same day: nothing
+            day[0] = "2026-12-02"
+            async with asyncio.timeout(10):
+                while not any(r.getMessage().startswith(reason) for r in caplog.records):
+                    await asyncio.sleep(0.02)
+            assert reloader.last is not None
+            assert reloader.last.ok
+            caplog.clear()
+            write(folder, rules_yaml("de"))  # no expiry date left
+            assert (await reloader.reload("test")).changed
+            caplog.clear()
+            day[0] = "2026-12-03"
+            await asyncio.sleep(0.2)  # ten polls
+            assert not caplog.records
+        finally:
+            watching.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await watching
+
+
 @pytest.fixture
 async def served(folder: Path) -> AsyncIterator[tuple[str, str, Reloader, Engine]]:
     port = free_port()

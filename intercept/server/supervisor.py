@@ -92,7 +92,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 from intercept import served
@@ -106,6 +105,7 @@ from intercept.reload import (
     problems_of,
     serve_as_worker_of,
     signature_of,
+    watch_triggers,
 )
 from intercept.research import metricfiles
 from intercept.rules.ruleset import RuleSet, compile_rules
@@ -620,25 +620,18 @@ class _Reloads:
         return rules, pages
 
     async def watch(self) -> None:
-        """The file and day triggers: changed files (with `reload.watch`), and a new UTC day
-        when a served rule has an expiry date. Runs until cancelled."""
-        poll = self.config.reload.poll_seconds
-        day = _today()
-        while True:
-            await asyncio.sleep(poll)
-            try:
-                if _today() != day:
-                    day = _today()
-                    if any(spec.expires is not None for spec in self.engine.rules.rules):
-                        await self.reload("a new day: expiry dates", force=True)
-                elif self.config.reload.watch and signature_of(self.config) not in (
-                    self.loaded,
-                    self.refused,
-                ):
-                    await asyncio.sleep(min(poll, 0.5))  # let an editor or a copy finish
-                    await self.reload("files changed")
-            except Exception as error:  # the watcher must outlive any one bad poll
-                _LOG.warning("supervisor: rule files poll failed (%s)", type(error).__name__)
+        """The file and day triggers (`intercept.reload.watch_triggers`): changed files
+        (with `reload.watch`), and a new UTC day when a served rule has an expiry date. Runs
+        until cancelled."""
+
+        def changed() -> bool:
+            return self.config.reload.watch and signature_of(self.config) not in (
+                self.loaded,
+                self.refused,
+            )
+
+        poll, failed = self.config.reload.poll_seconds, "supervisor: rule files poll failed (%s)"
+        await watch_triggers(self, poll, changed, _LOG, failed)
 
 
 _EMPTY = compile_rules([])
@@ -715,10 +708,6 @@ def _drop_old_set() -> None:
         gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _today() -> str:
-    return datetime.now(UTC).date().isoformat()
 
 
 async def _in_daemon_thread(function: Callable[[], _T]) -> _T:
