@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -25,7 +26,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,13 +43,20 @@ HEAD = [
 ]
 
 
-def write_rules(folder: Path, count: int, extra: int) -> None:
-    """`count` synthetic rules and `extra` more, as one YAML file (replaced whole)."""
-    lines = list(HEAD)
+def rule_lines(count: int, extra: int) -> list[str]:
+    """`count` synthetic rules and `extra` more (EXTRA-n, "zzextraN phrase"), a YAML line
+    each, as they go under a rule file's `rules:`."""
+    lines = []
     for spec in make_rules(count):
         term = spec.terms[0] if spec.terms else f"{spec.id.lower()} x"
         lines.append(f'  - {{id: {spec.id}, terms: ["{term}"]}}')
     lines += [f'  - {{id: EXTRA-{n}, terms: ["zzextra{n} phrase"]}}' for n in range(extra)]
+    return lines
+
+
+def write_rules(folder: Path, count: int, extra: int) -> None:
+    """`count` synthetic rules and `extra` more, as one YAML file (replaced whole)."""
+    lines = [*HEAD, *rule_lines(count, extra)]
     temporary = folder / ".big.yaml.tmp"
     temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(temporary, folder / "big.yaml")
@@ -107,17 +117,35 @@ def wait_for(admin: str, workers: int, old: set[str], seconds: float = 600) -> s
     raise SystemExit("the workers did not converge")
 
 
-class Load:
+class Clients:
+    """Client threads, one per target, that run while `stop` is not set: started on entering,
+    stopped and joined (30 s each at most) on leaving."""
+
+    def __init__(self, targets: Iterable[Callable[[], None]]) -> None:
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=target) for target in targets]
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+class Load(Clients):
     """`--load`: two client threads asking decisions during the reloads, one opening a new
     connection per request, one keeping one connection alive (reopened after a failure), as
     a proxy's upstream keep-alive would. Counts answers and failures by kind."""
 
     def __init__(self, public: int) -> None:
+        super().__init__(functools.partial(self.run, keep) for keep in (False, True))
         self.public = public
-        self.stop = threading.Event()
         self.answered = {"new": 0, "keep-alive": 0}
         self.failed: dict[str, int] = {}
-        self.threads = [threading.Thread(target=self.run, args=(keep,)) for keep in (False, True)]
 
     def run(self, keep: bool) -> None:
         kind = "keep-alive" if keep else "new"
@@ -139,15 +167,8 @@ class Load:
             if not keep and connection is not None:
                 connection.close()
 
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
     def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
+        super().__exit__()
         print(f"load during the reloads: answered {self.answered}, failed {self.failed or 0}")
 
 

@@ -12,7 +12,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.worker_memory import pss_kib
+from bench.worker_memory import Clients, pss_kib, rule_lines
 from tests.processes import free_port, intercept_process
 from tests.server.test_workers import ROOT, Server, _decision, _rules, serving
 
@@ -202,15 +201,7 @@ BIG_RULES = 20_000  # synthetic rules: a set big enough to show in the processes
 
 def _big_rules(extra: int) -> str:
     """`BIG_RULES` synthetic rules, the rule blocking "alpha one", and `extra` more."""
-    from intercept.curation.rulebench import make_rules
-
-    text = _rules("alpha one")
-    for spec in make_rules(BIG_RULES):
-        term = spec.terms[0] if spec.terms else f"{spec.id.lower()} x"
-        text += f'  - {{id: {spec.id}, terms: ["{term}"]}}\n'
-    for number in range(extra):
-        text += f'  - {{id: EXTRA-{number}, terms: ["zzextra{number} phrase"]}}\n'
-    return text
+    return _rules("alpha one") + "".join(f"{line}\n" for line in rule_lines(BIG_RULES, extra))
 
 
 def _total_pss_kib(server: Server) -> int:
@@ -219,16 +210,15 @@ def _total_pss_kib(server: Server) -> int:
     return sum(pss_kib(pid) for pid in (server.proc.pid, *server.workers()))
 
 
-class _Decisions:
+class _Decisions(Clients):
     """Two client threads asking decisions in a loop, each on a new connection, for at most
     `seconds`: "alpha one" must be blocked (403), an unmatched query allowed (200)."""
 
     def __init__(self, server: Server, seconds: float = 120) -> None:
+        super().__init__([self.run] * 2)
         self.server, self.until = server, time.monotonic() + seconds
-        self.stop = threading.Event()
         self.answered = 0
         self.failed: list[str] = []  # no answer, or a wrong one
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
 
     def run(self) -> None:
         while not self.stop.is_set() and time.monotonic() < self.until:
@@ -241,16 +231,6 @@ class _Decisions:
                 if status != expected:
                     self.failed.append(f"{query}: {status}")
                 self.answered += 1
-
-    def __enter__(self) -> _Decisions:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
 
 
 def _swapped(server: Server, old_pids: set[int], old: str, seconds: float = 60) -> str:
