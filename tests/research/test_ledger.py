@@ -90,6 +90,11 @@ def fill(ledger: Ledger, times: int = 1) -> None:
         ledger.add_intervention("demo", "block", "en", "harm")
         ledger.add_click("survey", "harm")
         ledger.add_shadow("DEMO-009")
+        ledger.add("warn_continues", ("demo", "harm", "en"))
+
+
+PER_FILL = len(TABLES)
+"""Counts (and rows) one `fill` adds: one in every table."""
 
 
 def expected(hour: int, times: int = 1) -> Stored:
@@ -98,6 +103,7 @@ def expected(hour: int, times: int = 1) -> Stored:
         "interventions": {(hour, "demo", "block", "en", "harm"): times},
         "clicks": {(hour, "survey", "harm"): times},
         "shadow_hits": {(hour, "DEMO-009"): times},
+        "warn_continues": {(hour, "demo", "harm", "en"): times},
     }
 
 
@@ -108,7 +114,7 @@ def test_counts_stay_in_memory_until_a_flush(url: str) -> None:
     clock = Clock()
     ledger = Ledger.from_url(url, clock=clock)
     fill(ledger, 3)
-    assert ledger.status.pending == 12
+    assert ledger.status.pending == 3 * PER_FILL
     assert ledger.status.last_flush is None
     assert stored(url) == {table: {} for table in TABLES}
     if url.startswith("sqlite:"):
@@ -233,7 +239,7 @@ def test_prune_deletes_old_buckets(url: str) -> None:
         fill(ledger)
     assert ledger.flush_now()
     clock.now = T0 + 10 * DAY + 300
-    assert ledger.prune(3) == 2 * 4  # days 0 and 5: four tables each
+    assert ledger.prune(3) == 2 * PER_FILL  # days 0 and 5: a row in every table each
     assert {hour for hour, _ in stored(url)["searches"]} == {T0 + d * DAY for d in (7, 8, 10)}
     with pytest.raises(ValueError, match="at least 1"):
         ledger.prune(0)
@@ -254,12 +260,12 @@ def test_sqlite_unreachable_file_keeps_counts_and_recovers(tmp_path: Path) -> No
     assert ledger.flush_now() is False
     status = ledger.status
     assert status.failures == status.consecutive_failures == 1
-    assert status.pending == 8
+    assert status.pending == 2 * PER_FILL
     assert status.last_error == "OperationalError: unable to open database file"
     assert failures == [1]
     fill(ledger)  # counting goes on while the database is unreachable
     assert ledger.flush_now() is False
-    assert ledger.status.pending == 12
+    assert ledger.status.pending == 3 * PER_FILL
     assert ledger.status.failures == 2
     folder.mkdir()
     assert ledger.flush_now() is True
@@ -281,7 +287,7 @@ def test_sqlite_locked_database_keeps_counts_and_recovers(tmp_path: Path) -> Non
     fill(ledger, 2)
     assert ledger.flush_now() is False
     assert ledger.status.last_error == "OperationalError: database is locked"
-    assert ledger.status.pending == 8
+    assert ledger.status.pending == 2 * PER_FILL
     blocker.execute("COMMIT")
     blocker.close()
     assert ledger.flush_now() is True
@@ -324,7 +330,7 @@ async def test_cancelling_run_during_a_flush_loses_nothing() -> None:
     fill(ledger, 2)
     task = asyncio.create_task(ledger.run(0.01))
     await asyncio.to_thread(backend.entered.wait, 10)  # the flush is in the worker thread
-    assert ledger.status.pending == 8  # in flight still counts as pending
+    assert ledger.status.pending == 2 * PER_FILL  # in flight still counts as pending
     task.cancel()  # SIGTERM arrives mid-flush
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -343,7 +349,7 @@ async def test_a_full_disk_keeps_the_batch_for_the_next_flush() -> None:
     fill(ledger)
     assert await ledger.flush() is False
     assert ledger.status.last_error == "OSError: [Errno 28] No space left on device"
-    assert ledger.status.pending == 4
+    assert ledger.status.pending == PER_FILL
     backend.failing = False
     fill(ledger)
     assert await ledger.flush() is True
@@ -358,7 +364,7 @@ def test_postgresql_down_keeps_counts_and_hides_the_password() -> None:
     fill(ledger, 3)
     assert ledger.flush_now() is False
     status = ledger.status
-    assert status.pending == 12
+    assert status.pending == 3 * PER_FILL
     assert status.failures == 1
     assert status.last_error is not None
     assert status.last_error.startswith("OperationalError: ")
@@ -382,7 +388,7 @@ def test_postgresql_restarted_server_keeps_counts(postgres: PostgresServer, pg_u
         assert ledger.flush_now() is False  # the open connection is gone
         assert ledger.flush_now() is False  # and a new one is refused
         status = ledger.status
-        assert status.pending == 8
+        assert status.pending == 2 * PER_FILL
         assert status.consecutive_failures == 2
         assert status.last_error is not None
         assert status.last_error.startswith("OperationalError")
@@ -411,7 +417,7 @@ def test_postgresql_refused_connections_keep_counts(postgres: PostgresServer, pg
         fill(ledger, 2)
         assert not ledger.flush_now()
         assert not ledger.flush_now()
-        assert ledger.status.pending == 8
+        assert ledger.status.pending == 2 * PER_FILL
         assert ledger.status.failures == 2
         admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
     assert ledger.flush_now()
@@ -498,6 +504,7 @@ def test_schema_is_exactly_the_documented_one(url: str) -> None:
         "interventions": ["hour", "category", "action", "language", "variant", "count"],
         "clicks": ["hour", "link", "variant", "count"],
         "shadow_hits": ["hour", "rule_id", "count"],
+        "warn_continues": ["hour", "category", "variant", "language", "count"],
     }
 
 

@@ -171,6 +171,72 @@ def test_click_through_with_wilson_intervals(
     assert empty["suppressed"] is True
 
 
+def test_continue_rate_per_variant_divides_continues_by_warn_pages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The deterrence outcome: of the warn pages a variant showed, the share continued past.
+    Block pages and empty suggestion lists are no warn pages; a small count is suppressed."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    clock.now = at(W45)
+    add(ledger, "add_search", 500, "search")
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "harm")
+    add(ledger, "add_intervention", 20, "demo", "warn", "de", "harm")
+    add(ledger, "add_intervention", 40, "demo", "block", "en", "harm")  # no continue offered
+    add(ledger, "add_intervention", 9, "demo", "warn", "en", "none")  # suggestions: no page
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "help")
+    ledger.add("warn_continues", ("demo", "harm", "en"), 12)
+    ledger.add("warn_continues", ("demo", "harm", "de"), 8)
+    ledger.add("warn_continues", ("demo", "help", "en"), 4)  # below k
+    clock.now = at(W46)
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "help")
+    ledger.add("warn_continues", ("demo", "help", "en"), 8)
+    assert ledger.flush_now()
+    ledger.close()
+    doc = report_json(capsys, url)
+    overall = doc["continues_overall"]
+    assert [r["variant"] for r in overall] == ["harm", "help"]
+    harm = pick(overall, variant="harm")
+    assert (harm["warn_pages"], harm["continues"], harm["continue_rate"]) == (50, 20, 0.4)
+    assert (harm["continue_low"], harm["continue_high"]) == pytest.approx(
+        (0.276084, 0.538186), abs=1e-6
+    )
+    help_ = pick(overall, variant="help")  # 4 + 8 continues of 60 pages
+    assert (help_["warn_pages"], help_["continues"], help_["continue_rate"]) == (60, 12, 0.2)
+    by_period = doc["continues"]
+    help45 = pick(by_period, period="2026-W45", variant="help")
+    assert (help45["warn_pages"], help45["continues"], help45["continue_rate"]) == (30, None, None)
+    assert help45["suppressed_fields"] == [
+        "continue_high", "continue_low", "continue_rate", "continues"
+    ]  # fmt: skip
+    help46 = pick(by_period, period="2026-W46", variant="help")
+    assert (help46["warn_pages"], help46["continues"]) == (30, None)  # 8 < k
+
+
+def test_a_ledger_from_before_continues_were_counted_reports_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ledger last written by a version without the warn_continues table still reports: it
+    has counted no continue, and the report says nothing of them."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger.from_url(url, clock=lambda: at(W45))
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "harm")
+    assert ledger.flush_now()
+    ledger.close()
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        db.execute("DROP TABLE warn_continues")
+    doc = report_json(capsys, url)
+    assert doc["continues_overall"] == [
+        {"period": "all", "start": "2026-11-02", "end": "2026-11-15", "variant": "harm",
+         "warn_pages": 30, "continues": None, "continue_rate": None, "continue_low": None,
+         "continue_high": None, "suppressed": True,
+         "suppressed_fields": ["continue_high", "continue_low", "continue_rate", "continues"]}
+    ]  # fmt: skip
+
+
 def test_autocomplete_interventions_count_but_take_no_part_in_click_through(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -242,6 +308,8 @@ def test_csv(ledger_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
         "interventions",
         "click_through",
         "click_through_overall",
+        "continues",
+        "continues_overall",
     }
     w45 = next(r for r in rows if r["table"] == "periods" and r["period"] == "2026-W45")
     assert (w45["searches"], w45["interventions"], w45["intervention_rate"]) == (

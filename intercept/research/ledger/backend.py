@@ -152,6 +152,8 @@ class SQLBackend(Backend, Generic[C]):
 
     #: What closing a connection may raise (suppressed: it may be broken already).
     closing_errors: tuple[type[Exception], ...] = (Exception,)
+    #: A statement listing the database's tables by name (one column).
+    tables_sql: str = ""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -282,6 +284,10 @@ class SQLBackend(Backend, Generic[C]):
         if conn is not None and self._pid == os.getpid():
             with contextlib.suppress(*self.closing_errors):  # closing a broken connection
                 conn.close()
+
+    def table_names(self, conn: C) -> set[str]:
+        """The names of the tables the database holds."""
+        return {str(row[0]) for row in self.query(conn, self.tables_sql)}
 
     def query(self, conn: C, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Every row of one statement (`%s` placeholders), on any connection of this

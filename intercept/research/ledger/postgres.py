@@ -28,6 +28,9 @@ class PostgreSQLBackend(SQLBackend["psycopg.Connection[tuple[Any, ...]]"]):
     """A PostgreSQL database at `url` (libpq URL; see `intercept.research.ledger.urls`)."""
 
     name = "postgresql"
+    tables_sql = (
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
 
     def __init__(self, url: str, connect_timeout: float) -> None:
         super().__init__(url)

@@ -3,7 +3,9 @@ report`.
 
 Read-only: a SQLite file is opened with `mode=ro`, a PostgreSQL session is set read-only.
 Opening never creates a database or a table: a missing SQLite file or a database without
-ledger tables is a `LedgerError`, as is a ledger of another schema version. Every error is a
+ledger tables is a `LedgerError`, as is a ledger of another schema version. A counter's table
+that a ledger does not hold yet (the counter was added in a later version, and no server of
+that version has written to this ledger) reads as no counts. Every error is a
 `LedgerError` whose message names the URL without its password and describes the cause with
 `scrub_error` (no password, no label value). It reads only the aggregate rows the writer
 stored (`intercept.research.ledger.schema`).
@@ -44,9 +46,11 @@ class LedgerReader:
         backend = backend_for(url, busy_timeout=5.0, connect_timeout=connect_timeout)
         self._backend = backend
         self._conn: Any = None
+        self._tables: set[str] = set()
         try:
             self._conn = backend.connect_read_only()
             self._check()
+            self._tables = backend.table_names(self._conn)
         except LedgerError:
             self.close()
             raise
@@ -74,6 +78,8 @@ class LedgerReader:
         [start, end) (Unix seconds)."""
         if table not in TABLES:
             raise ValueError(f"unknown ledger table {table!r}")
+        if table not in self._tables:  # a counter added since this ledger was last written
+            return []  # to: it has counted nothing of it (the writer adds the table)
         width = len(TABLES[table])
         try:
             rows = self._query(daily_sql(table), (start, end))

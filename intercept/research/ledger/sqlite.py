@@ -30,6 +30,7 @@ class SQLiteBackend(SQLBackend[sqlite3.Connection]):
 
     name = "sqlite"
     closing_errors = (sqlite3.Error,)
+    tables_sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
     def __init__(self, url: str, path: Path, busy_timeout: float) -> None:
         super().__init__(url)

@@ -5,7 +5,8 @@ For a date range (UTC, both ends included) grouped by day, ISO week or calendar 
 chosen intervention dimensions (category, action, language, variant), a report gives searches,
 interventions, the intervention rate (interventions / searches), clicks, and the click-through
 rate per message variant and link (clicks / interventions shown in that variant) with a 95%
-Wilson score interval.
+Wilson score interval, and the deterrence outcome per variant: the continue rate (searchers who
+went on to the results from a warn page / warn pages shown in that variant), with its interval.
 
 Interventions here are the block and warn actions taken, mostly pages searchers saw; an
 autocomplete route's empty suggestion list shows no page, so it has the variant `none` and no
@@ -51,6 +52,8 @@ SHADOW_ACTION: Final = "shadow"
 _INTERVENTION_LABELS: Final = by_name("interventions").labels
 _CLICK_LABELS: Final = by_name("clicks").labels
 _SHADOW_LABELS: Final = by_name("shadow_hits").labels
+_CONTINUE_LABELS: Final = by_name("warn_continues").labels
+WARN_ACTION: Final = "warn"
 
 
 class _Cells:
@@ -137,6 +140,7 @@ def build_report(
     by_dims: dict[tuple[int, tuple[str, ...]], int] = defaultdict(int)
     by_category: dict[tuple[int, str], int] = defaultdict(int)
     by_variant: dict[tuple[int, str], int] = defaultdict(int)
+    warned: dict[tuple[int, str], int] = defaultdict(int)  # warn pages shown: (period, variant)
     columns = _INTERVENTION_LABELS
     for row in data.interventions:
         p = period_of(row.day)
@@ -150,6 +154,15 @@ def build_report(
         by_category[(p, labels["category"])] += row.count
         if labels["variant"] != NO_PAGE:  # no page, so nothing to click through
             by_variant[(p, labels["variant"])] += row.count
+            if labels["action"] == WARN_ACTION:
+                warned[(p, labels["variant"])] += row.count
+
+    continued: dict[tuple[int, str], int] = defaultdict(int)  # (period, variant)
+    for row in data.warn_continues:
+        p = period_of(row.day)
+        if p is not None:
+            went_on = dict(zip(_CONTINUE_LABELS, row.labels, strict=True))
+            continued[(p, went_on["variant"])] += row.count
 
     clicks: dict[int, int] = defaultdict(int)
     by_click: dict[tuple[int, str, str], int] = defaultdict(int)  # (period, variant, link)
@@ -255,6 +268,8 @@ def build_report(
         )
     )
 
+    tables.extend(_continue_tables(cells, spans, overall_base, warned, continued))
+
     categories = sorted({c for _, c in by_category})
     series = tuple(
         Series(
@@ -278,6 +293,45 @@ def build_report(
         category_series=series,
         ctr_overall=overall,
     )
+
+
+def _continue_tables(
+    cells: _Cells,
+    spans: Sequence[Period],
+    overall_base: dict[str, Value],
+    warned: dict[tuple[int, str], int],
+    continued: dict[tuple[int, str], int],
+) -> list[Table]:
+    """The deterrence outcome per message variant: of the warn pages shown, the share whose
+    searcher went on to the results anyway (continues / warn pages), whole range and per
+    period. A variant that showed no warn page in the range has no row."""
+    variants = sorted({v for _, v in warned} | {v for _, v in continued})
+    columns = ("variant", "warn_pages", "continues", "continue_rate", "continue_low",
+               "continue_high")  # fmt: skip
+
+    def row(base: dict[str, Value], variant: str, pages: int, went_on: int) -> Row:
+        values, hidden = dict(base), set[str]()
+        values["variant"] = variant
+        cells.count(values, hidden, "warn_pages", pages)
+        cells.count(values, hidden, "continues", went_on)
+        cells.ratio(values, hidden, "continue_rate", "continues", "warn_pages",
+                    ("continue_low", "continue_high"))  # fmt: skip
+        return Row(values, frozenset(hidden))
+
+    def total(counts: dict[tuple[int, str], int], variant: str) -> int:
+        return sum(n for (_, v), n in counts.items() if v == variant)
+
+    overall = tuple(row(overall_base, v, total(warned, v), total(continued, v)) for v in variants)
+    per_period = tuple(
+        row(_period_values(period), v, warned.get((i, v), 0), continued.get((i, v), 0))
+        for i, period in enumerate(spans)
+        for v in variants
+    )
+    head = ("period", "start", "end", *columns)
+    whole = "Continues past warn pages per message variant, whole range"
+    by_period = "Continues past warn pages per message variant and period"
+    return [Table("continues_overall", whole, head, overall),
+            Table("continues", by_period, head, per_period)]  # fmt: skip
 
 
 def build_shadow_report(

@@ -1,7 +1,8 @@
 """What a report is built from: the ledger's counts for a range, summed per UTC day.
 
 The only part of `intercept report` that reads the ledger (through `LedgerReader`, read-only).
-A report reads searches, interventions and clicks; a shadow report reads only shadow hits.
+A report reads searches, interventions, clicks and continues past warn pages; a shadow report
+reads only shadow hits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class LedgerData:
     interventions: Sequence[DailyCount] = ()
     clicks: Sequence[DailyCount] = ()
     shadow_hits: Sequence[DailyCount] = ()
+    warn_continues: Sequence[DailyCount] = ()
 
 
 def load_data(reader: LedgerReader, start: date, end: date, *, shadow: bool = False) -> LedgerData:
@@ -35,4 +37,5 @@ def load_data(reader: LedgerReader, start: date, end: date, *, shadow: bool = Fa
         searches=reader.daily("searches", lo, hi),
         interventions=reader.daily("interventions", lo, hi),
         clicks=reader.daily("clicks", lo, hi),
+        warn_continues=reader.daily("warn_continues", lo, hi),
     )

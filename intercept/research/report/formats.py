@@ -46,6 +46,7 @@ _CELL: Final = CellText(
 _CSV_COLUMNS: Final = (
     "table", "period", "start", "end", "category", "action", "language", "variant", "link",
     "searches", "interventions", "intervention_rate", "clicks", "ctr", "ctr_low", "ctr_high",
+    "warn_pages", "continues", "continue_rate", "continue_low", "continue_high",
 )  # fmt: skip
 
 

@@ -137,14 +137,18 @@ def html_report(report: Report) -> str:
         "whole range.</p>",
         ctr_chart(report),
     ]
-    for name in ("periods", "interventions", "click_through_overall", "click_through"):
+    for name in ("periods", "interventions", "click_through_overall", "click_through",
+                 "continues_overall", "continues"):  # fmt: skip
         if name in tables:
             table = tables[name]
-            columns = table.columns[3:] if name == "click_through_overall" else table.columns
+            whole = name.endswith("_overall")  # one range: no period columns
+            columns = table.columns[3:] if whole else table.columns
             sections.append(f"<h2>{_e(table.title)}</h2>")
             sections.append(_html_table(table, k, columns))
     sections.append(
-        "<p>Interventions are pages shown (block and warn). Shadow-rule hits are not shown to "
+        "<p>Interventions are pages shown (block and warn). A continue is a searcher who went "
+        "on to the results from a warn page (its link or button); the continue rate divides "
+        "continues by the warn pages shown in that variant. Shadow-rule hits are not shown to "
         "anyone and are listed by <code>intercept report --shadow</code>. Periods at either end "
         "of the range may be partial (see From and To).</p>"
     )
