@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from intercept import __version__
 from intercept.research import metricfiles
 from intercept.research.counters import COUNTERS, CounterSpec
+from intercept.research.forks import reset_in_child
 
 if TYPE_CHECKING:
     from intercept.research.ledger import Ledger
@@ -166,14 +166,7 @@ class Counts:
             self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
         for route_kind in ("search", "other"):
             self.upstream_pool_timeouts.labels(route_kind)
-        alive = weakref.ref(self)
-
-        def forget_in_child() -> None:  # the parent counts what it tallied, not the child
-            counts = alive()
-            if counts is not None:
-                counts._forget()
-
-        os.register_at_fork(after_in_child=forget_in_child)
+        reset_in_child(self, Counts._forget)  # the parent counts what it tallied
 
     def _forget(self) -> None:
         self._lock, self._handing = threading.Lock(), threading.Lock()

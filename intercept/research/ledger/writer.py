@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from intercept.research.forks import reset_in_child
 from intercept.research.ledger.backend import Backend, scrub_error
 from intercept.research.ledger.schema import DAY, HOUR, TABLES, Batch, Key, rows_by_table
 from intercept.research.ledger.urls import backend_for
@@ -106,14 +105,7 @@ class Ledger:
         self._consecutive = 0
         self._last_error: str | None = None
         self.before_take: Callable[[], None] | None = None
-        alive = weakref.ref(self)
-
-        def forget_in_child() -> None:  # the parent writes what it buffered, not the child
-            ledger = alive()
-            if ledger is not None:
-                ledger._forget()
-
-        os.register_at_fork(after_in_child=forget_in_child)
+        reset_in_child(self, Ledger._forget)  # the parent writes what it buffered
 
     def _forget(self) -> None:
         self._lock, self._io_lock = threading.Lock(), threading.Lock()
