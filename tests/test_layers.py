@@ -21,6 +21,7 @@ LAYERS = [
     ("research", ["intercept.research", "intercept.research.counting",
                   "intercept.research.counters", "intercept.research.metricfiles",
                   "intercept.research.spool", "intercept.research.variants",
+                  "intercept.research.forks",
                   "intercept.research.ledger", "intercept.research.ledger.*",
                   "intercept.preflight", "intercept.hugepages"]),
     ("core", ["intercept.extract", "intercept.messagefile", "intercept.pages",
