@@ -36,7 +36,7 @@ from typing import Protocol
 
 import marisa_trie
 
-__all__ = ["COLLISION_ZIPF", "DOUBLED_ZIPF", "LANGUAGES", "TOP_WORDS",
+__all__ = ["COLLISION_ZIPF", "DOUBLED_LETTER", "DOUBLED_ZIPF", "LANGUAGES", "TOP_WORDS",
            "Collision", "WordSet", "collisions", "is_word", "preload", "words"]  # fmt: skip
 
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "nb", "pl", "cs", "fi", "ca")
@@ -45,7 +45,7 @@ COLLISION_ZIPF = 3.0  # collisions listed: words at least once per million words
 _WORDS = "data/lexicon.marisa"
 _COLLISIONS = "data/collisions.tsv.gz"
 _DOUBLED = "data/doubled.marisa"
-_REPEAT = re.compile(r"(\w)\1")
+DOUBLED_LETTER = re.compile(r"(\w)\1")  # a letter twice in a row (lexicon_build keeps such words)
 DOUBLED_ZIPF = 1.0
 
 

@@ -13,8 +13,8 @@ import marisa_trie
 
 from intercept.resources import DATA
 from intercept.rules.lexicon import (
-    _REPEAT,
     COLLISION_ZIPF,
+    DOUBLED_LETTER,
     DOUBLED_ZIPF,
     LANGUAGES,
     TOP_WORDS,
@@ -52,8 +52,8 @@ def build(folder: Path) -> tuple[int, int, int]:
     doubled: set[str] = set()
     for language in LANGUAGES:
         for word, frequency in wordfreq.get_frequency_dict(language, wordlist="best").items():
-            if frequency >= 10 ** (DOUBLED_ZIPF - 9) and _REPEAT.search(word):
-                doubled.update(form for form in _forms(word) if _REPEAT.search(form))
+            if frequency >= 10 ** (DOUBLED_ZIPF - 9) and DOUBLED_LETTER.search(word):
+                doubled.update(form for form in _forms(word) if DOUBLED_LETTER.search(form))
     folder.mkdir(parents=True, exist_ok=True)
     marisa_trie.Trie(sorted(lexicon)).save(str(folder / "lexicon.marisa"))
     marisa_trie.Trie(sorted(doubled)).save(str(folder / "doubled.marisa"))
