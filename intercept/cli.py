@@ -547,11 +547,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_shadow,
     )
 
-    url = args.ledger
-    if url is None:
+    url, control = args.ledger, args.control
+    if url is None or (control is None and args.config is not None):
         from intercept.config import load_config
 
-        url = load_config(args.config).ledger.url
+        config = load_config(args.config)
+        url = url or config.ledger.url
+        control = control or config.variants.control
         if url is None:
             print("intercept report: the ledger is off (ledger.url: null)", file=sys.stderr)
             return 2
@@ -562,6 +564,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "--to": args.date_to,
             "--by": args.by,
             "--dimensions": args.dimensions,
+            "--control": args.control,
         }
         given = [flag for flag, value in options.items() if value is not None]
         if given:
@@ -590,6 +593,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             by=args.by or "week",
             dimensions=("category",) if args.dimensions is None else args.dimensions,
             k=args.k,
+            control=control or "neutral",
         )
         text = render(report, args.format)
     if args.output is None:
@@ -808,6 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
     p.add_argument(
         "--k", type=_positive, default=10, metavar="K", help="suppress counts below K (default 10)"
+    )
+    p.add_argument(
+        "--control",
+        metavar="VARIANT",
+        help="the message variant every other is compared with (default: variants.control of "
+        "--config, else neutral)",
     )
     p.add_argument("--shadow", action="store_true", help="hits per shadow rule id instead")
     p.add_argument(

@@ -168,6 +168,16 @@ class Variants(_Model):
     weights: dict[str, float] = Field(
         default_factory=lambda: {"harm": 1.0, "legal": 1.0, "help": 1.0, "neutral": 1.0}
     )
+    control: str = "neutral"  # what `intercept report` compares every other variant with
+
+    @model_validator(mode="after")
+    def _control_is_a_variant(self) -> Variants:
+        if "control" in self.model_fields_set and self.control not in self.weights:
+            raise ValueError(
+                f"control: {self.control!r} is not one of the variants "
+                f"({', '.join(sorted(self.weights))})"
+            )
+        return self
 
     @field_validator("weights")
     @classmethod
@@ -351,6 +361,7 @@ huge_pages: true                  # Linux: 2 MiB pages under the loaded rules (f
 variants:
   mode: weights                   # weights (random per request) | daily (rotate by date)
   weights: {harm: 1, legal: 1, help: 1, neutral: 1}
+  control: neutral                # intercept report compares each other variant with it
 
 warn:
   secret: null                    # HMAC key for "continue to results" (>= 16 characters);

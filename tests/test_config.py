@@ -193,3 +193,16 @@ def test_a_nested_setting_with_one_underscore_is_warned_about(
     assert [r.getMessage() for r in caplog.records] == [
         f"{name} is not a setting and is ignored; did you mean {meant}?"
     ]
+
+
+def test_the_control_variant_must_be_one_of_the_variants_when_set() -> None:
+    """`variants.control` names what the report compares with: set to a variant that is not
+    among the weights it is refused by name; left at its default (`neutral`), weights without
+    a neutral variant stay valid (the report then says the control showed no page)."""
+    with pytest.raises(ConfigError, match=r"variants: .*control: 'calm' is not one of the"):
+        load_config(None, environ={}, overrides={"variants": {"control": "calm"}})
+    weights = {"harm": 1.0, "help": 2.0}
+    config = load_config(None, environ={}, overrides={"variants": {"weights": weights}})
+    assert (config.variants.control, config.variants.weights) == ("neutral", weights)
+    chosen = {"variants": {"weights": weights, "control": "help"}}
+    assert load_config(None, environ={}, overrides=chosen).variants.control == "help"

@@ -17,6 +17,7 @@ import pytest
 from intercept.cli import main
 from intercept.research.ledger import DAY, Ledger, LedgerReader
 from intercept.research.report import build_report, build_shadow_report, load_data, render
+from intercept.research.report.statistics import holm, two_proportion_p
 
 W45 = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
 W46 = date(2026, 11, 9)
@@ -237,6 +238,62 @@ def test_a_ledger_from_before_continues_were_counted_reports_none(
     ]  # fmt: skip
 
 
+def test_each_variant_against_the_control(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The survey click-through of `harm` (56 of 70 pages) against `neutral` (48 of 80) is
+    Newcombe's (1998) first worked example: a difference of 0.2 with the interval 0.0524 to
+    0.3339. Comparisons with a count below k are not computed and say so; the p-values are
+    Holm-corrected across the three that are."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger.from_url(url, clock=lambda: at(W45))
+    add(ledger, "add_intervention", 50, "demo", "block", "en", "neutral")
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "neutral")
+    add(ledger, "add_intervention", 70, "demo", "block", "en", "harm")
+    add(ledger, "add_intervention", 10, "demo", "block", "en", "help")
+    add(ledger, "add_intervention", 30, "demo", "warn", "en", "help")
+    for link, variant, clicks in (("survey", "neutral", 48), ("helpline", "neutral", 20),
+                                  ("survey", "harm", 56), ("helpline", "harm", 5),
+                                  ("survey", "help", 12), ("helpline", "help", 10)):  # fmt: skip
+        add(ledger, "add_click", clicks, link, variant)
+    ledger.add("warn_continues", ("demo", "neutral", "en"), 15)
+    ledger.add("warn_continues", ("demo", "help", "en"), 6)
+    assert ledger.flush_now()
+    ledger.close()
+    rows = report_json(capsys, url)["comparisons"]
+    assert {(r["variant"], r["control"], r["outcome"]) for r in rows} == {
+        (v, "neutral", o)
+        for v in ("harm", "help")
+        for o in ("help_click_through", "survey_click_through", "continue_rate")
+    }
+    harm_survey = pick(rows, variant="harm", outcome="survey_click_through")
+    assert harm_survey["difference"] == pytest.approx(0.2)
+    assert (harm_survey["ci_low"], harm_survey["ci_high"]) == pytest.approx(
+        (0.0524, 0.3339), abs=5e-5
+    )
+    assert harm_survey["note"] == ""
+    computed = [
+        (pick(rows, variant="harm", outcome="survey_click_through"), (56, 70, 48, 80)),
+        (pick(rows, variant="help", outcome="survey_click_through"), (12, 40, 48, 80)),
+        (pick(rows, variant="help", outcome="help_click_through"), (10, 40, 20, 80)),
+    ]
+    p_values = [two_proportion_p(*counts) for _, counts in computed]
+    for (row, _), p, adjusted in zip(computed, p_values, holm(p_values), strict=True):
+        assert (row["p_value"], row["p_holm"]) == pytest.approx((p, adjusted), abs=1e-6)
+    assert harm_survey["p_value"] == pytest.approx(0.008045, abs=1e-6)  # statsmodels' ztest
+    for variant, outcome in (("harm", "help_click_through"), ("harm", "continue_rate"),
+                             ("help", "continue_rate")):  # fmt: skip
+        skipped = pick(rows, variant=variant, outcome=outcome)
+        assert skipped["note"] == "not computed: a count below k = 10"
+        assert skipped["difference"] is skipped["p_holm"] is None
+    code, out, _ = run(capsys, "report", "--ledger", url, "--from", "2026-11-02", "--to",
+                       "2026-11-15", "--format", "json", "--control", "harm")  # fmt: skip
+    assert code == 0
+    against_harm = pick(json.loads(out)["comparisons"], variant="neutral",
+                        outcome="survey_click_through")  # fmt: skip
+    assert against_harm["difference"] == pytest.approx(-0.2)
+
+
 def test_autocomplete_interventions_count_but_take_no_part_in_click_through(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -310,6 +367,7 @@ def test_csv(ledger_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
         "click_through_overall",
         "continues",
         "continues_overall",
+        "comparisons",
     }
     w45 = next(r for r in rows if r["table"] == "periods" and r["period"] == "2026-W45")
     assert (w45["searches"], w45["interventions"], w45["intervention_rate"]) == (

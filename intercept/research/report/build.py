@@ -6,7 +6,10 @@ chosen intervention dimensions (category, action, language, variant), a report g
 interventions, the intervention rate (interventions / searches), clicks, and the click-through
 rate per message variant and link (clicks / interventions shown in that variant) with a 95%
 Wilson score interval, and the deterrence outcome per variant: the continue rate (searchers who
-went on to the results from a warn page / warn pages shown in that variant), with its interval.
+went on to the results from a warn page / warn pages shown in that variant), with its interval;
+and each variant against the control variant per outcome (`OUTCOMES`): the difference of the
+rates with its Newcombe interval and a Holm-corrected two-proportion test (see
+`intercept.research.report.statistics`).
 
 Interventions here are the block and warn actions taken, mostly pages searchers saw; an
 autocomplete route's empty suggestion list shows no page, so it has the variant `none` and no
@@ -30,6 +33,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from intercept.pages import SURVEY_LINK_ID
 from intercept.research.counters import by_name
 from intercept.research.ledger import NO_PAGE
 from intercept.research.report.data import LedgerData
@@ -43,7 +47,14 @@ from intercept.research.report.model import (
     Value,
 )
 from intercept.research.report.periods import EPOCH, Grouping, Period, period_key, periods
-from intercept.research.report.statistics import rate, rate_interval
+from intercept.research.report.statistics import (
+    DECIMALS,
+    holm,
+    newcombe,
+    rate,
+    rate_interval,
+    two_proportion_p,
+)
 
 __all__ = ["SHADOW_ACTION", "build_report", "build_shadow_report"]
 
@@ -109,9 +120,11 @@ def build_report(
     by: Grouping = "week",
     dimensions: Sequence[str] = ("category",),
     k: int = 10,
+    control: str = "neutral",
     now: datetime | None = None,
 ) -> Report:
-    """The report over `data` (see the module docstring). `k` >= 1."""
+    """The report over `data` (see the module docstring). `k` >= 1; `control`: the message
+    variant every other is compared with."""
     if k < 1:
         raise ValueError("k must be at least 1")
     if start > end:
@@ -269,6 +282,17 @@ def build_report(
     )
 
     tables.extend(_continue_tables(cells, spans, overall_base, warned, continued))
+    totals: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)  # outcome: variant: s, n
+    for variant in sorted({v for _, v in by_variant} | {v for _, v in warned}):
+        pages = sum(n for (_, v), n in by_variant.items() if v == variant)
+        links_clicked = [(li, n) for (_, v, li), n in by_click.items() if v == variant]
+        survey = sum(n for li, n in links_clicked if li == SURVEY_LINK_ID)
+        totals["help_click_through"][variant] = (sum(n for _, n in links_clicked) - survey, pages)
+        totals["survey_click_through"][variant] = (survey, pages)
+        continues = sum(n for (_, v), n in continued.items() if v == variant)
+        totals["continue_rate"][variant] = (continues, sum(
+            n for (_, v), n in warned.items() if v == variant))  # fmt: skip
+    tables.append(_comparisons(overall_base, totals, control, k))
 
     categories = sorted({c for _, c in by_category})
     series = tuple(
@@ -332,6 +356,51 @@ def _continue_tables(
     by_period = "Continues past warn pages per message variant and period"
     return [Table("continues_overall", whole, head, overall),
             Table("continues", by_period, head, per_period)]  # fmt: skip
+
+
+OUTCOMES: Final = ("help_click_through", "survey_click_through", "continue_rate")
+"""What the comparisons compare: clicks on help links / pages shown, clicks on the survey link /
+pages shown, continues past warn pages / warn pages shown."""
+
+
+def _comparisons(
+    base: dict[str, Value], totals: dict[str, dict[str, tuple[int, int]]], control: str, k: int
+) -> Table:
+    """Each variant against `control`, per outcome, over the whole range: the difference of
+    the rates with its 95% Newcombe interval and the two-proportion test's p-value, Holm-
+    corrected across every comparison computed here. A comparison with a count below `k` (or
+    a rate that is not defined: more clicks than pages) is not computed, and says why."""
+    columns = ("variant", "control", "outcome", "difference", "ci_low", "ci_high", "p_value",
+               "p_holm", "note")  # fmt: skip
+    rows: list[dict[str, Value]] = []
+    tested: list[tuple[int, float]] = []  # (row index, p-value)
+    for outcome in OUTCOMES:
+        by_variant = totals.get(outcome, {})
+        for variant in sorted(v for v in by_variant if v != control):
+            values: dict[str, Value] = {**base, "variant": variant, "control": control,
+                                        "outcome": outcome}  # fmt: skip
+            values.update(dict.fromkeys(columns[3:8]))
+            (s1, n1), (s2, n2) = by_variant[variant], by_variant.get(control, (0, 0))
+            if n2 == 0:
+                values["note"] = "not computed: the control variant showed no page"
+            elif min(s1, n1, s2, n2) < k:
+                values["note"] = f"not computed: a count below k = {k}"
+            elif s1 > n1 or s2 > n2:
+                values["note"] = "not computed: more clicks than pages"
+            else:
+                difference, low, high = newcombe(s1, n1, s2, n2)
+                values.update(difference=round(difference, DECIMALS), ci_low=round(low, DECIMALS),
+                              ci_high=round(high, DECIMALS), note="")  # fmt: skip
+                tested.append((len(rows), two_proportion_p(s1, n1, s2, n2)))
+            rows.append(values)
+    for (index, p), adjusted in zip(tested, holm([p for _, p in tested]), strict=True):
+        rows[index].update(p_value=round(p, DECIMALS), p_holm=round(adjusted, DECIMALS))
+    return Table(
+        "comparisons",
+        f"Each message variant against the control ({control}), whole range",
+        ("period", "start", "end", *columns),
+        tuple(Row(values) for values in rows),
+    )
 
 
 def build_shadow_report(

@@ -47,6 +47,7 @@ _CSV_COLUMNS: Final = (
     "table", "period", "start", "end", "category", "action", "language", "variant", "link",
     "searches", "interventions", "intervention_rate", "clicks", "ctr", "ctr_low", "ctr_high",
     "warn_pages", "continues", "continue_rate", "continue_low", "continue_high",
+    "control", "outcome", "difference", "ci_low", "ci_high", "p_value", "p_holm", "note",
 )  # fmt: skip
 
 

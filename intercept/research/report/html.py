@@ -138,19 +138,21 @@ def html_report(report: Report) -> str:
         ctr_chart(report),
     ]
     for name in ("periods", "interventions", "click_through_overall", "click_through",
-                 "continues_overall", "continues"):  # fmt: skip
+                 "continues_overall", "continues", "comparisons"):  # fmt: skip
         if name in tables:
             table = tables[name]
-            whole = name.endswith("_overall")  # one range: no period columns
+            whole = name.endswith("_overall") or name == "comparisons"  # no period columns
             columns = table.columns[3:] if whole else table.columns
             sections.append(f"<h2>{_e(table.title)}</h2>")
             sections.append(_html_table(table, k, columns))
     sections.append(
         "<p>Interventions are pages shown (block and warn). A continue is a searcher who went "
         "on to the results from a warn page (its link or button); the continue rate divides "
-        "continues by the warn pages shown in that variant. Shadow-rule hits are not shown to "
-        "anyone and are listed by <code>intercept report --shadow</code>. Periods at either end "
-        "of the range may be partial (see From and To).</p>"
+        "continues by the warn pages shown in that variant. A comparison is a variant's rate "
+        "minus the control's, with its 95% Newcombe interval and the two-proportion test's "
+        "p-value, Holm-corrected across the comparisons (p_holm). Shadow-rule hits are not "
+        "shown to anyone and are listed by <code>intercept report --shadow</code>. Periods at "
+        "either end of the range may be partial (see From and To).</p>"
     )
     return _page("Intercept research report", meta, "\n".join(sections), report.generated_at)
 
