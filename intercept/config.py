@@ -68,6 +68,9 @@ class Route(_Model):
     json_pointers: tuple[str, ...] = ()
     kind: Literal["search", "autocomplete"] = "search"
     suggest_format: Literal["json-list", "opensearch"] = "opensearch"
+    # how an intervention is answered: `auto`, a page unless the request's Accept names
+    # JSON first (an API client); `json`, always JSON (an API route)
+    answer: Literal["auto", "json"] = "auto"
 
     @field_validator("path_regex")
     @classmethod

@@ -297,11 +297,12 @@ class Engine:
         if count:
             self.counts.intervention(match.category, match.action.value, language, variant)
         status = self.config.block_status
+        api = route.route.answer == "json" or _prefers_json(headers.get("Accept"))
         if match.action is Action.WARN:
             form = (headers.get("Content-Type", ""), body) if body else None
             if form is not None and not self.replays_posts:
                 # this front door cannot resend the search body: no continue link
-                return self.page_answer(self.pages.block(language, variant), status)
+                return self._shown(api, language, variant, match, status)
             replayable = method in ("GET", "HEAD") or (
                 form is not None and len(form[1]) <= _MAX_SEALED_BODY
             )
@@ -311,9 +312,23 @@ class Engine:
                 sealed = self.tokens.seal(route.name, target, warned, form=form, labels=labels)
                 href = f"{INTERNAL_PREFIX}continue/{sealed}"
                 if len(href) <= _MAX_CONTINUE_LINK:  # a longer link could not be followed
-                    page = self.pages.warn(language, variant, href, post=form is not None)
+                    post = form is not None
+                    if api:
+                        page = self.pages.json_answer(
+                            language, variant, match.action.value, href, post=post
+                        )
+                    else:
+                        page = self.pages.warn(language, variant, href, post=post)
                     return self.page_answer(page, status)
-        return self.page_answer(self.pages.block(language, variant), status)
+        return self._shown(api, language, variant, match, status)
+
+    def _shown(self, api: bool, language: str, variant: str, match: Match, status: int) -> Answer:
+        """The intervention without a way on: the page, or for an API client its JSON."""
+        if api:
+            page = self.pages.json_answer(language, variant, match.action.value)
+        else:
+            page = self.pages.block(language, variant)
+        return self.page_answer(page, status)
 
     def internal(self, method: str, target: str, headers: Headers) -> Answer | Pass:
         """`/_intercept/go/<link-id>` (count the click, 303 to its address) and
@@ -378,6 +393,16 @@ class Engine:
             page = self.pages.block(language, variant)
             return self.page_answer(page, self.config.block_status)
         return Pass(target, body, "POST", content_type)
+
+
+def _prefers_json(accept: str | None) -> bool:
+    """Whether an `Accept` header names JSON first (`application/json`, or a `+json` type):
+    an API client, not a browser (which names HTML first, or `*/*`)."""
+    if not accept:
+        return False
+    first = accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    return first == "application/json" or (first.startswith("application/") and
+                                           first.endswith("+json"))  # fmt: skip
 
 
 def _warned(rules: RuleSet, texts: list[str]) -> list[str]:

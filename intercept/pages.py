@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -159,6 +160,34 @@ def _shown(resource: ResourceModel, variant: str, language: str) -> _ShownResour
     )
 
 
+def _json_headers(language: str) -> tuple[tuple[str, str], ...]:
+    """The headers of a JSON answer: the page's policy, for a body that loads nothing."""
+    return (
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cache-Control", "no-store"),
+        ("X-Robots-Tag", "noindex"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Language", language),
+    )
+
+
+def _json_text(
+    words: VariantText, survey_href: str, shown: Sequence[_ShownResource], language: str
+) -> dict[str, Any]:
+    """What a JSON answer in `language` and one variant says and links to (see
+    `Pages.json_answer`)."""
+    links: list[dict[str, str | None]] = [{"id": SURVEY_LINK_ID, "kind": "survey",
+                                           "href": survey_href}]  # fmt: skip
+    for resource in shown:
+        links.append({"id": f"help-{resource.id}", "kind": resource.kind, "name": resource.name,
+                      "href": resource.href, "onion_href": resource.onion_href,
+                      "phone": resource.phone})  # fmt: skip
+    return {"language": language, "title": words.title, "message": [words.lead, *words.body],
+            "links": links}  # fmt: skip
+
+
 def _headers(
     body: bytes, language: str, form_action: str = "'none'"
 ) -> tuple[tuple[str, str], ...]:
@@ -224,6 +253,7 @@ class Pages:
     __slots__ = (
         "_block",
         "_errors",
+        "_json",
         "_links",
         "_survey_url",
         "_warn",
@@ -247,6 +277,7 @@ class Pages:
         warn_post: Mapping[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]],
         errors: Mapping[tuple[str, str], Page],
         links: Mapping[str, str],
+        answers: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     ) -> None:
         self.languages = languages
         self.variants = variants
@@ -258,6 +289,7 @@ class Pages:
         self._warn_post = dict(warn_post)
         self._errors = dict(errors)
         self._links = dict(links)
+        self._json = dict(answers or {})
 
     def __repr__(self) -> str:
         return (
@@ -295,6 +327,32 @@ class Pages:
         before, after, headers = halves[self._language(language), variant]
         escaped = html.escape(continue_href, quote=True).encode("utf-8")
         return Page(before + escaped + after, headers)
+
+    def json_answer(
+        self,
+        language: str,
+        variant: str,
+        action: str,
+        continue_href: str | None = None,
+        *,
+        post: bool = False,
+    ) -> Page:
+        """The intervention as JSON, for an API client: what the page says and links to,
+        `{"intervention": true, "action", "language", "title", "message": [paragraphs],
+        "links": [{"id", "kind", "href", ...}], "continue"}`; `continue` (a warn's way on)
+        is `{"href", "method"}` or null. Links go through `/_intercept/go/` as on the page;
+        nothing of the request is in it. Raises `ValueError` for an unknown variant or a
+        `continue_href` the page would refuse."""
+        self._check_variant(variant)
+        language = self._language(language)
+        onward = None
+        if continue_href is not None:
+            _check_continue_href(continue_href)
+            onward = {"href": continue_href, "method": "POST" if post else "GET"}
+        answer = {"intervention": True, "action": action, **self._json[language, variant],
+                  "continue": onward}  # fmt: skip
+        body = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+        return Page(body, _json_headers(language))
 
     def error_page(self, status: int, language: str) -> Page:
         """A short error page for `status` (400, 404, 413, 414, 431, 502, 504; others generic).
@@ -490,6 +548,7 @@ def _build(
     warn: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
     warn_post: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
     errors: dict[tuple[str, str], Page] = {}
+    answers: dict[tuple[str, str], dict[str, Any]] = {}
     marker = CONTINUE_MARKER.encode("ascii")
 
     for language in languages:
@@ -501,14 +560,16 @@ def _build(
         common = {"lang": language, "direction": text.meta.direction, "t": text.page}
         for variant in VARIANTS:
             words: VariantText = getattr(text.variants, variant)
+            survey_href = _go(SURVEY_LINK_ID, variant, language)
+            shown = [_shown(r, variant, language) for r in listed]
             context = {
                 **common,
                 "kind": "block",
                 "title": words.title,
                 "notice": text.page.notice.block,
                 "v": words,
-                "survey_href": _go(SURVEY_LINK_ID, variant, language),
-                "resources": [_shown(r, variant, language) for r in listed],
+                "survey_href": survey_href,
+                "resources": shown,
                 "continue_href": None,
             }
             body = renderer.render(f"{language}/{variant} page", **context)
@@ -517,6 +578,7 @@ def _build(
                     [Problem(f"{language}.yaml", 0, None, f"text holds {CONTINUE_MARKER}")]
                 )
             block[language, variant] = Page(body, _headers(body, language))
+            answers[language, variant] = _json_text(words, survey_href, shown, language)
 
             context.update(kind="warn", notice=text.page.notice.warn, continue_href=CONTINUE_MARKER)
             for post, halves in ((False, warn), (True, warn_post)):
@@ -562,4 +624,5 @@ def _build(
         warn_post=warn_post,
         errors=errors,
         links=links,
+        answers=answers,
     )

@@ -158,3 +158,24 @@ def test_a_link_sealed_without_labels_counts_them_unknown(engine: Engine) -> Non
     sealed = engine.tokens.seal("search", "/search?q=purple+teapot", "purple teapot")
     assert engine.internal("GET", f"/_intercept/continue/{sealed}", headers()).status == 303  # type: ignore[union-attr]
     assert _continues(engine) == {("unknown", "unknown", "unknown"): 1}
+
+
+def test_a_route_marked_answer_json_always_answers_json() -> None:
+    config = load_config(None, environ={}, overrides={
+        "messages": str(ROOT / "messages"),
+        "routes": [{"name": "api", "path": "/api/search", "params": ["q"], "form_fields": ["q"],
+                    "answer": "json"}],
+    })  # fmt: skip
+    engine = Engine(config, RULES, load_pages(config.pages_folder, survey_url=config.survey_url))
+    browser = headers(Accept="text/html,*/*;q=0.8")
+    blocked = engine.decide("GET", "/api/search?q=blocked+example", browser, None)
+    assert isinstance(blocked, Answer)
+    assert dict(blocked.headers)["Content-Type"] == "application/json; charset=utf-8"
+    assert json.loads(blocked.body)["action"] == "block"
+    form = headers(Content_Type="application/x-www-form-urlencoded")
+    warned = engine.decide("POST", "/api/search", form, b"q=purple+teapot")
+    assert isinstance(warned, Answer)
+    onward = json.loads(warned.body)["continue"]
+    assert onward["method"] == "POST"  # a warned POST goes on only by posting to it
+    assert onward["href"].startswith("/_intercept/continue/")
+    assert engine.internal("GET", onward["href"], headers()).status == 405  # type: ignore[union-attr]

@@ -250,6 +250,41 @@ async def test_warn_continue_flow_reaches_the_site_without_the_token(door: Door)
         assert "X-App" not in headers, query
 
 
+async def test_an_api_client_gets_the_intervention_as_json(door: Door) -> None:
+    """A request that names JSON first in Accept gets the page's message and links as JSON,
+    with the page's status and policy, counted like a page; a browser's Accept gets the page."""
+    base, engine = door.base, door.engine
+    api = {"Accept": "application/json, text/plain;q=0.5"}
+    status, headers, body = await call("GET", base + "/search?q=blocked+example", headers=api)
+    assert status == engine.config.block_status
+    assert "X-App" not in headers
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (headers["Cache-Control"], headers["Referrer-Policy"]) == ("no-store", "no-referrer")
+    answer = json.loads(body)
+    assert (answer["intervention"], answer["action"], answer["language"]) == (True, "block", "en")
+    assert answer["continue"] is None
+    assert answer["title"]
+    assert len(answer["message"]) >= 2  # the lead and the body, as the page says them
+    assert answer["links"][0]["id"] == "survey"
+    assert all(link["href"].startswith("/_intercept/go/") for link in answer["links"])
+    assert b"blocked" not in body.lower()
+    assert interventions(engine, "block") == interventions(engine) == 1
+    status, headers, body = await call(
+        "GET", base + "/search?q=purple+teapot", headers={"Accept": "application/vnd.api+json"}
+    )
+    onward = json.loads(body)["continue"]
+    assert (json.loads(body)["action"], onward["method"]) == ("warn", "GET")
+    assert b"purple" not in body
+    status, headers, _ = await call("GET", base + onward["href"])
+    assert status == 303  # the same continue link as the page's
+    assert headers["Location"].startswith("/search?q=purple+teapot&_intercept_continue=")
+    browser = {"Accept": "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"}
+    _, headers, body = await call("GET", base + "/search?q=blocked+example", headers=browser)
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<html" in body
+
+
 @pytest.mark.parametrize("method", ["PUT", "HEAD", "DELETE"])
 async def test_every_method_is_decided(door: Door, method: str) -> None:
     base = door.base
