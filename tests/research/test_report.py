@@ -4,6 +4,7 @@ command line over a real SQLite ledger with known counts."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from intercept.cli import main
+from intercept.config import load_config
 from intercept.research.ledger import DAY, Ledger, LedgerReader
 from intercept.research.report import build_report, build_shadow_report, load_data, render
 from intercept.research.report.statistics import holm, two_proportion_p
@@ -106,9 +108,10 @@ def test_json_by_week_and_category(ledger_url: str, capsys: pytest.CaptureFixtur
 
     w45, w46 = doc["periods"]
     assert (w45["period"], w45["start"], w45["end"]) == ("2026-W45", "2026-11-02", "2026-11-08")
-    # shadow interventions are not pages shown: 60 + 40 + 5
-    assert (w45["searches"], w45["interventions"], w45["clicks"]) == (500, 105, 36)
-    assert w45["intervention_rate"] == 0.21
+    # shadow interventions are not pages shown: 60 + 40 + 5; searches on search routes only:
+    # the 100 autocomplete requests are counted apart
+    assert (w45["searches"], w45["interventions"], w45["clicks"]) == (400, 105, 36)
+    assert w45["intervention_rate"] == 0.2625
     assert w45["suppressed"] is False
     assert (w46["searches"], w46["interventions"], w46["clicks"]) == (300, 55, 10)
     assert w46["intervention_rate"] == pytest.approx(55 / 300, abs=1e-6)
@@ -118,15 +121,15 @@ def test_json_by_week_and_category(ledger_url: str, capsys: pytest.CaptureFixtur
     demo45 = pick(rows, period="2026-W45", category="demo")
     assert (demo45["interventions"], demo45["searches"], demo45["intervention_rate"]) == (
         100,
-        500,
-        0.2,
+        400,
+        0.25,
     )
     trial45 = pick(rows, period="2026-W45", category="trial")  # 5 < k
     assert trial45["interventions"] is None
     assert trial45["intervention_rate"] is None
     assert trial45["suppressed"] is True
     assert trial45["suppressed_fields"] == ["intervention_rate", "interventions"]
-    assert trial45["searches"] == 500
+    assert trial45["searches"] == 400
     trial46 = pick(rows, period="2026-W46", category="trial")
     assert (trial46["interventions"], trial46["intervention_rate"]) == (15, 0.05)
 
@@ -294,23 +297,271 @@ def test_each_variant_against_the_control(
     assert against_harm["difference"] == pytest.approx(-0.2)
 
 
-def test_autocomplete_interventions_count_but_take_no_part_in_click_through(
+def test_autocomplete_is_reported_apart_and_in_no_rate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A front-end asking for suggestions on every keystroke makes many autocomplete requests
+    per search: they and the empty suggestion lists answered are counted apart, and the
+    intervention rate divides interventions on search routes by searches on search routes.
+    Without a configuration the default routes' kinds apply (`suggest` is autocomplete)."""
     url = f"sqlite:///{tmp_path}/ledger.db"
     clock = Clock()
     ledger = Ledger.from_url(url, clock=clock)
     clock.now = at(W45)
     add(ledger, "add_search", 200, "search")
+    ledger.add("searches", ("autocomplete",), 1000)  # keystrokes
+    ledger.add("searches", ("suggest",), 300)
     add(ledger, "add_intervention", 50, "demo", "block", "en", "harm")  # pages shown
     add(ledger, "add_intervention", 30, "demo", "block", "en", "none")  # empty suggestions
+    add(ledger, "add_intervention", 20, "demo", "shadow", "en", "none")  # neither
     add(ledger, "add_click", 20, "survey", "harm")
     assert ledger.flush_now()
     ledger.close()
-    doc = report_json(capsys, url)
-    assert pick(doc["interventions"], period="2026-W45", category="demo")["interventions"] == 80
+    doc = report_json(capsys, url, "--dimensions", "category,variant")
+    w45 = pick(doc["periods"], period="2026-W45")
+    assert (w45["searches"], w45["interventions"], w45["intervention_rate"]) == (200, 50, 0.25)
+    assert w45["note"] == ""
+    assert [(r["category"], r["variant"], r["interventions"]) for r in doc["interventions"]
+            if r["period"] == "2026-W45"] == [("demo", "harm", 50)]  # fmt: skip
+    (autocomplete,) = [r for r in doc["autocomplete"] if r["period"] == "2026-W45"]
+    assert (autocomplete["requests"], autocomplete["answered"]) == (1300, 30)
+    assert "rate" not in " ".join(doc["autocomplete"][0])  # no rate mixes or divides them
+    assert [(r["route"], r["kind"], r["requests"]) for r in doc["routes"]] == [
+        ("search", "search", 200), ("autocomplete", "autocomplete", 1000),
+        ("suggest", "autocomplete", 300),
+    ]  # fmt: skip
     overall = doc["click_through_overall"]
     assert [(r["variant"], r["interventions"], r["clicks"]) for r in overall] == [("harm", 50, 20)]
+    assert any("search routes only" in note for note in doc["notes"])
+
+
+def test_route_kinds_come_from_the_configuration(tmp_path: Path) -> None:
+    """Route names are the operator's: with the configuration's routes the report knows
+    `find` is a search route and `typeahead` an autocomplete one. Without it they are of
+    unknown kind, and no intervention rate is computed (their interventions could not be
+    divided by their searches); every format says so and names them."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger.from_url(url, clock=lambda: at(W45))
+    ledger.add("searches", ("find",), 400)
+    ledger.add("searches", ("typeahead",), 2000)
+    ledger.add("interventions", ("demo", "warn", "en", "harm"), 40)
+    ledger.add("interventions", ("demo", "warn", "en", "none"), 120)
+    assert ledger.flush_now()
+    ledger.close()
+    config_file = tmp_path / "intercept.yaml"
+    config_file.write_text(
+        "routes:\n"
+        "  - {name: find, path: /find, params: [q]}\n"
+        "  - {name: typeahead, path: /typeahead, params: [q], kind: autocomplete}\n",
+        encoding="utf-8",
+    )
+    kinds = {route.name: route.kind for route in load_config(config_file).routes}
+    with LedgerReader(url) as reader:
+        data = load_data(reader, W45, W45 + timedelta(days=6))
+    configured = build_report(data, start=W45, end=W45 + timedelta(days=6), route_kinds=kinds)
+    tables = {t.name: t for t in configured.tables}
+    (week,) = tables["periods"].rows
+    assert (week.values["searches"], week.values["interventions"]) == (400, 40)
+    assert week.values["intervention_rate"] == 0.1
+    (typed,) = tables["autocomplete"].rows
+    assert (typed.values["requests"], typed.values["answered"]) == (2000, 120)
+    assert configured.unknown_routes == ()
+
+    unconfigured = build_report(data, start=W45, end=W45 + timedelta(days=6))
+    assert unconfigured.unknown_routes == ("find", "typeahead")
+    tables = {t.name: t for t in unconfigured.tables}
+    (week,) = tables["periods"].rows
+    assert week.values["searches"] is None  # no search route has counted any (0 < k)
+    assert week.values["intervention_rate"] is None
+    assert "intervention_rate" not in week.suppressed  # not computed, which is not small
+    unknown = "no intervention rate: requests on routes of unknown kind (find, typeahead)"
+    assert week.values["note"] == f"{unknown}; pass --config"
+    assert {(r.values["route"], r.values["kind"]) for r in tables["routes"].rows} == {
+        ("find", "unknown"), ("typeahead", "unknown")
+    }  # fmt: skip
+    (row,) = tables["interventions"].rows
+    assert (row.values["interventions"], row.values["intervention_rate"]) == (40, None)
+    document = json.loads(render(unconfigured, "json"))
+    assert any("unknown kind (find, typeahead)" in note for note in document["notes"])
+    assert "unknown kind (find, typeahead)" in render(unconfigured, "html")
+    assert "unknown kind (find, typeahead)" in render(unconfigured, "csv")
+
+
+def _ledger_from(tmp_path: Path, days: list[date]) -> str:
+    """A ledger whose counts are on `days` only: 300 searches, 60 + 20 pages, 30 clicks."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    for day in days:
+        clock.now = at(day)
+        ledger.add("searches", ("search",), 300)
+        ledger.add("interventions", ("demo", "block", "en", "harm"), 60)
+        ledger.add("interventions", ("trial", "block", "en", "harm"), 20)
+        ledger.add("clicks", ("survey", "harm"), 30)
+    assert ledger.flush_now()
+    ledger.close()
+    return url
+
+
+NO_DATA = "no data: the ledger's counts start on 2026-11-13"
+
+
+def test_periods_before_the_ledgers_first_count_have_no_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A two-week report over a ledger that started counting on its 12th day: the days
+    before are `no data` (empty, not suppressed), the same in JSON, CSV and HTML; the other
+    tables and the chart leave them out. A quiet day after the first count is a small count
+    (`<10`), as before."""
+    url = _ledger_from(tmp_path, [date(2026, 11, 13), date(2026, 11, 15)])
+    doc = report_json(capsys, url, "--by", "day")
+    assert doc["data_from"] == "2026-11-13"
+    rows = doc["periods"]
+    assert len(rows) == 14
+    for row in rows[:11]:
+        assert (row["searches"], row["interventions"], row["intervention_rate"],
+                row["clicks"]) == (None, None, None, None)  # fmt: skip
+        assert (row["suppressed"], row["note"]) == (False, NO_DATA)
+    first, quiet, last = rows[11:]
+    assert (first["searches"], first["interventions"], first["note"]) == (300, 80, "")
+    assert (quiet["searches"], quiet["suppressed"], quiet["note"]) == (None, True, "")
+    assert last["searches"] == 300
+    covered = {"2026-11-13", "2026-11-14", "2026-11-15"}
+    for table in ("interventions", "click_through", "continues", "autocomplete"):
+        assert {r["period"] for r in doc[table]} <= covered, table
+    assert {r["period"] for r in doc["interventions"]} == covered
+
+    code, out, _ = run(capsys, "report", "--ledger", url, "--from", "2026-11-02", "--to",
+                       "2026-11-15", "--by", "day")  # fmt: skip
+    assert code == 0
+    csv_rows = list(csv.DictReader(io.StringIO(out)))
+    before = [r for r in csv_rows if r["period"] < "2026-11-13" and r["table"] != "routes"]
+    assert {r["table"] for r in before} == {"periods"}
+    assert len(before) == 11
+    assert all(
+        (r["searches"], r["interventions"], r["intervention_rate"], r["clicks"], r["note"])
+        == ("", "", "", "", NO_DATA)
+        for r in before
+    )
+    assert "<10" not in {v for r in before for v in r.values()}
+
+    code, page, _ = run(capsys, "report", "--ledger", url, *HTML_ARGS[:4], "--by", "day",
+                        "--format", "html")  # fmt: skip
+    assert code == 0
+    assert page.count(html.escape(NO_DATA)) == 11
+    assert "Ledger data from</dt><dd>2026-11-13" in page
+    chart = page[page.index("<svg") : page.index("</svg>")]
+    assert "2026-11-12" not in chart  # the chart draws the three days with data only
+    assert ">2026-11-13</text>" in chart
+    assert ">2026-11-15</text>" in chart
+
+
+def test_a_week_the_first_count_falls_in_is_partial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _ledger_from(tmp_path, [date(2026, 11, 13)])  # a Friday in 2026-W46
+    doc = report_json(capsys, url, "--by", "week")
+    w45, w46 = doc["periods"]
+    assert (w45["searches"], w45["note"]) == (None, NO_DATA)
+    assert (w46["searches"], w46["note"]) == (300, "partial: the ledger's counts start on "
+                                                    "2026-11-13")  # fmt: skip
+
+
+def test_a_ledger_counting_since_before_the_range_has_no_no_data_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _ledger_from(tmp_path, [date(2026, 10, 1), date(2026, 11, 13)])
+    doc = report_json(capsys, url, "--by", "day")
+    assert doc["data_from"] == "2026-10-01"
+    assert {r["note"] for r in doc["periods"]} == {""}
+    assert doc["periods"][0]["suppressed"] is True  # a quiet day: fewer than k, maybe none
+
+
+def test_an_empty_ledger_has_no_data_anywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    url = _ledger_from(tmp_path, [OUTSIDE])
+    with sqlite3.connect(tmp_path / "ledger.db") as db:  # as if pruned to nothing
+        for table in ("searches", "interventions", "clicks"):
+            db.execute(f"DELETE FROM {table}")
+    doc = report_json(capsys, url)
+    assert doc["data_from"] is None
+    assert [r["note"] for r in doc["periods"]] == ["no data: the ledger holds no count"] * 2
+    assert doc["interventions"] == doc["click_through"] == doc["autocomplete"] == []
+    assert any(note == "No data: the ledger holds no count." for note in doc["notes"])
+
+
+def _chart(page: str) -> str:
+    return page[page.index("<svg") : page.index("</svg>")]
+
+
+@pytest.mark.parametrize("days", [1, 2, 3])
+def test_a_chart_of_few_periods_draws_labelled_bars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: int
+) -> None:
+    """One to three periods: a bar per category and period with its value written above
+    it, level period labels, nothing on the frame's edge; no line through two points."""
+    url = _ledger_from(tmp_path, [W45 + timedelta(days=i) for i in range(days)])
+    last = (W45 + timedelta(days=days - 1)).isoformat()
+    code, page, _ = run(capsys, "report", "--ledger", url, "--from", "2026-11-02", "--to",
+                        last, "--by", "day", "--format", "html")  # fmt: skip
+    assert code == 0
+    chart = _chart(page)
+    assert "<polyline" not in chart
+    assert chart.count("<rect") == 1 + 2 * days  # the frame, and a bar per category and day
+    assert chart.count(">60</text>") == chart.count(">20</text>") == days  # values written
+    assert "rotate(" not in chart
+    bars = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" '
+                      r'fill="#(?!fafbfc)', chart)  # fmt: skip
+    assert len(bars) == 2 * days
+    assert all(float(x) > 64 for x, _ in bars)
+    assert all(float(x) + float(w) < 744 for x, w in bars)
+
+
+def test_a_chart_of_more_periods_draws_lines_inside_the_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fourteen days: lines; no point on the frame's left or right edge (64 and 744)."""
+    url = _ledger_from(tmp_path, [W45 + timedelta(days=i) for i in range(14)])
+    code, page, _ = run(capsys, "report", "--ledger", url, *HTML_ARGS[:4], "--by", "day",
+                        "--format", "html")  # fmt: skip
+    assert code == 0
+    chart = _chart(page)
+    assert chart.count("<polyline") == 2
+    xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', chart)]
+    assert len(xs) == 28
+    assert min(xs) > 64
+    assert max(xs) < 744
+
+
+def test_a_suppressed_bar_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A category below k on one day and not the other: `<10` where its bar would be; a
+    category below k on every day has no bar and no legend entry."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    clock = Clock()
+    ledger = Ledger.from_url(url, clock=clock)
+    for day, trial in ((W45, 4), (W45 + timedelta(days=1), 20)):
+        clock.now = at(day)
+        ledger.add("searches", ("search",), 300)
+        ledger.add("interventions", ("demo", "block", "en", "harm"), 60)
+        ledger.add("interventions", ("trial", "block", "en", "harm"), trial)
+        ledger.add("interventions", ("rare", "block", "en", "harm"), 3)
+    assert ledger.flush_now()
+    ledger.close()
+    code, page, _ = run(capsys, "report", "--ledger", url, "--from", "2026-11-02", "--to",
+                        "2026-11-03", "--by", "day", "--format", "html")  # fmt: skip
+    assert code == 0
+    chart = _chart(page)
+    assert chart.count(">60</text>") == 2
+    assert chart.count(">20</text>") == 1
+    assert chart.count("&lt;10</text>") == 1
+    assert ">4<" not in chart
+    assert ">3<" not in chart
+    legend = page.split('<ul class="legend">')[1].split("</ul>")[0]
+    assert "trial" in legend
+    assert "rare" not in legend
 
 
 def test_dimensions_and_groupings(ledger_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -323,7 +574,7 @@ def test_dimensions_and_groupings(ledger_url: str, capsys: pytest.CaptureFixture
         "2026-11-02",
         "2026-11-15",
     )
-    assert (month["searches"], month["interventions"], month["clicks"]) == (800, 160, 46)
+    assert (month["searches"], month["interventions"], month["clicks"]) == (700, 160, 46)
     rows = doc["interventions"]
     assert {(r["category"], r["action"], r["language"], r["variant"]) for r in rows} == {
         ("demo", "block", "en", "harm"),
@@ -345,7 +596,7 @@ def test_k_is_configurable(ledger_url: str, capsys: pytest.CaptureFixture[str]) 
     doc = report_json(capsys, ledger_url, "--k", "4")
     assert doc["k"] == 4
     trial45 = pick(doc["interventions"], period="2026-W45", category="trial")
-    assert (trial45["interventions"], trial45["intervention_rate"]) == (5, 0.01)
+    assert (trial45["interventions"], trial45["intervention_rate"]) == (5, 0.0125)
     help_survey = pick(doc["click_through_overall"], variant="help", link="survey")
     assert (help_survey["clicks"], help_survey["ctr"]) == (4, 0.1)
     assert "Counts below 4 are suppressed (k = 4)" in doc["notes"][1]
@@ -368,12 +619,14 @@ def test_csv(ledger_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
         "continues",
         "continues_overall",
         "comparisons",
+        "autocomplete",
+        "routes",
     }
     w45 = next(r for r in rows if r["table"] == "periods" and r["period"] == "2026-W45")
     assert (w45["searches"], w45["interventions"], w45["intervention_rate"]) == (
-        "500",
+        "400",
         "105",
-        "0.210000",
+        "0.262500",
     )
     trial = next(
         r for r in rows if r["table"] == "interventions" and r["category"] == "trial" and
@@ -421,7 +674,7 @@ def test_html_is_self_contained(ledger_url: str, capsys: pytest.CaptureFixture[s
     assert "<td>105</td>" in page
     assert '<td class="s">&lt;10</td>' in page
     assert "25.0% (18.1–33.4%)" in page  # the harm · survey point with its interval
-    assert "<polyline" in page  # the demo line over two weeks
+    assert ">100</text>" in page  # the demo bar of the first of two weeks, with its value
 
 
 def test_html_escapes_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from intercept.research.ledger.backend import LedgerError, check_version
-from intercept.research.ledger.schema import TABLES, daily_sql
+from intercept.research.ledger.schema import DAY, TABLES, daily_sql, first_hour_sql
 from intercept.research.ledger.urls import backend_for, redacted_url
 
 __all__ = ["DailyCount", "LedgerReader", "open_reader"]
@@ -64,6 +64,15 @@ class LedgerReader:
         assert self._conn is not None
         return self._backend.query(self._conn, sql, params)
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """`_query`, any failure a `LedgerError` that names the ledger without its password."""
+        try:
+            return self._query(sql, params)
+        except Exception as error:
+            raise LedgerError(
+                f"cannot read ledger {redacted_url(self.url)}: {self._backend.describe(error)}"
+            ) from None
+
     def _check(self) -> None:
         try:
             rows = self._query("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
@@ -81,16 +90,23 @@ class LedgerReader:
         if table not in self._tables:  # a counter added since this ledger was last written
             return []  # to: it has counted nothing of it (the writer adds the table)
         width = len(TABLES[table])
-        try:
-            rows = self._query(daily_sql(table), (start, end))
-        except Exception as error:
-            raise LedgerError(
-                f"cannot read ledger {redacted_url(self.url)}: {self._backend.describe(error)}"
-            ) from None
+        rows = self._read(daily_sql(table), (start, end))
         return [
             DailyCount(int(row[0]), tuple(str(v) for v in row[1 : 1 + width]), int(row[-1]))
             for row in rows
         ]
+
+    def first_day(self) -> int | None:
+        """The first UTC day (days since 1970-01-01) any table holds a count for, or None
+        when the ledger holds none: where its data start (when it was first written to, or
+        the oldest day pruning kept), so that a report can tell a period with no data from
+        a period with few counts."""
+        days = []
+        for table in sorted(self._tables & TABLES.keys()):
+            rows = self._read(first_hour_sql(table))
+            if rows and rows[0][0] is not None:
+                days.append(int(rows[0][0]) // DAY)
+        return min(days, default=None)
 
     def close(self) -> None:
         """Close the connection."""

@@ -34,6 +34,7 @@ __all__ = [
     "Rows",
     "daily_sql",
     "ddl",
+    "first_hour_sql",
     "prune_sql",
     "rows_by_table",
     "upsert_sql",
@@ -108,6 +109,11 @@ def daily_sql(table: str) -> str:
         f"WHERE hour >= %s AND hour < %s "
         f"GROUP BY day, {labels} ORDER BY day, {labels}"
     )
+
+
+def first_hour_sql(table: str) -> str:
+    """The start of `table`'s earliest stored hourly bucket (NULL when it holds none)."""
+    return f"SELECT MIN(hour) FROM {table}"
 
 
 # A replayed spool file's marker: key `spool:<file id>`, value the replay's Unix time (so

@@ -29,14 +29,20 @@ of the call, for `generated_at`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from intercept.pages import SURVEY_LINK_ID
 from intercept.research.counters import by_name
-from intercept.research.ledger import NO_PAGE
 from intercept.research.report.data import LedgerData
+from intercept.research.report.kinds import (
+    DEFAULT_KINDS,
+    SHADOW_ACTION,
+    Kind,
+    intervention_kind,
+    route_kind,
+)
 from intercept.research.report.model import (
     DIMENSIONS,
     Report,
@@ -45,6 +51,7 @@ from intercept.research.report.model import (
     ShadowReport,
     Table,
     Value,
+    has_data,
 )
 from intercept.research.report.periods import EPOCH, Grouping, Period, period_key, periods
 from intercept.research.report.statistics import (
@@ -58,8 +65,8 @@ from intercept.research.report.statistics import (
 
 __all__ = ["SHADOW_ACTION", "build_report", "build_shadow_report"]
 
-SHADOW_ACTION: Final = "shadow"
 # each table's label columns, in the ledger's order, as the counters declare them
+_SEARCH_LABELS: Final = by_name("searches").labels
 _INTERVENTION_LABELS: Final = by_name("interventions").labels
 _CLICK_LABELS: Final = by_name("clicks").labels
 _SHADOW_LABELS: Final = by_name("shadow_hits").labels
@@ -108,6 +115,37 @@ class _Cells:
             values[interval[0]], values[interval[1]] = rate_interval(num, den)
 
 
+_PERIOD_COLUMNS: Final = ("period", "start", "end", "searches", "interventions",
+                          "intervention_rate", "clicks", "note")  # fmt: skip
+
+
+class _Notes:
+    """The `note` of a period's row: no data before the ledger's first count, a period the
+    first count falls in covered in part, no rate while routes of unknown kind are in the
+    range. The same words in every format."""
+
+    def __init__(self, data_from: date | None, unknown_routes: Sequence[str]) -> None:
+        self.data_from = data_from
+        names = ", ".join(unknown_routes)
+        self.unknown = (
+            f"no intervention rate: requests on routes of unknown kind ({names}); pass --config"
+            if unknown_routes
+            else ""
+        )
+
+    def period(self, period: Period) -> str:
+        if self.data_from is None:
+            return "no data: the ledger holds no count"
+        if period.end < self.data_from:
+            return f"no data: the ledger's counts start on {self.data_from.isoformat()}"
+        partial = (
+            f"partial: the ledger's counts start on {self.data_from.isoformat()}"
+            if period.start < self.data_from
+            else ""
+        )
+        return "; ".join(note for note in (partial, self.unknown) if note)
+
+
 def _period_values(period: Period) -> dict[str, Value]:
     return {"period": period.key, "start": period.start.isoformat(), "end": period.end.isoformat()}
 
@@ -121,10 +159,12 @@ def build_report(
     dimensions: Sequence[str] = ("category",),
     k: int = 10,
     control: str = "neutral",
+    route_kinds: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> Report:
     """The report over `data` (see the module docstring). `k` >= 1; `control`: the message
-    variant every other is compared with."""
+    variant every other is compared with; `route_kinds`: route name to kind (`search` or
+    `autocomplete`), from the configuration; None: the default routes'."""
     if k < 1:
         raise ValueError("k must be at least 1")
     if start > end:
@@ -133,9 +173,12 @@ def build_report(
     if unknown:
         raise ValueError(f"unknown dimension {unknown[0]!r}: choose from {', '.join(DIMENSIONS)}")
     dims = tuple(dimensions)
+    kinds = DEFAULT_KINDS if route_kinds is None else route_kinds
     spans = periods(start, end, by)
     index = {p.key: i for i, p in enumerate(spans)}
     first_day = (start - EPOCH).days
+    data_from = None if data.first_day is None else EPOCH + timedelta(days=data.first_day)
+    covered = [has_data(period, data_from) for period in spans]
 
     def period_of(day: int) -> int | None:
         offset = day - first_day
@@ -143,13 +186,18 @@ def build_report(
             return None
         return index[period_key(start + timedelta(days=offset), by)]
 
-    searches: dict[int, int] = defaultdict(int)
+    requests: dict[tuple[int, Kind], int] = defaultdict(int)  # (period, route kind)
+    by_route: dict[str, int] = defaultdict(int)
     for row in data.searches:
         p = period_of(row.day)
         if p is not None:
-            searches[p] += row.count
+            route = dict(zip(_SEARCH_LABELS, row.labels, strict=True))["route"]
+            requests[(p, route_kind(route, kinds))] += row.count
+            by_route[route] += row.count
+    unknown_routes = tuple(sorted(r for r in by_route if route_kind(r, kinds) == "unknown"))
 
     shown: dict[int, int] = defaultdict(int)
+    answered: dict[int, int] = defaultdict(int)  # empty suggestion lists, per period
     by_dims: dict[tuple[int, tuple[str, ...]], int] = defaultdict(int)
     by_category: dict[tuple[int, str], int] = defaultdict(int)
     by_variant: dict[tuple[int, str], int] = defaultdict(int)
@@ -160,15 +208,18 @@ def build_report(
         if p is None:
             continue
         labels = dict(zip(columns, row.labels, strict=True))
-        if labels["action"] == SHADOW_ACTION:
+        kind = intervention_kind(labels["action"], labels["variant"])
+        if kind is None:  # a shadow hit: never shown
+            continue
+        if kind == "autocomplete":  # no page, so nothing to click through
+            answered[p] += row.count
             continue
         shown[p] += row.count
         by_dims[(p, tuple(labels[d] for d in dims))] += row.count
         by_category[(p, labels["category"])] += row.count
-        if labels["variant"] != NO_PAGE:  # no page, so nothing to click through
-            by_variant[(p, labels["variant"])] += row.count
-            if labels["action"] == WARN_ACTION:
-                warned[(p, labels["variant"])] += row.count
+        by_variant[(p, labels["variant"])] += row.count
+        if labels["action"] == WARN_ACTION:
+            warned[(p, labels["variant"])] += row.count
 
     continued: dict[tuple[int, str], int] = defaultdict(int)  # (period, variant)
     for row in data.warn_continues:
@@ -189,21 +240,33 @@ def build_report(
         by_click[(p, variant, link)] += row.count
 
     cells = _Cells(k)
+    notes = _Notes(data_from, unknown_routes)
 
-    # per period
+    def intervention_rate(values: dict[str, Value], hidden: set[str]) -> None:
+        if unknown_routes:  # not computed: searches on routes of unknown kind are left out
+            values["intervention_rate"] = None
+        else:
+            cells.ratio(values, hidden, "intervention_rate", "interventions", "searches")
+
+    # per period: search routes only; a period the ledger has no data for says so
     period_rows = []
     for i, period in enumerate(spans):
         values, hidden = _period_values(period), set[str]()
-        cells.count(values, hidden, "searches", searches.get(i, 0))
-        cells.count(values, hidden, "interventions", shown.get(i, 0))
-        cells.ratio(values, hidden, "intervention_rate", "interventions", "searches")
-        cells.count(values, hidden, "clicks", clicks.get(i, 0))
+        if covered[i]:
+            cells.count(values, hidden, "searches", requests.get((i, "search"), 0))
+            cells.count(values, hidden, "interventions", shown.get(i, 0))
+            intervention_rate(values, hidden)
+            cells.count(values, hidden, "clicks", clicks.get(i, 0))
+        else:
+            values.update(dict.fromkeys(("searches", "interventions", "intervention_rate",
+                                         "clicks")))  # fmt: skip
+        values["note"] = notes.period(period)
         period_rows.append(Row(values, frozenset(hidden)))
     tables = [
         Table(
             "periods",
-            "Searches and interventions per period",
-            ("period", "start", "end", "searches", "interventions", "intervention_rate", "clicks"),
+            "Searches and interventions per period (search routes)",
+            _PERIOD_COLUMNS,
             tuple(period_rows),
         )
     ]
@@ -213,17 +276,19 @@ def build_report(
         combos = sorted({combo for _, combo in by_dims})
         rows = []
         for i, period in enumerate(spans):
+            if not covered[i]:
+                continue
             for combo in combos:
                 values, hidden = _period_values(period), set[str]()
                 values.update(zip(dims, combo, strict=True))
                 cells.count(values, hidden, "interventions", by_dims.get((i, combo), 0))
-                cells.count(values, hidden, "searches", searches.get(i, 0))
-                cells.ratio(values, hidden, "intervention_rate", "interventions", "searches")
+                cells.count(values, hidden, "searches", requests.get((i, "search"), 0))
+                intervention_rate(values, hidden)
                 rows.append(Row(values, frozenset(hidden)))
         tables.append(
             Table(
                 "interventions",
-                f"Interventions by {', '.join(dims)}",
+                f"Interventions by {', '.join(dims)} (search routes)",
                 ("period", "start", "end", *dims, "interventions", "searches", "intervention_rate"),
                 tuple(rows),
             )
@@ -268,6 +333,7 @@ def build_report(
             by_click.get((i, variant, link), 0),
         )
         for i, period in enumerate(spans)
+        if covered[i]
         for variant in variants
         for link in links
     ]
@@ -281,7 +347,7 @@ def build_report(
         )
     )
 
-    tables.extend(_continue_tables(cells, spans, overall_base, warned, continued))
+    tables.extend(_continue_tables(cells, spans, covered, overall_base, warned, continued))
     totals: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)  # outcome: variant: s, n
     for variant in sorted({v for _, v in by_variant} | {v for _, v in warned}):
         pages = sum(n for (_, v), n in by_variant.items() if v == variant)
@@ -293,13 +359,15 @@ def build_report(
         totals["continue_rate"][variant] = (continues, sum(
             n for (_, v), n in warned.items() if v == variant))  # fmt: skip
     tables.append(_comparisons(overall_base, totals, control, k))
+    tables.extend(_autocomplete_tables(cells, spans, covered, overall_base, requests, answered,
+                                       by_route, kinds))  # fmt: skip
 
     categories = sorted({c for _, c in by_category})
     series = tuple(
         Series(
             category,
             tuple(
-                n if (n := by_category.get((i, category), 0)) >= k else None
+                n if covered[i] and (n := by_category.get((i, category), 0)) >= k else None
                 for i in range(len(spans))
             ),
         )
@@ -316,19 +384,23 @@ def build_report(
         tables=tuple(tables),
         category_series=series,
         ctr_overall=overall,
+        data_from=data_from,
+        unknown_routes=unknown_routes,
     )
 
 
 def _continue_tables(
     cells: _Cells,
     spans: Sequence[Period],
+    covered: Sequence[bool],
     overall_base: dict[str, Value],
     warned: dict[tuple[int, str], int],
     continued: dict[tuple[int, str], int],
 ) -> list[Table]:
     """The deterrence outcome per message variant: of the warn pages shown, the share whose
     searcher went on to the results anyway (continues / warn pages), whole range and per
-    period. A variant that showed no warn page in the range has no row."""
+    period the ledger has data for. A variant that showed no warn page in the range has no
+    row."""
     variants = sorted({v for _, v in warned} | {v for _, v in continued})
     columns = ("variant", "warn_pages", "continues", "continue_rate", "continue_low",
                "continue_high")  # fmt: skip
@@ -349,6 +421,7 @@ def _continue_tables(
     per_period = tuple(
         row(_period_values(period), v, warned.get((i, v), 0), continued.get((i, v), 0))
         for i, period in enumerate(spans)
+        if covered[i]
         for v in variants
     )
     head = ("period", "start", "end", *columns)
@@ -356,6 +429,47 @@ def _continue_tables(
     by_period = "Continues past warn pages per message variant and period"
     return [Table("continues_overall", whole, head, overall),
             Table("continues", by_period, head, per_period)]  # fmt: skip
+
+
+def _autocomplete_tables(
+    cells: _Cells,
+    spans: Sequence[Period],
+    covered: Sequence[bool],
+    base: dict[str, Value],
+    requests: Mapping[tuple[int, Kind], int],
+    answered: Mapping[int, int],
+    by_route: Mapping[str, int],
+    kinds: Mapping[str, str],
+) -> list[Table]:
+    """Autocomplete apart from searches: per period the ledger has data for, its requests
+    and the empty suggestion lists answered (no rows when the range has neither); no rate,
+    since a request is a keystroke as often as a search. And the requests per route over
+    the whole range with each route's kind, so a reader sees what each figure divides by."""
+    rows = []
+    asked = any(n for (_, kind), n in requests.items() if kind == "autocomplete")
+    if asked or any(answered.values()):
+        for i, period in enumerate(spans):
+            if covered[i]:
+                values, hidden = _period_values(period), set[str]()
+                cells.count(values, hidden, "requests", requests.get((i, "autocomplete"), 0))
+                cells.count(values, hidden, "answered", answered.get(i, 0))
+                rows.append(Row(values, frozenset(hidden)))
+    by_kind = sorted(by_route, key=lambda r: (_KIND_ORDER.index(route_kind(r, kinds)), r))
+    route_rows = []
+    for route in by_kind:
+        values, hidden = {**base, "route": route, "kind": route_kind(route, kinds)}, set[str]()
+        cells.count(values, hidden, "requests", by_route[route])
+        route_rows.append(Row(values, frozenset(hidden)))
+    head = ("period", "start", "end")
+    return [
+        Table("autocomplete", "Autocomplete requests and empty suggestion lists answered per "
+              "period", (*head, "requests", "answered"), tuple(rows)),
+        Table("routes", "Requests per route and its kind, whole range",
+              (*head, "route", "kind", "requests"), tuple(route_rows)),
+    ]  # fmt: skip
+
+
+_KIND_ORDER: Final = ("search", "autocomplete", "unknown")
 
 
 OUTCOMES: Final = ("help_click_through", "survey_click_through", "continue_rate")

@@ -1,8 +1,10 @@
 """What a report is built from: the ledger's counts for a range, summed per UTC day.
 
 The only part of `intercept report` that reads the ledger (through `LedgerReader`, read-only).
-A report reads searches, interventions, clicks and continues past warn pages; a shadow report
-reads only shadow hits.
+A report reads searches, interventions, clicks and continues past warn pages, and the first
+day the ledger holds any count for (`LedgerReader.first_day`: where its data start, so that a
+report tells a period with no data from a period with few counts); a shadow report reads only
+shadow hits.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class LedgerData:
     clicks: Sequence[DailyCount] = ()
     shadow_hits: Sequence[DailyCount] = ()
     warn_continues: Sequence[DailyCount] = ()
+    # the first UTC day (days since 1970-01-01) the ledger holds a count for, on any day,
+    # not only in the range read; None: it holds none. The default 0 (1970-01-01) says
+    # every day is covered, as a report read before this was known.
+    first_day: int | None = 0
 
 
 def load_data(reader: LedgerReader, start: date, end: date, *, shadow: bool = False) -> LedgerData:
@@ -38,4 +44,5 @@ def load_data(reader: LedgerReader, start: date, end: date, *, shadow: bool = Fa
         interventions=reader.daily("interventions", lo, hi),
         clicks=reader.daily("clicks", lo, hi),
         warn_continues=reader.daily("warn_continues", lo, hi),
+        first_day=reader.first_day(),
     )

@@ -3,9 +3,13 @@
 
 CSV is one table in long form, its `table` column naming the part (a shadow report: its one
 table, without that column); a suppressed cell is `<k`, an undefined rate empty, rates have
-six decimals. JSON is one document with the range, grouping, k, the notes (privacy, small
-cells, days, click-through) and each table as a list of rows; a suppressed value is `null`,
-with `"suppressed": true` and its `suppressed_fields` on the row. Renderers only write out
+six decimals; new columns are added at the end. JSON is one document with the range,
+grouping, k, the first day the ledger holds a count for (`data_from`, null when none), the
+notes (privacy, small cells, days, click-through, route kinds, where the data start) and each
+table as a list of rows; a suppressed value is `null`, with `"suppressed": true` and its
+`suppressed_fields` on the row. A period with no data is the same in every format: its
+`periods` row has empty counts (`null`, not suppressed) and a `note` that starts `no data`;
+the other tables have no row for it. Renderers only write out
 the model: they decide nothing about which count may be shown (see
 `intercept.research.report.model`), and their output is the same bytes for the same model.
 """
@@ -26,6 +30,7 @@ from intercept.research.report.model import (
     ShadowReport,
     Table,
     Value,
+    report_notes,
     stamp,
 )
 
@@ -48,7 +53,9 @@ _CSV_COLUMNS: Final = (
     "searches", "interventions", "intervention_rate", "clicks", "ctr", "ctr_low", "ctr_high",
     "warn_pages", "continues", "continue_rate", "continue_low", "continue_high",
     "control", "outcome", "difference", "ci_low", "ci_high", "p_value", "p_holm", "note",
+    "route", "kind", "requests", "answered",
 )  # fmt: skip
+# (new columns go at the end, so a script that reads columns by position keeps working)
 
 
 def _csv(tables: Iterable[Table], columns: Sequence[str], k: int, with_table: bool) -> str:
@@ -72,17 +79,6 @@ def _json_rows(table: Table) -> list[dict[str, Value | bool | list[str]]]:
         item["suppressed_fields"] = sorted(row.suppressed)
         rows.append(item)
     return rows
-
-
-def _notes(k: int) -> list[str]:
-    return [
-        PRIVACY_NOTE,
-        f"Counts below {k} are suppressed (k = {k}) and not used in any rate or interval.",
-        "Days are UTC days. Interventions are pages shown (block and warn); shadow-rule hits "
-        "are listed by `intercept report --shadow`.",
-        "Click-through: clicks on a link / interventions shown in that message variant, with "
-        "a 95% Wilson score interval.",
-    ]
 
 
 def _json(title: str, report: Report | ShadowReport, fields: Mapping[str, object]) -> str:
@@ -109,7 +105,8 @@ def render(report: Report, fmt: str) -> str:
             "k": report.k,
             "confidence": 0.95,
             "interval": "Wilson score",
-            "notes": _notes(report.k),
+            "data_from": None if report.data_from is None else report.data_from.isoformat(),
+            "notes": report_notes(report),
             **{table.name: _json_rows(table) for table in report.tables},
         }
         return _json("intercept research report", report, fields)

@@ -4,7 +4,9 @@
 The page's Content-Security-Policy allows nothing but its inline style, and its referrer
 policy sends nothing, so the file can be opened and passed around offline. Every label and
 value from the ledger is HTML-escaped; a suppressed cell reads `<k` in grey italics, an
-undefined rate is an empty cell, a rate is a percentage with one decimal.
+undefined rate is an empty cell, a rate is a percentage with one decimal. The notes a reader
+needs (route kinds, where the ledger's data start, routes of unknown kind) stand above the
+charts; a period with no data is a row of empty cells whose note says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from intercept.research.report.model import (
     Report,
     ShadowReport,
     Table,
+    report_notes,
     stamp,
 )
 
@@ -71,6 +74,11 @@ _HEADINGS: Final = {
     "days_with_hits": "Days with hits",
     "first_seen": "First seen",
     "last_seen": "Last seen",
+    "note": "Note",
+    "route": "Route",
+    "kind": "Kind",
+    "requests": "Requests",
+    "answered": "Empty lists answered",
 }
 
 
@@ -90,7 +98,19 @@ def _html_table(table: Table, k: int, columns: Sequence[str] | None = None) -> s
 
 
 _LABEL_COLUMNS: Final = frozenset(
-    {"period", "start", "end", "rule_id", "first_seen", "last_seen", "link", *DIMENSIONS}
+    {
+        "period",
+        "start",
+        "end",
+        "rule_id",
+        "first_seen",
+        "last_seen",
+        "link",
+        "note",
+        "route",
+        "kind",
+        *DIMENSIONS,
+    }
 )
 
 
@@ -126,11 +146,15 @@ def html_report(report: Report) -> str:
         ("Dimensions", ", ".join(report.dimensions) or "none"),
         ("Small cells", f"counts below k = {k} are shown as <{k} and left out of every rate"),
         ("Intervals", "95% Wilson score intervals (z = 1.959964)"),
+        ("Ledger data from", "no count in the ledger" if report.data_from is None
+         else report.data_from.isoformat()),
+        ("Rates", "search routes only; autocomplete apart, with no rate"),
         ("Generated", stamp(report.generated_at)),
-    ]
+    ]  # fmt: skip
     tables = {table.name: table for table in report.tables}
     sections = [
-        "<h2>Interventions over time by category</h2>",
+        *(f'<p class="note">{_e(note)}</p>' for note in report_notes(report)[4:]),
+        "<h2>Interventions over time by category (search routes)</h2>",
         line_chart(report),
         "<h2>Click-through by message variant</h2>",
         "<p>Clicks on each link divided by the interventions shown in that variant, over the "
@@ -138,15 +162,18 @@ def html_report(report: Report) -> str:
         ctr_chart(report),
     ]
     for name in ("periods", "interventions", "click_through_overall", "click_through",
-                 "continues_overall", "continues", "comparisons"):  # fmt: skip
+                 "continues_overall", "continues", "comparisons", "autocomplete",
+                 "routes"):  # fmt: skip
         if name in tables:
             table = tables[name]
-            whole = name.endswith("_overall") or name == "comparisons"  # no period columns
+            whole = name.endswith("_overall") or name in ("comparisons", "routes")
             columns = table.columns[3:] if whole else table.columns
             sections.append(f"<h2>{_e(table.title)}</h2>")
             sections.append(_html_table(table, k, columns))
     sections.append(
-        "<p>Interventions are pages shown (block and warn). A continue is a searcher who went "
+        "<p>Interventions are pages shown (block and warn) on search routes; an "
+        "autocomplete route answers an empty suggestion list instead, counted apart with its "
+        "requests and no rate. A continue is a searcher who went "
         "on to the results from a warn page (its link or button); the continue rate divides "
         "continues by the warn pages shown in that variant. A comparison is a variant's rate "
         "minus the control's, with its 95% Newcombe interval and the two-proportion test's "
