@@ -1,5 +1,6 @@
 """The ledger's reader: `LedgerReader` sums the stored counts per UTC day for `intercept
-report`.
+report`, and says on which day its counts start (`first_day`: a report tells a period with no
+data from one with few counts).
 
 Read-only: a SQLite file is opened with `mode=ro`, a PostgreSQL session is set read-only.
 Opening never creates a database or a table: a missing SQLite file or a database without

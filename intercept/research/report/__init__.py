@@ -5,11 +5,14 @@ chosen intervention dimensions (category, action, language, variant), a report g
 interventions, the intervention rate, clicks, and the click-through rate per message variant
 and link with a 95% Wilson score interval; `intercept report --shadow` lists hits per shadow
 rule id. Small cells are suppressed: a count below `k` (default 10) is never shown and never
-used in a derived figure.
+used in a derived figure. Searches and the intervention rate count search routes only;
+autocomplete requests and their empty suggestion lists are reported apart, with no rate
+(`kinds`); periods before the ledger's first count say `no data`, not `<k`.
 
 The rooms, in the order a report flows through them (each imports only those before it):
 
 - `periods`: the calendar (days grouped by day, ISO week or month);
+- `kinds`: which kind of route (search, autocomplete) a count comes from;
 - `statistics`: rates and Wilson intervals, pure functions of counts;
 - `model`: the rows and tables a report holds, only values that may be shown;
 - `data`: reading a range's daily counts from the ledger (the only I/O);

@@ -11,11 +11,22 @@ and each variant against the control variant per outcome (`OUTCOMES`): the diffe
 rates with its Newcombe interval and a Holm-corrected two-proportion test (see
 `intercept.research.report.statistics`).
 
-Interventions here are the block and warn actions taken, mostly pages searchers saw; an
-autocomplete route's empty suggestion list shows no page, so it has the variant `none` and no
-part in click-through. Shadow-rule hits are recorded, never shown, and are listed separately
-by `build_shadow_report` (`intercept report --shadow`), per rule id, so a curator can promote,
-fix or drop a rule.
+Every denominator divides like by like (`intercept.research.report.kinds`): searches,
+interventions and the intervention rate count search routes only, from the route kinds of the
+configuration (`route_kinds`; else the default routes'). Interventions are the block and warn
+pages shown (or their JSON answers), each with a message variant. An autocomplete route's
+empty suggestion list shows no page (variant `none`): with the requests on autocomplete
+routes it is counted apart (`autocomplete`: no rate, since one search typed may be a request
+per keystroke) and takes no part in click-through. `routes` lists the requests per route
+with its kind. A route the configuration does not know is of kind `unknown`: while one is in
+the range no intervention rate is computed, and the periods' `note` says so. Shadow-rule hits
+are recorded, never shown, and are listed separately by `build_shadow_report` (`intercept
+report --shadow`), per rule id, so a curator can promote, fix or drop a rule.
+
+A period the ledger holds no data for (it ends before the ledger's first count,
+`LedgerData.first_day`) is not a period of small counts: its `periods` row has every count
+None, not suppressed, and its `note` says `no data`; the other tables and the chart's series
+leave it out. A period the first count falls in says `partial` in its note.
 
 Small cells are suppressed here, as every cell is made (`_Cells`): a count below `k` is never
 kept in the model and never used in a derived figure; a rate or interval with a suppressed

@@ -82,6 +82,12 @@ class _Plot:
     def band(self) -> float:
         return self.plot_w / len(self.periods)
 
+    @property
+    def level(self) -> bool:
+        """Whether a period's label fits level in its band (`2026-11-02` is about 70 units
+        wide); else labels are slanted."""
+        return self.band >= 84
+
     def x(self, i: int) -> float:
         return self.left + self.band * (i + 0.5)
 
@@ -106,6 +112,8 @@ def line_chart(report: Report) -> str:
         )
     top_value = _nice_ceiling(max(v for s in series for v in s.values if v is not None))
     plot = _Plot(tuple(report.periods[i] for i in shown), top_value)
+    if plot.level:  # no slanted labels below the plot: less room for them
+        plot = _Plot(plot.periods, top_value, height=280, bottom=32)
     bars = len(plot.periods) <= BARS_UP_TO
     parts = [
         f'<svg viewBox="0 0 {plot.width} {plot.height}" width="{plot.width}" '
@@ -157,7 +165,7 @@ def _axes(plot: _Plot) -> list[str]:
             f'font-size="11" text-anchor="end">{_number(value)}</text>'
         )
     n = len(plot.periods)
-    level = plot.band >= 84  # a day's label, `2026-11-02`, is about 70 units wide
+    level = plot.level
     every = 1 if level else max(1, math.ceil(n / 14))
     base = plot.top + plot.plot_h
     for i, period in enumerate(plot.periods):

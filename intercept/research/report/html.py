@@ -42,6 +42,7 @@ dl.meta dt{font-weight:600}dl.meta dd{margin:0}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #ccd;padding:.25rem .5rem;text-align:right;white-space:nowrap}
 th{background:#eef1f5}td.l,th.l{text-align:left}td.s{color:#666;font-style:italic}
+td.l:last-child{white-space:normal;min-width:12rem}
 svg{max-width:100%;height:auto;font-family:inherit}
 ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4rem 1.2rem}
 .empty{color:#555;font-style:italic}
