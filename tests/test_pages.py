@@ -482,7 +482,7 @@ EDITS = {
         "pl.yaml", "language: pl", "language: cs", ["pl.yaml", "meta.language"]
     ),
     "onion address with a typo": (
-        "resources.yaml", "onion: http://redirhr3", "onion: http://redirhr4",
+        "resources.yaml", "onion: https://6wvybf7", "onion: https://6wvybf6",
         ["resources[0].onion", "checksum"],
     ),
     "duplicate resource id": (

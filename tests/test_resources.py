@@ -22,7 +22,10 @@ from intercept.pages import LINK_PREFIX, VARIANTS, Pages, load_pages
 MESSAGES = Path(__file__).resolve().parent.parent / "messages"
 SURVEY = "https://survey.example/s/abc"
 # Help for young people worried about their own sexual thoughts, by resource id.
-YOUNG_PEOPLE = ("du-traeumst-von-ihnen", "shore")
+YOUNG_PEOPLE = ("du-traeumst-von-ihnen",)
+# Shore (the Lucy Faithfull Foundation's service for 13 to 18 year olds in the UK) is known to
+# exist, but no public source seen here gave its address: it is left out until one does, so
+# that no page links to an address nobody checked.
 # The ReDirection onion Ahmia's help page no longer links (issue 18, item 7).
 RETIRED_ONIONS = ("redirhr3cvqeq2xglvjfd2uiilycwn7nmu3rtnuwv7zthzxjrj7wf3yd.onion",)
 DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
@@ -122,9 +125,9 @@ def test_each_resource_is_listed_on_every_page_of_its_languages(
             assert f'href="{LINK_PREFIX}help-{resource_id}?' in body, (language, variant)
 
 
-def test_help_for_young_people_exists_in_english_and_german() -> None:
+def test_help_for_young_people_exists_in_german() -> None:
     served = {lang for rid in YOUNG_PEOPLE for lang in BY_ID[rid].languages}
-    assert {"en", "de"} <= served
+    assert "de" in served
     for resource_id in YOUNG_PEOPLE:
         name = BY_ID[resource_id].name.lower()
         assert "young people" in name or "jugendliche" in name, name
