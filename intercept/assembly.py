@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from intercept.config import Config
 from intercept.core import Engine
-from intercept.pages import load_pages
+from intercept.pages import pages_for
 from intercept.preflight import CAUTIONS, production_cautions
 from intercept.reload import load_checked
 
@@ -44,12 +44,7 @@ def build_engine(config: Config) -> Engine:
     for caution in cautions:  # before the (maybe long) rule load, so they are seen at once
         logging.getLogger("intercept").warning("CAUTION, not production-ready: %s", caution.message)
     rules = load_rules(config.rules, key_file=config.rules_key_file)
-    pages = load_pages(
-        config.pages_folder,
-        survey_url=config.survey_url,
-        country=config.country,
-        default_language=config.default_language,
-    )
+    pages = pages_for(config)
     engine = Engine(config=config, rules=rules, pages=pages, cautions=cautions)
     engine.counts.cautions((caution.code for caution in cautions), CAUTIONS)
     return engine

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -190,6 +191,58 @@ class Variants(_Model):
         return value
 
 
+_SLUG = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_LANGUAGE = r"^[a-z]{2,3}$"
+SurveyText = dict[
+    Annotated[str, StringConstraints(pattern=_LANGUAGE)],
+    Annotated[str, StringConstraints(min_length=1, max_length=200)],
+]
+
+
+_Ided = TypeVar("_Ided", "SurveyOption", "SurveyQuestion")
+
+
+def _distinct_ids(value: tuple[_Ided, ...], what: str) -> tuple[_Ided, ...]:
+    ids = [item.id for item in value]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{what} ids repeat: {', '.join(sorted(ids))}")
+    return value
+
+
+class SurveyOption(_Model):
+    """One answer a question offers: a label id (bounded: it becomes a metric label) and its
+    text per language."""
+
+    id: str = Field(pattern=_SLUG)
+    text: SurveyText = Field(min_length=1)
+
+
+class SurveyQuestion(_Model):
+    """A single-choice question on the page: no free text, ever."""
+
+    id: str = Field(pattern=_SLUG)
+    text: SurveyText = Field(min_length=1)
+    options: tuple[SurveyOption, ...] = Field(min_length=2, max_length=8)
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, value: tuple[SurveyOption, ...]) -> tuple[SurveyOption, ...]:
+        return _distinct_ids(value, "option")
+
+
+class Survey(_Model):
+    """Questions the page asks (none by default: the page stays a link to the survey), and
+    how long a page's answer form may be sent (its token's life)."""
+
+    questions: tuple[SurveyQuestion, ...] = Field(default=(), max_length=3)
+    answer_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
+    @field_validator("questions")
+    @classmethod
+    def _distinct(cls, value: tuple[SurveyQuestion, ...]) -> tuple[SurveyQuestion, ...]:
+        return _distinct_ids(value, "question")
+
+
 class Authz(_Model):
     """The decision service (`mode: authz`): who may describe requests to it."""
 
@@ -308,6 +361,7 @@ class Config(_Model):
     limits: Limits = Limits()
     forwarded: Forwarded = Forwarded()
     variants: Variants = Variants()
+    survey: Survey = Survey()
     warn: Warn = Warn()
     authz: Authz = Authz()
     ledger: LedgerSettings = LedgerSettings()
@@ -365,6 +419,10 @@ variants:
   mode: weights                   # weights (random per request) | daily (rotate by date)
   weights: {harm: 1, legal: 1, help: 1, neutral: 1}
   control: neutral                # intercept report compares each other variant with it
+
+survey:                           # questions on the page itself (none: the survey link only)
+  questions: []                   # up to 3; see messages/survey-example.yaml
+  answer_ttl_seconds: 3600        # how long a page's answer form may be sent
 
 warn:
   secret: null                    # HMAC key for "continue to results" (>= 16 characters);

@@ -33,18 +33,27 @@ from intercept.extract import (
     texts_from_body,
     texts_from_target,
 )
-from intercept.pages import Page, Pages
+from intercept.pages import ANSWER_HREF, Page, Pages
 from intercept.preflight import Caution
 from intercept.research.counting import Counts
 from intercept.research.ledger import NO_PAGE
 from intercept.research.variants import VariantChooser
 from intercept.rules.ruleset import Match, RuleSet, decide
 from intercept.rules.rulespec import Action
-from intercept.tokens import TOKEN_PARAM, ContinueTokens, Labels, same_site, strip_param
+from intercept.tokens import (
+    TOKEN_PARAM,
+    AnswerTokens,
+    ContinueTokens,
+    Labels,
+    same_site,
+    strip_param,
+)
 
 __all__ = ["INTERNAL_PREFIX", "Answer", "Engine", "Pass"]
 
 INTERNAL_PREFIX = "/_intercept/"
+_ANSWER_BYTES_MAX = 4096  # the answer form: a token and at most three short option ids
+_ANSWER_FIELDS_MAX = 16
 _MAX_CONTINUE_LINK = 4096
 _MAX_SEALED_BODY = 4096
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -86,6 +95,7 @@ class Engine:
     counts: Counts = field(default_factory=Counts)
     routes: RouteTable = field(init=False)
     tokens: ContinueTokens = field(init=False)
+    answers: AnswerTokens = field(init=False)  # the page's answer form (survey.questions)
     chooser: VariantChooser = field(init=False)
     extras: dict[str, object] = field(default_factory=dict)
     replays_posts: bool = True  # False where a continued POST search cannot be resent
@@ -102,6 +112,7 @@ class Engine:
         if secret is None and warn.secret_file is not None:
             secret = warn.secret_file.read_text(encoding="utf-8").strip()
         self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
+        self.answers = AnswerTokens.from_secret(secret, self.config.survey.answer_ttl_seconds)
         variants = self.config.variants
         self.chooser = VariantChooser(
             {k: v for k, v in variants.weights.items() if k in self.pages.variants},
@@ -168,6 +179,8 @@ class Engine:
         if refused is not None:
             return refused
         if target.startswith(INTERNAL_PREFIX):
+            if method == "POST" and target == ANSWER_HREF and self.pages.asks:
+                return _ANSWER_BYTES_MAX  # the answer form: read it, then `decide`
             return self.internal(method, target, headers)
         if not has_body:
             return None
@@ -207,7 +220,10 @@ class Engine:
     ) -> Answer | Pass:
         """The decision for one request (see the module docstring). A flow that asks twice
         about one search (nginx: the decision, then the page) counts each part once.
-        Decisions on search routes are timed (`intercept_decision_seconds`)."""
+        Decisions on search routes are timed (`intercept_decision_seconds`). The answer form's
+        POST (`begin` asked for its body) is counted and thanked here."""
+        if target == ANSWER_HREF and method == "POST" and self.pages.asks:
+            return self.answered(headers, body)
         found = find_route(self.routes, target.partition("?")[0])
         if found is None:
             return Pass(target)
@@ -318,7 +334,10 @@ class Engine:
                             language, variant, match.action.value, href, post=post
                         )
                     else:
-                        page = self.pages.warn(language, variant, href, post=post)
+                        token = self._answer_token(variant, language)
+                        page = self.pages.warn(
+                            language, variant, href, post=post, answer_token=token
+                        )
                     return self.page_answer(page, status)
         return self._shown(api, language, variant, match, status)
 
@@ -327,8 +346,39 @@ class Engine:
         if api:
             page = self.pages.json_answer(language, variant, match.action.value)
         else:
-            page = self.pages.block(language, variant)
+            page = self.pages.block(language, variant, self._answer_token(variant, language))
         return self.page_answer(page, status)
+
+    def _answer_token(self, variant: str, language: str) -> str | None:
+        """A fresh token for the page's answer form, where the pages ask questions."""
+        if not self.pages.asks:
+            return None
+        return self.answers.mint(variant, self.pages.language_of(language))
+
+    def answered(self, headers: Headers, body: bytes | None) -> Answer:
+        """The answer form posted: with a valid, unspent token, one count per question
+        answered with one of its options (anything else in the form is ignored: no free
+        text is ever read); then, whatever came, the thank-you page (in the page's language
+        and variant when the token says them)."""
+        form: dict[str, list[str]] = {}
+        kind = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if body and kind == "application/x-www-form-urlencoded":
+            try:
+                form = parse_qs(body.decode("ascii"), max_num_fields=_ANSWER_FIELDS_MAX)
+            except (UnicodeDecodeError, ValueError):
+                form = {}  # option ids and the token are ASCII; anything else is no answer
+        spent = self.answers.spend(form.get("t", [""])[0])
+        if spent is None:
+            accept = headers.get("Accept-Language")
+            language = self.pages.choose_language(None, accept)
+            variant = self.chooser.choose()
+        else:
+            variant, language = spent
+            for question in self.config.survey.questions:
+                chosen = form.get(question.id, [""])[0]
+                if any(option.id == chosen for option in question.options):
+                    self.counts.count("survey_answers", question.id, chosen, variant, language)
+        return self.page_answer(self.pages.thanks(language, variant), 200)
 
     def internal(self, method: str, target: str, headers: Headers) -> Answer | Pass:
         """`/_intercept/go/<link-id>` (count the click, 303 to its address) and
@@ -359,6 +409,8 @@ class Engine:
                 return outcome
             self._continued(continuation.labels)
             return Answer(303, (("Location", continuation.target), *_NO_STORE, *_OWN))
+        if kind == "answer" and not arg and self.pages.asks:  # only the form posts to it
+            return self.error(405, headers, allow="POST")
         return self.error(404, headers)
 
     def _continued(self, labels: Labels) -> None:
@@ -390,7 +442,7 @@ class Engine:
             language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
             variant = self.chooser.choose()
             self.counts.intervention(match.category, match.action.value, language, variant)
-            page = self.pages.block(language, variant)
+            page = self.pages.block(language, variant, self._answer_token(variant, language))
             return self.page_answer(page, self.config.block_status)
         return Pass(target, body, "POST", content_type)
 

@@ -102,6 +102,10 @@ class SurveyStrings(_Model):
     heading: ShortText
     text: Text
     button: ShortText
+    # needed only with `survey.questions` configured: the form's button, the thank-you page
+    send: ShortText | None = None
+    thanks_title: ShortText | None = None
+    thanks: Text | None = None
 
 
 class HelpStrings(_Model):

@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
 
+from intercept.config import Config, SurveyQuestion
 from intercept.errors import Problem
 from intercept.messagefile import (
     ErrorText,
@@ -48,6 +49,8 @@ from intercept.messagefile import (
 )
 
 __all__ = [
+    "ANSWER_HREF",
+    "ANSWER_MARKER",
     "CONTINUE_MARKER",
     "ERROR_STATUSES",
     "LINK_PREFIX",
@@ -57,12 +60,15 @@ __all__ = [
     "Page",
     "Pages",
     "load_pages",
+    "pages_for",
 ]
 
 LINK_PREFIX = "/_intercept/go/"
 """Every link on a page goes through this prefix: `/_intercept/go/<link-id>?v=...&l=...`."""
 
 CONTINUE_MARKER = "__INTERCEPT_CONTINUE__"
+ANSWER_MARKER = "__INTERCEPT_ANSWER__"  # the answer form's token, set per response
+ANSWER_HREF = "/_intercept/answer"
 """The warn page's continue href as rendered; `Pages.warn()` puts the real href in its place."""
 
 VARIANTS: tuple[str, ...] = ("harm", "legal", "help", "neutral")
@@ -158,6 +164,31 @@ def _shown(resource: ResourceModel, variant: str, language: str) -> _ShownResour
         onion_href=_go(f"help-{resource.id}-onion", variant, language) if resource.onion else None,
         onion_host=onion_host,
     )
+
+
+_ANSWER_BYTES = ANSWER_MARKER.encode("ascii")
+_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,200}")  # what AnswerTokens mints: nothing to escape
+
+
+def _questions(
+    questions: Sequence[SurveyQuestion], language: str, default_language: str
+) -> list[dict[str, Any]]:
+    """The questions as a page in `language` shows them; a text missing in that language is
+    the default language's (then marked with its own `lang`), else the first one written."""
+
+    def text(texts: Mapping[str, str]) -> tuple[str, str | None]:
+        for lang in (language, default_language, *texts):
+            if lang in texts:
+                return texts[lang], None if lang == language else lang
+        raise ValueError("a survey text with no language")  # the config refuses it
+
+    shown = []
+    for question in questions:
+        words, lang = text(question.text)
+        options = [dict(zip(("text", "lang"), text(o.text), strict=True), id=o.id)
+                   for o in question.options]  # fmt: skip
+        shown.append({"id": question.id, "text": words, "lang": lang, "options": options})
+    return shown
 
 
 def _json_headers(language: str) -> tuple[tuple[str, str], ...]:
@@ -256,8 +287,10 @@ class Pages:
         "_json",
         "_links",
         "_survey_url",
+        "_thanks",
         "_warn",
         "_warn_post",
+        "asks",
         "country",
         "default_language",
         "languages",
@@ -278,6 +311,7 @@ class Pages:
         errors: Mapping[tuple[str, str], Page],
         links: Mapping[str, str],
         answers: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+        thanks: Mapping[tuple[str, str], Page] | None = None,
     ) -> None:
         self.languages = languages
         self.variants = variants
@@ -290,12 +324,19 @@ class Pages:
         self._errors = dict(errors)
         self._links = dict(links)
         self._json = dict(answers or {})
+        self._thanks = dict(thanks or {})
+        self.asks = bool(self._thanks)  # the pages hold an answer form (survey.questions)
 
     def __repr__(self) -> str:
         return (
             f"<Pages languages={','.join(self.languages)} variants={','.join(self.variants)} "
             f"default={self.default_language} links={len(self._links) + 1}>"
         )
+
+    def language_of(self, language: str) -> str:
+        """The language a page asked for in `language` is shown in (the default where there
+        is no messages file for it)."""
+        return self._language(language)
 
     def _language(self, language: str) -> str:
         return language if language in self.languages else self.default_language
@@ -304,15 +345,37 @@ class Pages:
         if variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r} (known: {', '.join(self.variants)})")
 
-    def block(self, language: str, variant: str) -> Page:
+    def block(self, language: str, variant: str, answer_token: str | None = None) -> Page:
         """The page shown instead of results. An unknown `language` gets the default one.
 
         Raises `ValueError` for a variant that is not one of `variants`.
         """
         self._check_variant(variant)
-        return self._block[self._language(language), variant]
+        return self._asking(self._block[self._language(language), variant], answer_token)
 
-    def warn(self, language: str, variant: str, continue_href: str, *, post: bool = False) -> Page:
+    def _asking(self, page: Page, answer_token: str | None) -> Page:
+        """`page` with its answer form's token set (pages that ask need one)."""
+        if not self.asks:
+            return page
+        if answer_token is None or not _TOKEN.fullmatch(answer_token):
+            raise ValueError("these pages ask questions: an answer token is needed")
+        return Page(page.body.replace(_ANSWER_BYTES, answer_token.encode("ascii"), 1), page.headers)
+
+    def thanks(self, language: str, variant: str) -> Page:
+        """The page after an answer: thanks, the full survey link and the help resources.
+        `KeyError` where the pages ask nothing."""
+        self._check_variant(variant)
+        return self._thanks[self._language(language), variant]
+
+    def warn(
+        self,
+        language: str,
+        variant: str,
+        continue_href: str,
+        *,
+        post: bool = False,
+        answer_token: str | None = None,
+    ) -> Page:
         """The warn page: the block page plus a link on to the results at `continue_href`,
         or, with `post`, a button that posts to it (a POST search is never replayed by merely
         following a link, which prefetchers do).
@@ -326,7 +389,7 @@ class Pages:
         halves = self._warn_post if post else self._warn
         before, after, headers = halves[self._language(language), variant]
         escaped = html.escape(continue_href, quote=True).encode("utf-8")
-        return Page(before + escaped + after, headers)
+        return self._asking(Page(before + escaped + after, headers), answer_token)
 
     def json_answer(
         self,
@@ -470,18 +533,32 @@ def _check_country(country: str | None) -> str | None:
     return country.upper()
 
 
+def pages_for(config: Config) -> Pages:
+    """The pages `config` asks for: its messages folder, survey, country, default language
+    and survey questions (what serving and every reload load)."""
+    return load_pages(
+        config.pages_folder,
+        survey_url=config.survey_url,
+        country=config.country,
+        default_language=config.default_language,
+        questions=config.survey.questions,
+    )
+
+
 def load_pages(
     messages_dir: str | Path,
     *,
     survey_url: str,
     country: str | None = None,
     default_language: str = "en",
+    questions: Sequence[SurveyQuestion] = (),
 ) -> Pages:
     """Read, check and render a messages folder into `Pages`.
 
     `survey_url` is the research survey's address (http or https); links to it only ever gain
     `lang` and `variant`. `country` (ISO 3166-1 alpha-2, e.g. `FI`) adds the help resources
     meant for that country to every page. `default_language` must have a messages file.
+    `questions` (`survey.questions`): the answer form the pages show, and the thank-you pages.
 
     Raises `MessagesError` (a `ValueError`) listing every problem found, with file, line and
     field, and `ValueError` for a bad argument.
@@ -510,6 +587,7 @@ def load_pages(
         survey_url=survey_url,
         country=country,
         default_language=default_language,
+        questions=questions,
     )
 
 
@@ -542,8 +620,20 @@ def _build(
     survey_url: str,
     country: str | None,
     default_language: str,
+    questions: Sequence[SurveyQuestion] = (),
 ) -> Pages:
     languages = (default_language, *sorted(lang for lang in texts if lang != default_language))
+    thanks: dict[tuple[str, str], Page] = {}
+    asking = "'self'" if questions else "'none'"  # the answer form posts to this site
+    if questions:
+        lacking = [f"{language}.yaml" for language in languages
+                   if None in (texts[language].page.survey.send,
+                               texts[language].page.survey.thanks_title,
+                               texts[language].page.survey.thanks)]  # fmt: skip
+        if lacking:
+            message = ("survey.questions are configured: page.survey needs send, thanks_title "
+                       "and thanks")  # fmt: skip
+            raise MessagesError([Problem(file, 0, None, message) for file in lacking])
     block: dict[tuple[str, str], Page] = {}
     warn: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
     warn_post: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
@@ -571,13 +661,25 @@ def _build(
                 "survey_href": survey_href,
                 "resources": shown,
                 "continue_href": None,
+                "questions": _questions(questions, language, default_language),
+                "answer_href": ANSWER_HREF,
+                "answer_token": ANSWER_MARKER,
             }
             body = renderer.render(f"{language}/{variant} page", **context)
-            if marker in body:
-                raise MessagesError(
-                    [Problem(f"{language}.yaml", 0, None, f"text holds {CONTINUE_MARKER}")]
+            if marker in body or (_ANSWER_BYTES in body) != bool(questions):
+                raise MessagesError([Problem(
+                    f"{language}.yaml", 0, None,
+                    f"the page must hold {ANSWER_MARKER} once with survey questions, never "
+                    f"without, and never {CONTINUE_MARKER}",
+                )])  # fmt: skip
+            block[language, variant] = Page(body, _headers(body, language, asking))
+            if questions:
+                thanks_title = text.page.survey.thanks_title or ""
+                thanked = renderer.render(
+                    f"{language}/{variant} thank-you page",
+                    **{**context, "kind": "thanks", "title": thanks_title, "questions": []},
                 )
-            block[language, variant] = Page(body, _headers(body, language))
+                thanks[language, variant] = Page(thanked, _headers(thanked, language))
             answers[language, variant] = _json_text(words, survey_href, shown, language)
 
             context.update(kind="warn", notice=text.page.notice.warn, continue_href=CONTINUE_MARKER)
@@ -590,7 +692,7 @@ def _build(
                         renderer.template_name, 0, None, "warn page needs one continue link"
                     )
                     raise MessagesError([problem])
-                form_action = "'self'" if post else "'none'"
+                form_action = "'self'" if post else asking
                 halves[language, variant] = (
                     before, after, _headers(warn_body, language, form_action)
                 )  # fmt: skip
@@ -625,4 +727,5 @@ def _build(
         errors=errors,
         links=links,
         answers=answers,
+        thanks=thanks,
     )

@@ -41,7 +41,7 @@ from intercept.config import Config
 from intercept.core import Engine
 from intercept.errors import InterceptError, Problem, RuleError
 from intercept.hugepages import advise_heap
-from intercept.pages import Pages, load_pages
+from intercept.pages import Pages, pages_for
 from intercept.rules.ruleset import RuleSet
 from intercept.served import publish, reload_state, request_reload
 
@@ -127,12 +127,7 @@ def load_checked(config: Config) -> tuple[RuleSet, Pages]:
     problems = _example_problems(rules)
     if problems:
         raise RuleError(problems)
-    pages = load_pages(
-        config.pages_folder,
-        survey_url=config.survey_url,
-        country=config.country,
-        default_language=config.default_language,
-    )
+    pages = pages_for(config)
     return rules, pages
 
 

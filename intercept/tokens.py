@@ -1,4 +1,5 @@
-"""The stateless "continue to results" tokens of warn pages.
+"""The stateless "continue to results" tokens of warn pages, and the single-use tokens of a
+page's answer form (`AnswerTokens`, at the end).
 
 A warn interstitial offers to continue. Its link never holds the query (the page must not echo
 it): the link carries the search target sealed with AES-GCM, `/_intercept/continue/<sealed>`.
@@ -15,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,8 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from intercept.rules.normalize import alternatives
 
 __all__ = [
-    "TOKEN_PARAM", "UNKNOWN", "Continuation", "ContinueTokens", "Labels", "same_site",
-    "strip_param",
+    "TOKEN_PARAM", "UNKNOWN", "AnswerTokens", "Continuation", "ContinueTokens", "Labels",
+    "same_site", "strip_param",
 ]  # fmt: skip
 
 TOKEN_PARAM = "_intercept_continue"
@@ -189,3 +191,62 @@ class Continuation:
     target: str
     form: tuple[str, bytes] | None
     labels: Labels = UNKNOWN  # the warn page's (category, variant, language)
+
+
+class AnswerTokens:
+    """The token in a page's answer form: `<expiry>.<nonce>.<variant>.<language>.<mac>`, an
+    HMAC over the rest with a key derived from the warn secret. The nonce is 12 random bytes,
+    made for the page and nothing else: it says nothing about the person or the search.
+
+    `spend` accepts a token once. The nonces spent are kept until their token expires, in a
+    bounded set (`capacity`); when the set is full of unexpired nonces, further answers are
+    not counted (never is an old nonce forgotten early, which would let it count twice). So
+    the answers counted never outnumber the pages shown, in one process. With `--workers N`
+    each worker keeps its own set: a token replayed to each worker could count N times."""
+
+    __slots__ = ("_key", "_lock", "_spent", "capacity", "ttl")
+
+    def __init__(self, key: bytes, ttl: int, capacity: int = 65_536) -> None:
+        self._key = key
+        self._lock = threading.Lock()  # WSGI servers spend from several threads
+        self._spent: dict[str, float] = {}  # nonce -> its token's expiry
+        self.ttl = ttl
+        self.capacity = capacity
+
+    @classmethod
+    def from_secret(cls, secret: str | bytes | None, ttl: int) -> AnswerTokens:
+        """The key from the configured warn secret; without one, a random key for this process."""
+        raw = (secret.encode() if isinstance(secret, str) else secret) or os.urandom(32)
+        return cls(hmac.new(raw, b"intercept answer token", hashlib.sha256).digest(), ttl)
+
+    def _mac(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def mint(self, variant: str, language: str, now: float | None = None) -> str:
+        """A fresh token for a page in `variant` and `language` (configuration labels)."""
+        expiry = int((time.time() if now is None else now) + self.ttl)
+        payload = f"{expiry}.{_b64(os.urandom(12))}.{variant}.{language}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def spend(self, token: str, now: float | None = None) -> tuple[str, str] | None:
+        """The (variant, language) of a valid, unexpired token not spent before, now spent;
+        None for anything else (forged, damaged, expired, spent, or no room to remember)."""
+        payload, _, mac = token.rpartition(".")
+        parts = payload.split(".")
+        if len(parts) != 4 or not token.isascii() or not parts[0].isdigit():
+            return None
+        if len(parts[0]) > _MAX_DIGITS or not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        moment = time.time() if now is None else now
+        expiry = int(parts[0])
+        if not moment <= expiry <= moment + self.ttl + _CLOCK_SLACK:
+            return None
+        with self._lock:
+            if parts[1] in self._spent:
+                return None
+            if len(self._spent) >= self.capacity:
+                self._spent = {n: e for n, e in self._spent.items() if e >= moment}
+                if len(self._spent) >= self.capacity:
+                    return None
+            self._spent[parts[1]] = expiry
+        return parts[2], parts[3]

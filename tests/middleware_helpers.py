@@ -16,7 +16,7 @@ import aiohttp
 
 from intercept.config import load_config
 from intercept.core import Engine
-from intercept.pages import load_pages
+from intercept.pages import pages_for
 from intercept.research.counting import Counts
 from tests.upstream import RULES, fetch
 
@@ -39,7 +39,7 @@ def make_engine(**settings: Any) -> Engine:
     config = load_config(
         None, environ={}, overrides={"messages": str(ROOT / "messages"), **settings}
     )
-    pages = load_pages(config.pages_folder, survey_url=config.survey_url)
+    pages = pages_for(config)
     return Engine(config=config, rules=RULES, pages=pages, counts=Counts())
 
 

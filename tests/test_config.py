@@ -9,6 +9,8 @@ import yaml
 
 from intercept.config import DEFAULT_CONFIG_YAML, Config, ConfigError, load_config
 
+ROOT = Path(__file__).parent.parent
+
 
 def test_defaults() -> None:
     config = load_config(None, environ={})
@@ -206,3 +208,13 @@ def test_the_control_variant_must_be_one_of_the_variants_when_set() -> None:
     assert (config.variants.control, config.variants.weights) == ("neutral", weights)
     chosen = {"variants": {"weights": weights, "control": "help"}}
     assert load_config(None, environ={}, overrides=chosen).variants.control == "help"
+
+
+def test_the_shipped_example_questionnaire_is_a_valid_survey() -> None:
+    """`messages/examples/survey.yaml` is what an operator copies into intercept.yaml."""
+    example = ROOT / "messages" / "examples" / "survey.yaml"
+    survey = yaml.safe_load(example.read_text(encoding="utf-8"))["survey"]
+    config = load_config(None, environ={}, overrides={"survey": survey})
+    assert [q.id for q in config.survey.questions] == ["why", "help"]
+    assert all(len(q.options) >= 2 for q in config.survey.questions)
+    assert "EXAMPLE ONLY" in example.read_text(encoding="utf-8")

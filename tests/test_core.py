@@ -11,8 +11,9 @@ from multidict import CIMultiDict
 
 from intercept.config import load_config
 from intercept.core import Answer, Engine, Pass
-from intercept.pages import load_pages
+from intercept.pages import load_pages, pages_for
 from intercept.rules.ruleset import compile_rules
+from intercept.tokens import AnswerTokens
 from tests.conftest import spec
 from tests.upstream import RULES
 
@@ -179,3 +180,83 @@ def test_a_route_marked_answer_json_always_answers_json() -> None:
     assert onward["method"] == "POST"  # a warned POST goes on only by posting to it
     assert onward["href"].startswith("/_intercept/continue/")
     assert engine.internal("GET", onward["href"], headers()).status == 405  # type: ignore[union-attr]
+
+
+def _asking_engine() -> Engine:
+    config = load_config(None, environ={}, overrides={
+        "messages": str(ROOT / "messages"),
+        "survey": {"questions": [
+            {"id": "why", "text": {"en": "Why?"},
+             "options": [{"id": "curious", "text": {"en": "Curiosity"}},
+                         {"id": "stop", "text": {"en": "I want to stop"}}]},
+        ]},
+    })  # fmt: skip
+    return Engine(config, RULES, pages_for(config))
+
+
+def _answer(engine: Engine, form: str) -> Answer:
+    """The answer form posted through the routine every door runs: `begin`, then `decide`."""
+    form_headers = headers(Content_Type="application/x-www-form-urlencoded")
+    limit = engine.begin("POST", "/_intercept/answer", form_headers, 100)
+    assert isinstance(limit, int)
+    assert len(form) <= limit
+    answered = engine.decide("POST", "/_intercept/answer", form_headers, form.encode())
+    assert isinstance(answered, Answer)
+    assert answered.status == 200
+    return answered
+
+
+def test_answers_never_outnumber_the_pages_shown() -> None:
+    """Twelve pages shown; each token then posted three times with different options, plus
+    forged and foreign tokens: twelve answers counted, no more."""
+    engine = _asking_engine()
+    tokens = []
+    for _ in range(12):
+        page = engine.decide("GET", "/search?q=blocked+example", headers(), None)
+        assert isinstance(page, Answer)
+        found = re.search(rb'name="t" value="([^"]+)"', page.body)
+        assert found is not None
+        tokens.append(found.group(1).decode())
+    foreign = AnswerTokens.from_secret("a-different-secret-of-enough-length", 3600)
+    forged = [t[:-3] + "AAA" for t in tokens] + [foreign.mint("harm", "en") for _ in range(5)]
+    for round_ in ("curious", "stop", "curious"):
+        for token in tokens + forged:
+            _answer(engine, f"why={round_}&t={token}")
+    engine.counts.sync()
+    counted = sum(
+        sample.value
+        for family in engine.counts.registry.collect()
+        if family.name == "intercept_survey_answers"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+    shown = engine.counts.value("interventions", category="demo", action="block",
+                                language="en", variant="harm") + sum(
+        engine.counts.value("interventions", category="demo", action="block", language="en",
+                            variant=v) for v in ("legal", "help", "neutral"))  # fmt: skip
+    assert (counted, shown) == (12, 12)
+
+
+def test_the_answer_form_reads_nothing_but_option_ids() -> None:
+    engine = _asking_engine()
+    page = engine.decide("GET", "/search?q=blocked+example", headers(), None)
+    assert isinstance(page, Answer)
+    found = re.search(rb'name="t" value="([^"]+)"', page.body)
+    assert found is not None
+    thanks = _answer(engine, f"why=free+text+here&t={found.group(1).decode()}")
+    assert b"free text" not in thanks.body
+    engine.counts.sync()
+    assert not [s for f in engine.counts.registry.collect()
+                if f.name == "intercept_survey_answers" for s in f.samples
+                if s.name.endswith("_total") and s.value]  # fmt: skip
+    assert _answer(engine, "why=\u00ff").status == 200  # not ASCII: no answer, still thanks
+
+
+def test_pages_without_questions_have_no_form_and_no_answer_path(engine: Engine) -> None:
+    page = engine.decide("GET", "/search?q=blocked+example", headers(), None)
+    assert isinstance(page, Answer)
+    assert b"<form" not in page.body
+    assert "form-action 'none'" in dict(page.headers)["Content-Security-Policy"]
+    refused = engine.begin("POST", "/_intercept/answer", headers(), 100)
+    assert isinstance(refused, Answer)
+    assert refused.status == 404

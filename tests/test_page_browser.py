@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
+from aiohttp.test_utils import TestServer
 
-from tests.upstream import Proxy, fetch
+from tests.upstream import Proxy, fetch, running_proxy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -61,3 +63,19 @@ async def test_page_renders_text_and_links_without_javascript(proxy: Proxy, widt
     png_width, png_height = struct.unpack(">II", png[16:24])
     assert (png_width, png_height) == (width, 900)
     assert len(png) > 5_000  # text was drawn: a blank page compresses to a few hundred bytes
+
+
+async def test_the_survey_form_renders_as_a_plain_form(upstream: TestServer) -> None:
+    """With survey questions the page shows them as radio groups in a form that posts to
+    this site, and nothing of the search; the browser draws it without JavaScript."""
+    example = Path(__file__).parent.parent / "messages" / "examples" / "survey.yaml"
+    survey = yaml.safe_load(example.read_text(encoding="utf-8"))["survey"]
+    async with running_proxy(f"http://127.0.0.1:{upstream.port}", survey=survey) as (base, _):
+        url = f"{base}/search?q=blocked+example"
+        with tempfile.TemporaryDirectory() as profile:
+            dom = (await _chromium("--dump-dom", url, profile=profile)).decode()
+    assert '<form method="post" action="/_intercept/answer">' in dom
+    assert dom.count('type="radio"') == 7  # the example's 4 + 3 options
+    assert dom.count("<fieldset") == 2
+    assert "What brought you to search for this?" in dom
+    assert "blocked example" not in dom

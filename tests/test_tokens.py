@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from intercept.tokens import ContinueTokens
+from intercept.tokens import AnswerTokens, ContinueTokens
 
 NOW = 1_800_000_000.0
 SECRET = "a-shared-secret-of-enough-length"
@@ -67,3 +67,31 @@ def test_a_sealed_link_carries_its_pages_labels_and_only_inside_the_seal() -> No
     )
     assert posted is not None
     assert (posted.form, posted.labels) == (("text/plain", b"q"), labels)
+
+
+def test_an_answer_token_counts_once_and_only_when_it_is_ours() -> None:
+    answers = AnswerTokens.from_secret(SECRET, 3600)
+    token = answers.mint("harm", "de", now=NOW)
+    assert answers.spend(token, now=NOW + 10) == ("harm", "de")
+    assert answers.spend(token, now=NOW + 20) is None  # spent
+    other = answers.mint("help", "en", now=NOW)
+    payload, _, mac = other.rpartition(".")
+    assert answers.spend(payload.replace("help", "harm") + "." + mac, now=NOW) is None  # forged
+    assert answers.spend(other, now=NOW + 3601) is None  # expired
+    assert AnswerTokens.from_secret("another secret entirely", 3600).spend(other, now=NOW) is None
+    for damaged in ("", "x", "1.2.3.4", other + "²", "9" * 40 + ".a.b.c.d"):
+        assert answers.spend(damaged, now=NOW) is None
+    assert answers.spend(other, now=NOW) == ("help", "en")
+
+
+def test_a_full_spent_set_refuses_rather_than_forgets() -> None:
+    """Forgetting an unexpired nonce early would let its token count twice: with no room,
+    new answers are not counted; room is made only from nonces whose tokens expired."""
+    answers = AnswerTokens(b"k" * 32, ttl=100, capacity=3)
+    early = [answers.mint("harm", "en", now=NOW) for _ in range(3)]
+    assert all(answers.spend(t, now=NOW + 1) for t in early)
+    late = answers.mint("harm", "en", now=NOW + 50)
+    assert answers.spend(late, now=NOW + 60) is None  # full of live nonces: refused
+    assert all(answers.spend(t, now=NOW + 60) is None for t in early)  # and none forgotten
+    again = answers.mint("harm", "en", now=NOW + 101)
+    assert answers.spend(again, now=NOW + 101) == ("harm", "en")  # the early ones expired

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from intercept.config import Config, load_config
 from intercept.doors.proxy import Engine
-from intercept.pages import load_pages
+from intercept.pages import pages_for
 from intercept.research.counting import Counts
 from intercept.rules.ruleset import compile_rules
 from intercept.server.serve import start
@@ -206,7 +206,7 @@ class running_proxy:
                 **settings,
             },
         )
-        pages = load_pages(self.config.pages_folder, survey_url=self.config.survey_url)
+        pages = pages_for(self.config)
         self.engine = Engine(config=self.config, rules=RULES, pages=pages, counts=Counts())
         self.runner: web.BaseRunner | None = None
 

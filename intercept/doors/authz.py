@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -128,8 +128,8 @@ async def _handle(engine: Engine, trust: _Trust, request: web.BaseRequest) -> we
     raw = request.raw_path
     kind = _kind(raw)
     if kind is None:
-        if raw.startswith(INTERNAL_PREFIX):  # click-through and continue links
-            outcome = engine.internal(request.method, raw, request.headers)
+        if raw.startswith(INTERNAL_PREFIX):  # click-through, continue links, answer form
+            outcome = await _own(engine, request, raw)
             if isinstance(outcome, Pass):  # a replayed POST: not possible here
                 return response(engine.error(405, request.headers, allow=""))
             return response(outcome)
@@ -152,6 +152,27 @@ async def _handle(engine: Engine, trust: _Trust, request: web.BaseRequest) -> we
     return response(decided, None if kind == "page" else 403)
 
 
+async def _own(engine: Engine, request: web.BaseRequest, target: str) -> Answer | Pass:
+    """A request for one of Intercept's own paths, sent here by the front proxy as it came
+    (the answer form's POST has its body read, bounded)."""
+    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+    routine = steps(engine, request.method, target, request.headers, header_bytes)
+    outcome, _ = await run_async(routine, _reader(request))
+    return outcome
+
+
+def _reader(request: web.BaseRequest) -> Callable[[int], Awaitable[Read]]:
+    """`read(limit)` for the front-door routine: `request`'s body, at most `limit` bytes."""
+
+    async def read(limit: int) -> Read:
+        if not request.body_exists:
+            return None
+        body = await read_bounded(request, limit)
+        return 413 if body is None else body
+
+    return read
+
+
 async def _decide(
     engine: Engine, request: web.BaseRequest, kind: str, method: str, target: str, headers: Headers
 ) -> Answer | Pass:
@@ -161,13 +182,7 @@ async def _decide(
     header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
     if target.startswith(INTERNAL_PREFIX):
         return engine.precheck(target, header_bytes) or engine.error(400, headers)
-
-    async def read(limit: int) -> Read:
-        if not request.body_exists:
-            return None
-        body = await read_bounded(request, limit)
-        return 413 if body is None else body
-
+    read = _reader(request)
     routine = steps(engine, method, target, headers, header_bytes,
                     has_body=kind not in ("nginx", "page"), count_search=kind != "page",
                     count_intervention=kind != "nginx")  # fmt: skip

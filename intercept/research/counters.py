@@ -110,6 +110,15 @@ COUNTERS: Final[tuple[CounterSpec, ...]] = (
         table="warn_continues",
         page=True,
     ),
+    CounterSpec(
+        name="survey_answers",
+        metric="intercept_survey_answers",
+        labels=("question", "option", "variant", "language"),
+        help="Answers to the page's own survey questions, one per question answered, by "
+        "question and option id, message variant and language.",
+        table="survey_answers",
+        page=True,
+    ),
 )
 
 

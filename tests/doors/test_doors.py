@@ -102,13 +102,23 @@ async def aiohttp_serving(app: web.Application) -> AsyncIterator[str]:
         await server.close()
 
 
+@pytest.fixture
+def door_settings() -> dict[str, Any]:
+    """Configuration every door of a test is built with (a test class may override it)."""
+    return {}
+
+
 @pytest.fixture(params=DOORS)
-async def door(request: pytest.FixtureRequest) -> AsyncIterator[Door]:
-    engine = make_engine()
+async def door(
+    request: pytest.FixtureRequest, door_settings: dict[str, Any]
+) -> AsyncIterator[Door]:
+    engine = make_engine(**door_settings)
     kind, _, server = str(request.param).partition("-")
     if kind == "proxy":
-        async with aiohttp_serving(site_app()) as site, running_proxy(site) as (base, engine):
-            yield Door(base, engine, "aiohttp", ("aiohttp.server", "request failed (RuntimeError)"))
+        async with aiohttp_serving(site_app()) as site:
+            async with running_proxy(site, **door_settings) as (base, engine):
+                failure = ("aiohttp.server", "request failed (RuntimeError)")
+                yield Door(base, engine, "aiohttp", failure)
     elif kind == "aiohttp":
         app = site_app()
         setup(app, engine.config, engine=engine)
@@ -459,3 +469,61 @@ async def test_no_query_or_header_in_logs_answers_or_pages(
         assert_not_shown(response, CANARY, "blocked example", "purple teapot")
     assert CANARY not in logged(caplog.records)
     assert interventions(engine) == 4
+
+
+SURVEY = {
+    "questions": [
+        {"id": "why", "text": {"en": "What brought you here?"},
+         "options": [{"id": "curious", "text": {"en": "Curiosity"}},
+                     {"id": "stop", "text": {"en": "I want to stop"}}]},
+        {"id": "help", "text": {"en": "Would you like help?"},
+         "options": [{"id": "yes", "text": {"en": "Yes"}}, {"id": "no", "text": {"en": "No"}}]},
+    ]
+}  # fmt: skip
+
+
+def answers(engine: Engine) -> dict[tuple[str, ...], float]:
+    """Answers counted so far: (question, option, variant, language) -> count."""
+    engine.counts.sync()
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in engine.counts.registry.collect()
+        if family.name == "intercept_survey_answers"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+
+
+class TestTheSurveyOnThePage:
+    """With `survey.questions` the page asks them in a plain form; its answers are counted
+    once per page shown, whatever is replayed or forged."""
+
+    @pytest.fixture
+    def door_settings(self) -> dict[str, Any]:
+        return {"survey": SURVEY}
+
+    async def test_answers_are_counted_once_per_page_and_thanked(self, door: Door) -> None:
+        base, engine = door.base, door.engine
+        _, headers, page = await call("GET", base + "/search?q=blocked+example")
+        assert "form-action 'self'" in headers["Content-Security-Policy"]
+        assert form_actions(page) == ["/_intercept/answer"]
+        token = re.search(rb'name="t" value="([^"]+)"', page)
+        assert token is not None
+        variant = variant_of(page)
+        form = {"why": "stop", "help": "yes", "t": token.group(1).decode(), "note": "free text"}
+        status, headers, thanks = await call("POST", base + "/_intercept/answer", data=form)
+        assert status == 200
+        assert "X-App" not in headers
+        assert links(thanks, "/_intercept/go/survey")  # the full survey, and the help list
+        assert links(thanks, "/_intercept/go/help-")
+        assert b"free text" not in thanks
+        counted = {("why", "stop", variant, "en"): 1, ("help", "yes", variant, "en"): 1}
+        assert answers(engine) == counted
+        for replay in (form, {**form, "why": "curious"}):  # the same token again: not counted
+            status, _, _ = await call("POST", base + "/_intercept/answer", data=replay)
+            assert status == 200
+        forged = {**form, "t": form["t"][:-2] + "AA"}
+        await call("POST", base + "/_intercept/answer", data=forged)
+        assert answers(engine) == counted
+        status, headers, _ = await call("GET", base + "/_intercept/answer")
+        assert (status, headers["Allow"]) == (405, "POST")

@@ -91,6 +91,7 @@ def fill(ledger: Ledger, times: int = 1) -> None:
         ledger.add_click("survey", "harm")
         ledger.add_shadow("DEMO-009")
         ledger.add("warn_continues", ("demo", "harm", "en"))
+        ledger.add("survey_answers", ("why", "stop", "harm", "en"))
 
 
 PER_FILL = len(TABLES)
@@ -104,6 +105,7 @@ def expected(hour: int, times: int = 1) -> Stored:
         "clicks": {(hour, "survey", "harm"): times},
         "shadow_hits": {(hour, "DEMO-009"): times},
         "warn_continues": {(hour, "demo", "harm", "en"): times},
+        "survey_answers": {(hour, "why", "stop", "harm", "en"): times},
     }
 
 
@@ -505,6 +507,7 @@ def test_schema_is_exactly_the_documented_one(url: str) -> None:
         "clicks": ["hour", "link", "variant", "count"],
         "shadow_hits": ["hour", "rule_id", "count"],
         "warn_continues": ["hour", "category", "variant", "language", "count"],
+        "survey_answers": ["hour", "question", "option", "variant", "language", "count"],
     }
 
 
