@@ -547,13 +547,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_shadow,
     )
 
-    url, control = args.ledger, args.control
-    if url is None or (control is None and args.config is not None):
+    url, control, route_kinds = args.ledger, args.control, None
+    if url is None or args.config is not None:
         from intercept.config import load_config
 
         config = load_config(args.config)
         url = url or config.ledger.url
         control = control or config.variants.control
+        route_kinds = {route.name: route.kind for route in config.routes}
         if url is None:
             print("intercept report: the ledger is off (ledger.url: null)", file=sys.stderr)
             return 2
@@ -594,6 +595,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             dimensions=("category",) if args.dimensions is None else args.dimensions,
             k=args.k,
             control=control or "neutral",
+            route_kinds=route_kinds,
         )
         text = render(report, args.format)
     if args.output is None:

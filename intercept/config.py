@@ -188,6 +188,8 @@ class Variants(_Model):
     def _positive(cls, value: dict[str, float]) -> dict[str, float]:
         if not value or any(w < 0 for w in value.values()) or not any(value.values()):
             raise ValueError("needs at least one variant with a positive weight")
+        if "none" in value:  # the ledger's mark of "no page shown" (autocomplete, shadow)
+            raise ValueError("'none' is reserved: it marks counts where no page was shown")
         return value
 
 

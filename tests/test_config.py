@@ -218,3 +218,10 @@ def test_the_shipped_example_questionnaire_is_a_valid_survey() -> None:
     assert [q.id for q in config.survey.questions] == ["why", "help"]
     assert all(len(q.options) >= 2 for q in config.survey.questions)
     assert "EXAMPLE ONLY" in example.read_text(encoding="utf-8")
+
+
+def test_no_variant_may_be_called_none() -> None:
+    """`none` marks counts with no page shown (autocomplete answers, shadow hits): a variant
+    of that name would vanish from every figure about pages."""
+    with pytest.raises(ConfigError, match="'none' is reserved"):
+        load_config(None, environ={}, overrides={"variants": {"weights": {"none": 1.0}}})

@@ -356,6 +356,12 @@ def test_route_kinds_come_from_the_configuration(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     kinds = {route.name: route.kind for route in load_config(config_file).routes}
+    config_file.write_text(config_file.read_text() + f'ledger: {{url: "{url}"}}\n')
+    code = main(["report", "--config", str(config_file), "--from", "2026-11-02", "--to",
+                 "2026-11-08", "--format", "json", "-o", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 0  # the command line hands the configuration's route kinds on too
+    (cli_week,) = json.loads((tmp_path / "r.json").read_text())["periods"]
+    assert (cli_week["searches"], cli_week["intervention_rate"]) == (400, 0.1)
     with LedgerReader(url) as reader:
         data = load_data(reader, W45, W45 + timedelta(days=6))
     configured = build_report(data, start=W45, end=W45 + timedelta(days=6), route_kinds=kinds)
