@@ -547,7 +547,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_shadow,
     )
 
-    url, control, route_kinds = args.ledger, args.control, None
+    url, control, route_kinds, experiment = args.ledger, args.control, None, None
     if url is None or args.config is not None:
         from intercept.config import load_config
 
@@ -555,9 +555,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         url = url or config.ledger.url
         control = control or config.variants.control
         route_kinds = {route.name: route.kind for route in config.routes}
+        named = [e for e in config.experiments if e.name == args.experiment]
+        experiment = named[0] if named else None
         if url is None:
             print("intercept report: the ledger is off (ledger.url: null)", file=sys.stderr)
             return 2
+    if args.experiment is not None:
+        clashing = {"--from": args.date_from, "--to": args.date_to, "--control": args.control,
+                    "--shadow": args.shadow}  # fmt: skip
+        given = [flag for flag, value in clashing.items() if value]
+        if given:
+            print(f"intercept report: --experiment sets the days and the control, not "
+                  f"{given[0]}", file=sys.stderr)  # fmt: skip
+            return 2
+        if experiment is None:
+            print(f"intercept report: no experiment {args.experiment!r} in the configuration "
+                  "(--config)", file=sys.stderr)  # fmt: skip
+            return 2
+        control = experiment.control
     today = datetime.now(UTC).date()
     if args.shadow:
         options = {
@@ -586,6 +601,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"intercept report: --from {start} is after --to {end}", file=sys.stderr)
             return 2
         with LedgerReader(url) as reader:
+            if experiment is not None:
+                from intercept.research.report.experiments import ExperimentError, experiment_days
+
+                try:
+                    start, end = experiment_days(reader, experiment, today)
+                except ExperimentError as error:
+                    print(f"intercept report: {error}", file=sys.stderr)
+                    return 2
             data = load_data(reader, start, end)
         report = build_report(
             data,
@@ -820,6 +843,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VARIANT",
         help="the message variant every other is compared with (default: variants.control of "
         "--config, else neutral)",
+    )
+    p.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="the days and control of this experiment of --config, checked against the ledger",
     )
     p.add_argument("--shadow", action="store_true", help="hits per shadow rule id instead")
     p.add_argument(

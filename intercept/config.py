@@ -9,10 +9,14 @@ the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import itertools
+import json
 import logging
 import os
 import re
 from collections.abc import Mapping
+from datetime import date
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar, get_args
@@ -165,6 +169,14 @@ class Forwarded(_Model):
     via: bool = True
 
 
+def _check_weights(value: dict[str, float]) -> dict[str, float]:
+    if not value or any(w < 0 for w in value.values()) or not any(value.values()):
+        raise ValueError("needs at least one variant with a positive weight")
+    if "none" in value:  # the ledger's mark of "no page shown" (autocomplete, shadow)
+        raise ValueError("'none' is reserved: it marks counts where no page was shown")
+    return value
+
+
 class Variants(_Model):
     """Which message variant a page shows: random by weight per request, or one per day."""
 
@@ -186,11 +198,47 @@ class Variants(_Model):
     @field_validator("weights")
     @classmethod
     def _positive(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value or any(w < 0 for w in value.values()) or not any(value.values()):
-            raise ValueError("needs at least one variant with a positive weight")
-        if "none" in value:  # the ledger's mark of "no page shown" (autocomplete, shadow)
-            raise ValueError("'none' is reserved: it marks counts where no page was shown")
-        return value
+        return _check_weights(value)
+
+
+class Experiment(_Model):
+    """A message experiment: from `start` to `end` (UTC days, both included) the variants are
+    drawn with these `weights` (instead of `variants.weights`), and `intercept report
+    --experiment NAME` compares them with `control` over exactly those days. Its `design`
+    (a fingerprint of window, weights and control) is recorded with the counts, so a design
+    changed mid-way under the same name is found, not mixed in."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    start: date
+    end: date
+    weights: dict[str, float]
+    control: str
+    mode: Literal["weights", "daily"] = "weights"  # as `variants.mode`
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_weights(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.control not in self.weights:
+            raise ValueError(f"control: {self.control!r} is not one of its variants")
+        return self
+
+    @property
+    def design(self) -> str:
+        """12 hex digits naming the window, weights and control (not the name)."""
+        shape = {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "weights": dict(sorted(self.weights.items())),
+            "control": self.control,
+            "mode": self.mode,
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
 
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -364,6 +412,7 @@ class Config(_Model):
     forwarded: Forwarded = Forwarded()
     variants: Variants = Variants()
     survey: Survey = Survey()
+    experiments: tuple[Experiment, ...] = ()
     warn: Warn = Warn()
     authz: Authz = Authz()
     ledger: LedgerSettings = LedgerSettings()
@@ -378,6 +427,20 @@ class Config(_Model):
         if int(value.rpartition(":")[2]) > 65535:
             raise ValueError("the port must be 0 to 65535")
         return value
+
+    @model_validator(mode="after")
+    def _experiments_apart(self) -> Self:
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiments: names repeat ({', '.join(sorted(names))})")
+        ordered = sorted(self.experiments, key=lambda e: e.start)
+        for before, after in itertools.pairwise(ordered):
+            if after.start <= before.end:
+                raise ValueError(
+                    f"experiments: {before.name} and {after.name} overlap ({after.name} "
+                    f"starts {after.start}, before {before.name} ends, {before.end})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _upstream_readiness_needs_proxy(self) -> Self:
@@ -425,6 +488,9 @@ variants:
 survey:                           # questions on the page itself (none: the survey link only)
   questions: []                   # up to 3; see messages/survey-example.yaml
   answer_ttl_seconds: 3600        # how long a page's answer form may be sent
+
+experiments: []                   # e.g. [{name: spring, start: 2027-03-01, end: 2027-05-31,
+                                  #   weights: {harm: 1, neutral: 1}, control: neutral}]
 
 warn:
   secret: null                    # HMAC key for "continue to results" (>= 16 characters);

@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from time import perf_counter
 from urllib.parse import parse_qs
 
-from intercept.config import Config
+from intercept.config import Config, Experiment
 from intercept.extract import (
     CompiledRoute,
     RouteTable,
@@ -37,7 +38,7 @@ from intercept.pages import ANSWER_HREF, Page, Pages
 from intercept.preflight import Caution
 from intercept.research.counting import Counts
 from intercept.research.ledger import NO_PAGE
-from intercept.research.variants import VariantChooser
+from intercept.research.variants import VariantChooser, VariantMode
 from intercept.rules.ruleset import Match, RuleSet, decide
 from intercept.rules.rulespec import Action
 from intercept.tokens import (
@@ -97,6 +98,7 @@ class Engine:
     tokens: ContinueTokens = field(init=False)
     answers: AnswerTokens = field(init=False)  # the page's answer form (survey.questions)
     chooser: VariantChooser = field(init=False)
+    experiments: tuple[_Running, ...] = field(init=False)  # config.experiments, ready to draw
     extras: dict[str, object] = field(default_factory=dict)
     replays_posts: bool = True  # False where a continued POST search cannot be resent
     rules_loaded_at: float = field(init=False)
@@ -113,20 +115,13 @@ class Engine:
             secret = warn.secret_file.read_text(encoding="utf-8").strip()
         self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
         self.answers = AnswerTokens.from_secret(secret, self.config.survey.answer_ttl_seconds)
-        variants = self.config.variants
-        self.chooser = VariantChooser(
-            {k: v for k, v in variants.weights.items() if k in self.pages.variants},
-            mode=variants.mode,
-        )
+        self.chooser, self.experiments = _choosers(self.config, self.pages)
 
     def use(self, rules: RuleSet, pages: Pages) -> None:
         """Serve `rules` and `pages` from the next request on (a reload). Each is swapped as
         one reference: a request in flight keeps the rule set it started with."""
-        chooser = VariantChooser(
-            {k: v for k, v in self.config.variants.weights.items() if k in pages.variants},
-            mode=self.config.variants.mode,
-        )
-        self.pages, self.chooser, self.rules = pages, chooser, rules
+        self.chooser, self.experiments = _choosers(self.config, pages)
+        self.pages, self.rules = pages, rules
         self.rules_loaded_at = time.time()
         self.reload_problems = ()
         self.counts.rules(len(rules), rules.version, self.rules_loaded_at)
@@ -309,7 +304,7 @@ class Engine:
             if count:
                 self.counts.intervention(match.category, match.action.value, language, NO_PAGE)
             return _suggestions(route)
-        variant = self.chooser.choose()
+        variant = self._choose(count)
         if count:
             self.counts.intervention(match.category, match.action.value, language, variant)
         status = self.config.block_status
@@ -349,6 +344,18 @@ class Engine:
             page = self.pages.block(language, variant, self._answer_token(variant, language))
         return self.page_answer(page, status)
 
+    def _choose(self, shown: bool) -> str:
+        """The message variant of a page: drawn as today's experiment says, if one runs
+        (then a `shown` page is recorded for it), else as `variants` says."""
+        day = int(time.time() // 86_400)
+        for running in self.experiments:
+            if running.first_day <= day <= running.last_day:
+                if shown:
+                    experiment = running.experiment
+                    self.counts.count("experiment_pages", experiment.name, experiment.design)
+                return running.chooser.choose()
+        return self.chooser.choose()
+
     def _answer_token(self, variant: str, language: str) -> str | None:
         """A fresh token for the page's answer form, where the pages ask questions."""
         if not self.pages.asks:
@@ -371,7 +378,7 @@ class Engine:
         if spent is None:
             accept = headers.get("Accept-Language")
             language = self.pages.choose_language(None, accept)
-            variant = self.chooser.choose()
+            variant = self._choose(False)
         else:
             variant, language = spent
             for question in self.config.survey.questions:
@@ -440,11 +447,37 @@ class Engine:
         if decided is not None and decided[0].action is Action.BLOCK:
             match = decided[0]
             language = self.pages.choose_language(match.language, headers.get("Accept-Language"))
-            variant = self.chooser.choose()
+            variant = self._choose(True)
             self.counts.intervention(match.category, match.action.value, language, variant)
             page = self.pages.block(language, variant, self._answer_token(variant, language))
             return self.page_answer(page, self.config.block_status)
         return Pass(target, body, "POST", content_type)
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """An experiment ready to draw: its days as Unix day numbers, both included."""
+
+    experiment: Experiment
+    first_day: int
+    last_day: int
+    chooser: VariantChooser
+
+
+def _choosers(config: Config, pages: Pages) -> tuple[VariantChooser, tuple[_Running, ...]]:
+    """The variant chooser of `variants`, and one per experiment, over the variants `pages`
+    has."""
+
+    def chooser(weights: Mapping[str, float], mode: VariantMode) -> VariantChooser:
+        return VariantChooser({k: v for k, v in weights.items() if k in pages.variants},
+                              mode=mode)  # fmt: skip
+
+    epoch = date(1970, 1, 1)
+    running = tuple(
+        _Running(e, (e.start - epoch).days, (e.end - epoch).days, chooser(e.weights, e.mode))
+        for e in config.experiments
+    )
+    return chooser(config.variants.weights, config.variants.mode), running
 
 
 def _prefers_json(accept: str | None) -> bool:

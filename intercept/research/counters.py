@@ -119,6 +119,15 @@ COUNTERS: Final[tuple[CounterSpec, ...]] = (
         table="survey_answers",
         page=True,
     ),
+    CounterSpec(
+        name="experiment_pages",
+        metric=None,  # bookkeeping for reports, not for dashboards
+        labels=("experiment", "design"),
+        help="Pages shown while an experiment ran, by its name and design fingerprint: the "
+        "record that a report over the experiment covers one design.",
+        table="experiment_pages",
+        page=False,
+    ),
 )
 
 

@@ -92,6 +92,7 @@ def fill(ledger: Ledger, times: int = 1) -> None:
         ledger.add_shadow("DEMO-009")
         ledger.add("warn_continues", ("demo", "harm", "en"))
         ledger.add("survey_answers", ("why", "stop", "harm", "en"))
+        ledger.add("experiment_pages", ("spring", "0123456789ab"))
 
 
 PER_FILL = len(TABLES)
@@ -106,6 +107,7 @@ def expected(hour: int, times: int = 1) -> Stored:
         "shadow_hits": {(hour, "DEMO-009"): times},
         "warn_continues": {(hour, "demo", "harm", "en"): times},
         "survey_answers": {(hour, "why", "stop", "harm", "en"): times},
+        "experiment_pages": {(hour, "spring", "0123456789ab"): times},
     }
 
 
@@ -508,6 +510,7 @@ def test_schema_is_exactly_the_documented_one(url: str) -> None:
         "shadow_hits": ["hour", "rule_id", "count"],
         "warn_continues": ["hour", "category", "variant", "language", "count"],
         "survey_answers": ["hour", "question", "option", "variant", "language", "count"],
+        "experiment_pages": ["hour", "experiment", "design", "count"],
     }
 
 
