@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -51,6 +51,16 @@ HEADERS = {
     "X-Forwarded-For": "198.51.100.77",
     "Accept-Language": "de-DE,de;q=0.9",
 }
+RESEARCH: dict[str, Any] = {
+    "survey": {"questions": [{"id": "why", "text": {"en": "Why?", "de": "Warum?"},
+                              "options": [{"id": "curious", "text": {"en": "Curiosity"}},
+                                          {"id": "stop", "text": {"en": "To stop"}}]}]},
+    "experiments": [{"name": "canarytrial", "start": str(date.today() - timedelta(days=1)),
+                     "end": str(date.today() + timedelta(days=1)),
+                     "weights": {"harm": 1, "neutral": 1}, "control": "neutral"}],
+}  # fmt: skip
+"""Every research count on: the page's own survey questions (answered in every mode) and an
+experiment running today (its record in the ledger)."""
 QUERIES = ("zqxcanaryq blocked example", "zqxcanaryq purple teapot", "zqxcanaryq velvet moth",
            "zqxcanaryq garden chairs")  # fmt: skip
 
@@ -128,6 +138,12 @@ async def drive(base: str, ask: Ask, seen: Seen, *, posts: bool = True) -> None:
                     await _request(session, "POST", base + action.decode())  # the continue
                     # button: the search goes on to the front-end (its answer, not ours)
         for page in pages:
+            token = re.search(rb'name="t" value="([^"]+)"', page)
+            assert token is not None, "no answer form on the page"
+            answer = b"why=stop&t=" + token.group(1)
+            status, headers, body = await _request(session, "POST", base + "/_intercept/answer",
+                                                   answer)  # fmt: skip
+            seen.answers.append((status, dict(headers), body))  # the thank-you page
             for href in set(re.findall(rb'href="(/_intercept/[^"]+)"', page)):
                 link = href.decode().replace("&amp;", "&")
                 status, headers, body = await _request(session, "GET", base + link)
@@ -175,8 +191,10 @@ async def check_everything(
         assert code == 0
         assert_no_canary(f"the {fmt} report", out.read_text())
     assert engine.counts.value("searches", route="search") >= len(QUERIES)
-    continued = re.findall(r"^intercept_warn_continues_total\{.*\} (\S+)$", metrics, re.M)
-    assert sum(map(float, continued)) >= 1, "no continue past a warn page was counted"
+    for metric in ("warn_continues", "survey_answers"):  # every research count, exercised
+        found = re.findall(rf"^intercept_{metric}_total\{{.*\}} (\S+)$", metrics, re.M)
+        assert sum(map(float, found)) >= 1, f"no {metric} were counted"
+    assert b"canarytrial" in stored  # the experiment's record reached the scanned ledger
     assert any("capture check" in line for line in logs.text), "the log capture is not working"
     assert_no_canary("the logs", "\n".join(logs.text))
 
@@ -211,7 +229,10 @@ async def search_upstream() -> AsyncIterator[str]:
 async def test_reverse_proxy(tmp_path: Path) -> None:
     seen = Seen()
     with all_logs() as logs:
-        async with search_upstream() as upstream, running_proxy(upstream) as (base, engine):
+        async with (
+            search_upstream() as upstream,
+            running_proxy(upstream, **RESEARCH) as (base, engine),
+        ):
             ledger = attach(engine, tmp_path)
             await drive(base, through(base), seen)
             await _request_garbage(base)
@@ -245,7 +266,7 @@ async def test_decision_service_nginx_flow(tmp_path: Path) -> None:
         return await _request(session, "GET", base + "/_intercept/page", headers=described)
 
     with all_logs() as logs:
-        async with running_authz() as (base, engine):
+        async with running_authz(**RESEARCH) as (base, engine):
             ledger = attach(engine, tmp_path)
             await drive(base, ask, seen, posts=False)  # nginx sends no bodies
     await check_everything(engine, ledger, seen, logs, tmp_path)
@@ -271,7 +292,7 @@ async def test_decision_service_forward_auth_and_envoy(tmp_path: Path) -> None:
         return answer
 
     with all_logs() as logs:
-        async with running_authz() as (base, engine):
+        async with running_authz(**RESEARCH) as (base, engine):
             ledger = attach(engine, tmp_path)
             await drive(base, ask, seen)
     await check_everything(engine, ledger, seen, logs, tmp_path)
@@ -283,7 +304,7 @@ async def _results(request: web.Request) -> web.Response:
 
 async def test_aiohttp_middleware(tmp_path: Path) -> None:
     seen = Seen()
-    engine = make_engine()
+    engine = make_engine(**RESEARCH)
     app = web.Application()
     app.router.add_route("*", "/search", _results)
     setup(app, engine.config, engine=engine)
@@ -309,7 +330,7 @@ async def test_wsgi_middleware(tmp_path: Path) -> None:
     from tests.doors.test_wsgi import waitress_serving
 
     seen = Seen()
-    engine = make_engine()
+    engine = make_engine(**RESEARCH)
     ledger = attach(engine, tmp_path)
     with all_logs() as logs:
         with waitress_serving(wsgi_middleware(_wsgi_results, engine=engine)) as base:
@@ -328,7 +349,7 @@ async def test_asgi_middleware(tmp_path: Path) -> None:
     from tests.doors.test_asgi import serving
 
     seen = Seen()
-    engine = make_engine()
+    engine = make_engine(**RESEARCH)
     ledger = attach(engine, tmp_path)
     with all_logs() as logs:
         async with serving(asgi_middleware(_asgi_results, engine=engine)) as base:
@@ -341,7 +362,7 @@ async def test_the_optional_access_log_writes_no_request_details(tmp_path: Path)
     with all_logs() as logs:
         async with (
             search_upstream() as upstream,
-            running_proxy(upstream, access_log=True) as (base, engine),
+            running_proxy(upstream, access_log=True, **RESEARCH) as (base, engine),
         ):
             ledger = attach(engine, tmp_path)
             await drive(base, through(base), seen)
