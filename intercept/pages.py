@@ -8,8 +8,10 @@
       en.yaml, fi.yaml  one file per language: page strings, the four message variants, errors
 
 and renders every (language, variant) page, its warn twin and the short error pages once. At
-request time nothing is rendered: `Pages.block()` is a dict lookup, `Pages.warn()` joins two
-prebuilt halves around the continue link, `Pages.error_page()` is a lookup.
+request time nothing is rendered: `Pages.block()` is a dict lookup, `Pages.warn()` joins the
+prebuilt pieces around the continue link (the template may place it more than once: at the top
+for someone whose search was a false positive, and after the help list), `Pages.error_page()` is
+a lookup.
 
 What the pages never do: echo the query or anything else from the request (only the continue
 link the server builds), run JavaScript, load anything from elsewhere, or link anywhere but
@@ -67,9 +69,10 @@ LINK_PREFIX = "/_intercept/go/"
 """Every link on a page goes through this prefix: `/_intercept/go/<link-id>?v=...&l=...`."""
 
 CONTINUE_MARKER = "__INTERCEPT_CONTINUE__"
+"""The warn page's continue href as rendered (once or more); `Pages.warn()` puts the real href
+in every place it stands."""
 ANSWER_MARKER = "__INTERCEPT_ANSWER__"  # the answer form's token, set per response
 ANSWER_HREF = "/_intercept/answer"
-"""The warn page's continue href as rendered; `Pages.warn()` puts the real href in its place."""
 
 VARIANTS: tuple[str, ...] = ("harm", "legal", "help", "neutral")
 """The message variants every language file must define, in this order."""
@@ -107,6 +110,10 @@ class Page:
     headers: tuple[tuple[str, str], ...]
 
 
+_Pieces = tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]
+"""A warn page cut at each continue marker (two pieces or more), and its headers."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering
 
@@ -120,6 +127,8 @@ class _ShownResource:
     kind: str
     host: str
     phone: str | None
+    tel: str | None  # the phone number as a `tel:` address: dialled, never counted
+    lang: str | None  # the name's language where the page's is not one of the resource's
     href: str
     onion_href: str | None
     onion_host: str | None
@@ -151,6 +160,21 @@ def _resources_for(
     return international or fallback
 
 
+def _tel(phone: str | None) -> str | None:
+    """`phone` as a `tel:` address (RFC 3966): its digits and a leading `+`, nothing else;
+    the model allows only digits, spaces and `+()./-` in a phone number."""
+    return None if phone is None else "tel:" + re.sub(r"[^0-9+]", "", phone)
+
+
+def _name_language(resource: ResourceModel, language: str) -> str | None:
+    """The language a resource's name is in on a page in `language`, when it differs: its
+    first language, for a resource not offered in the page's language (listed for the
+    operator's country or as the fallback); None where the page's language fits."""
+    if language in resource.languages or "any" in resource.languages:
+        return None
+    return resource.languages[0]
+
+
 def _shown(resource: ResourceModel, variant: str, language: str) -> _ShownResource:
     host = urlsplit(resource.url).hostname or ""
     onion_host = urlsplit(resource.onion).hostname if resource.onion else None
@@ -160,6 +184,8 @@ def _shown(resource: ResourceModel, variant: str, language: str) -> _ShownResour
         kind=resource.kind,
         host=host.removeprefix("www."),
         phone=resource.phone,
+        tel=_tel(resource.phone),
+        lang=_name_language(resource, language),
         href=_go(f"help-{resource.id}", variant, language),
         onion_href=_go(f"help-{resource.id}-onion", variant, language) if resource.onion else None,
         onion_host=onion_host,
@@ -306,8 +332,8 @@ class Pages:
         country: str | None,
         survey_url: str,
         block: Mapping[tuple[str, str], Page],
-        warn: Mapping[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]],
-        warn_post: Mapping[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]],
+        warn: Mapping[tuple[str, str], _Pieces],
+        warn_post: Mapping[tuple[str, str], _Pieces],
         errors: Mapping[tuple[str, str], Page],
         links: Mapping[str, str],
         answers: Mapping[tuple[str, str], dict[str, Any]] | None = None,
@@ -386,10 +412,10 @@ class Pages:
         """
         self._check_variant(variant)
         _check_continue_href(continue_href)
-        halves = self._warn_post if post else self._warn
-        before, after, headers = halves[self._language(language), variant]
+        prebuilt = self._warn_post if post else self._warn
+        pieces, headers = prebuilt[self._language(language), variant]
         escaped = html.escape(continue_href, quote=True).encode("utf-8")
-        return self._asking(Page(before + escaped + after, headers), answer_token)
+        return self._asking(Page(escaped.join(pieces), headers), answer_token)
 
     def json_answer(
         self,
@@ -635,8 +661,8 @@ def _build(
                        "and thanks")  # fmt: skip
             raise MessagesError([Problem(file, 0, None, message) for file in lacking])
     block: dict[tuple[str, str], Page] = {}
-    warn: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
-    warn_post: dict[tuple[str, str], tuple[bytes, bytes, tuple[tuple[str, str], ...]]] = {}
+    warn: dict[tuple[str, str], _Pieces] = {}
+    warn_post: dict[tuple[str, str], _Pieces] = {}
     errors: dict[tuple[str, str], Page] = {}
     answers: dict[tuple[str, str], dict[str, Any]] = {}
     marker = CONTINUE_MARKER.encode("ascii")
@@ -683,19 +709,17 @@ def _build(
             answers[language, variant] = _json_text(words, survey_href, shown, language)
 
             context.update(kind="warn", notice=text.page.notice.warn, continue_href=CONTINUE_MARKER)
-            for post, halves in ((False, warn), (True, warn_post)):
+            for post, prebuilt in ((False, warn), (True, warn_post)):
                 context["continue_post"] = post
                 warn_body = renderer.render(f"{language}/{variant} warn page", **context)
-                before, found, after = warn_body.partition(marker)
-                if not found or marker in after:
+                pieces = tuple(warn_body.split(marker))
+                if len(pieces) < 2:
                     problem = Problem(
-                        renderer.template_name, 0, None, "warn page needs one continue link"
+                        renderer.template_name, 0, None, "warn page needs a continue link"
                     )
                     raise MessagesError([problem])
                 form_action = "'self'" if post else asking
-                halves[language, variant] = (
-                    before, after, _headers(warn_body, language, form_action)
-                )  # fmt: skip
+                prebuilt[language, variant] = (pieces, _headers(warn_body, language, form_action))
 
         for key in (*ERROR_STATUSES.values(), "other"):
             words_error: ErrorText = getattr(text.errors, key)
