@@ -15,8 +15,10 @@ a lookup.
 
 What the pages never do: echo the query or anything else from the request (only the continue
 link the server builds), run JavaScript, load anything from elsewhere, or link anywhere but
-`/_intercept/go/<link-id>?v=<variant>&l=<lang>`; `Pages.link_target()` maps those ids to the real
-addresses, and the survey address only ever gains `lang` and `variant`. Every page is sent with
+`/_intercept/go/<link-id>?v=<variant>&l=<lang>` (besides the skip link, the continue link and
+`tel:` phone numbers, which a phone dials with no request to any server, so they are not
+counted); `Pages.link_target()` maps those ids to the real addresses, and the survey address
+only ever gains `lang` and `variant`. Every page is sent with
 a strict Content-Security-Policy that allows the page's one `<style>` element by its hash.
 
 Bad input (unknown keys, missing strings, malformed addresses, a page over the size limit)
