@@ -343,10 +343,12 @@ def _resource_phones() -> list[str]:
 def test_phone_numbers_are_tel_links(pages: Pages) -> None:
     """A phone number is a `tel:` link (digits and a leading +), shown as written."""
     body = pages.block("en", "help").body.decode()
-    assert '<a href="tel:08081000900" rel="noreferrer">0808 1000 900</a>' in body
-    assert '<a href="tel:18887738368" rel="noreferrer">1-888-773-8368</a>' in body
+    assert '<a href="tel:08081000900" dir="ltr" rel="noreferrer">0808 1000 900</a>' in body
+    assert '<a href="tel:18887738368" dir="ltr" rel="noreferrer">1-888-773-8368</a>' in body
     german = load_pages(MESSAGES, survey_url=SURVEY, country="DE").block("de", "harm").body
-    assert b'<a href="tel:+4930450529529" rel="noreferrer">+49 30 450 529 529</a>' in german
+    assert (
+        b'<a href="tel:+4930450529529" dir="ltr" rel="noreferrer">+49 30 450 529 529</a>' in german
+    )
     for phone in _resource_phones():
         assert re.fullmatch(r"\+?[0-9][0-9 ()./-]+[0-9]", phone)
 
