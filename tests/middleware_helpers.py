@@ -61,16 +61,22 @@ def interventions(engine: Engine, action: str | None = None) -> float:
     return total
 
 
-def continues(engine: Engine) -> dict[tuple[str, str, str], float]:
-    """Continues past warn pages counted so far: (category, variant, language) -> count."""
+def counted(engine: Engine, metric: str) -> dict[tuple[str, ...], float]:
+    """What counter `metric` (`intercept_<metric>_total`) has counted so far, after a sync:
+    its label values, in the counter's order, -> count; labels never counted are absent."""
     engine.counts.sync()
     return {
-        (sample.labels["category"], sample.labels["variant"], sample.labels["language"]): value
+        tuple(sample.labels.values()): value
         for family in engine.counts.registry.collect()
-        if family.name == "intercept_warn_continues"
+        if family.name == f"intercept_{metric}"
         for sample in family.samples
         if sample.name.endswith("_total") and (value := sample.value)
     }
+
+
+def continues(engine: Engine) -> dict[tuple[str, ...], float]:
+    """Continues past warn pages counted so far: (category, variant, language) -> count."""
+    return counted(engine, "warn_continues")
 
 
 def variant_of(page: bytes) -> str:

@@ -15,6 +15,7 @@ from intercept.pages import load_pages, pages_for
 from intercept.rules.ruleset import compile_rules
 from intercept.tokens import AnswerTokens
 from tests.conftest import spec
+from tests.middleware_helpers import counted
 from tests.upstream import RULES
 
 ROOT = Path(__file__).parent.parent
@@ -115,14 +116,7 @@ def _continue_link(engine: Engine, method: str, form: bytes | None = None) -> st
 
 
 def _continues(engine: Engine) -> dict[tuple[str, ...], float]:
-    engine.counts.sync()
-    return {
-        tuple(sample.labels.values()): sample.value
-        for family in engine.counts.registry.collect()
-        if family.name == "intercept_warn_continues"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
+    return counted(engine, "warn_continues")
 
 
 def test_a_continue_is_counted_with_the_labels_of_the_page_it_left(engine: Engine) -> None:
@@ -222,19 +216,9 @@ def test_answers_never_outnumber_the_pages_shown() -> None:
     for round_ in ("curious", "stop", "curious"):
         for token in tokens + forged:
             _answer(engine, f"why={round_}&t={token}")
-    engine.counts.sync()
-    counted = sum(
-        sample.value
-        for family in engine.counts.registry.collect()
-        if family.name == "intercept_survey_answers"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
-    shown = engine.counts.value("interventions", category="demo", action="block",
-                                language="en", variant="harm") + sum(
-        engine.counts.value("interventions", category="demo", action="block", language="en",
-                            variant=v) for v in ("legal", "help", "neutral"))  # fmt: skip
-    assert (counted, shown) == (12, 12)
+    answered = sum(counted(engine, "survey_answers").values())
+    shown = sum(counted(engine, "interventions").values())
+    assert (answered, shown) == (12, 12)
 
 
 def test_the_answer_form_reads_nothing_but_option_ids() -> None:
@@ -245,10 +229,7 @@ def test_the_answer_form_reads_nothing_but_option_ids() -> None:
     assert found is not None
     thanks = _answer(engine, f"why=free+text+here&t={found.group(1).decode()}")
     assert b"free text" not in thanks.body
-    engine.counts.sync()
-    assert not [s for f in engine.counts.registry.collect()
-                if f.name == "intercept_survey_answers" for s in f.samples
-                if s.name.endswith("_total") and s.value]  # fmt: skip
+    assert counted(engine, "survey_answers") == {}
     assert _answer(engine, "why=\u00ff").status == 200  # not ASCII: no answer, still thanks
 
 

@@ -37,6 +37,7 @@ from tests.middleware_helpers import (
     assert_not_shown,
     call,
     continues,
+    counted,
     form_actions,
     interventions,
     links,
@@ -485,14 +486,7 @@ SURVEY = {
 
 def answers(engine: Engine) -> dict[tuple[str, ...], float]:
     """Answers counted so far: (question, option, variant, language) -> count."""
-    engine.counts.sync()
-    return {
-        tuple(sample.labels.values()): sample.value
-        for family in engine.counts.registry.collect()
-        if family.name == "intercept_survey_answers"
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.value
-    }
+    return counted(engine, "survey_answers")
 
 
 class TestTheSurveyOnThePage:
