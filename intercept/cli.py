@@ -482,6 +482,7 @@ def _multiprocess_metrics() -> None:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)  # ours: gone at exit
     for stale in Path(folder).glob("*.db"):
         stale.unlink()
+    shutil.rmtree(Path(folder, "answers"), ignore_errors=True)  # nonces of an earlier run
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

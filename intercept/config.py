@@ -486,7 +486,7 @@ variants:
   control: neutral                # intercept report compares each other variant with it
 
 survey:                           # questions on the page itself (none: the survey link only)
-  questions: []                   # up to 3; see messages/survey-example.yaml
+  questions: []                   # up to 3; see messages/examples/survey.yaml
   answer_ttl_seconds: 3600        # how long a page's answer form may be sent
 
 experiments: []                   # e.g. [{name: spring, start: 2027-03-01, end: 2027-05-31,

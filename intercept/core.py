@@ -16,11 +16,13 @@ Counting happens here, so every front door counts the same way.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from time import perf_counter
 from urllib.parse import parse_qs
 
@@ -114,7 +116,12 @@ class Engine:
         if secret is None and warn.secret_file is not None:
             secret = warn.secret_file.read_text(encoding="utf-8").strip()
         self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
-        self.answers = AnswerTokens.from_secret(secret, self.config.survey.answer_ttl_seconds)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # set for processes serving together
+        self.answers = AnswerTokens.from_secret(
+            secret,
+            self.config.survey.answer_ttl_seconds,
+            Path(shared, "answers") if shared else None,
+        )
         self.chooser, self.experiments = _choosers(self.config, self.pages)
 
     def use(self, rules: RuleSet, pages: Pages) -> None:

@@ -12,6 +12,7 @@ search is sealed with its (small) body instead, and opening the link replays it 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -201,23 +203,32 @@ class AnswerTokens:
     `spend` accepts a token once. The nonces spent are kept until their token expires, in a
     bounded set (`capacity`); when the set is full of unexpired nonces, further answers are
     not counted (never is an old nonce forgotten early, which would let it count twice). So
-    the answers counted never outnumber the pages shown, in one process. With `--workers N`
-    each worker keeps its own set: a token replayed to each worker could count N times."""
+    the answers counted never outnumber the pages shown. Processes that serve together
+    (`--workers N`) share `folder`: a nonce is spent there too, as a file created with
+    `O_EXCL` (atomic across processes), so a token replayed to another worker is refused; a
+    process deletes the files of its own spent nonces once they expire. A folder that cannot
+    be written refuses the answer (not counted) rather than risk counting it twice."""
 
-    __slots__ = ("_key", "_lock", "_spent", "capacity", "ttl")
+    __slots__ = ("_key", "_lock", "_spent", "capacity", "folder", "ttl")
 
-    def __init__(self, key: bytes, ttl: int, capacity: int = 65_536) -> None:
+    def __init__(
+        self, key: bytes, ttl: int, capacity: int = 65_536, folder: Path | None = None
+    ) -> None:
         self._key = key
         self._lock = threading.Lock()  # WSGI servers spend from several threads
         self._spent: dict[str, float] = {}  # nonce -> its token's expiry
         self.ttl = ttl
         self.capacity = capacity
+        self.folder = folder
 
     @classmethod
-    def from_secret(cls, secret: str | bytes | None, ttl: int) -> AnswerTokens:
+    def from_secret(
+        cls, secret: str | bytes | None, ttl: int, folder: Path | None = None
+    ) -> AnswerTokens:
         """The key from the configured warn secret; without one, a random key for this process."""
         raw = (secret.encode() if isinstance(secret, str) else secret) or os.urandom(32)
-        return cls(hmac.new(raw, b"intercept answer token", hashlib.sha256).digest(), ttl)
+        key = hmac.new(raw, b"intercept answer token", hashlib.sha256).digest()
+        return cls(key, ttl, folder=folder)
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -241,12 +252,33 @@ class AnswerTokens:
         expiry = int(parts[0])
         if not moment <= expiry <= moment + self.ttl + _CLOCK_SLACK:
             return None
+        nonce = parts[1]
         with self._lock:
-            if parts[1] in self._spent:
+            if nonce in self._spent:
                 return None
             if len(self._spent) >= self.capacity:
-                self._spent = {n: e for n, e in self._spent.items() if e >= moment}
+                self._forget_expired(moment)
                 if len(self._spent) >= self.capacity:
                     return None
-            self._spent[parts[1]] = expiry
+            if self.folder is not None and not self._spend_shared(nonce):
+                return None
+            self._spent[nonce] = expiry
         return parts[2], parts[3]
+
+    def _spend_shared(self, nonce: str) -> bool:
+        """Spend `nonce` in the shared folder: True only for the first process to do so."""
+        assert self.folder is not None
+        try:
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            os.close(os.open(self.folder / nonce, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError:  # spent by another worker (FileExistsError), or no folder to write
+            return False
+        return True
+
+    def _forget_expired(self, moment: float) -> None:
+        expired = [n for n, e in self._spent.items() if e < moment]
+        for nonce in expired:
+            del self._spent[nonce]
+            if self.folder is not None:
+                with contextlib.suppress(OSError):
+                    (self.folder / nonce).unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 from intercept.tokens import AnswerTokens, ContinueTokens
 
@@ -95,3 +96,26 @@ def test_a_full_spent_set_refuses_rather_than_forgets() -> None:
     assert all(answers.spend(t, now=NOW + 60) is None for t in early)  # and none forgotten
     again = answers.mint("harm", "en", now=NOW + 101)
     assert answers.spend(again, now=NOW + 101) == ("harm", "en")  # the early ones expired
+
+
+def test_processes_serving_together_spend_each_nonce_once(tmp_path: Path) -> None:
+    """Workers of one server share a folder: a token answered at one worker is refused at
+    the others; each deletes the files of its own nonces once they expire; a folder that
+    cannot be written refuses rather than count twice."""
+    shared = tmp_path / "answers"
+    first = AnswerTokens(b"k" * 32, ttl=100, capacity=1, folder=shared)
+    second = AnswerTokens(b"k" * 32, ttl=100, folder=shared)
+    token = first.mint("harm", "en", now=NOW)
+    assert second.spend(token, now=NOW + 1) == ("harm", "en")
+    assert first.spend(token, now=NOW + 2) is None  # its sibling spent it
+    own = first.mint("help", "en", now=NOW)
+    assert first.spend(own, now=NOW + 3) == ("help", "en")
+    assert len(list(shared.iterdir())) == 2
+    later = first.mint("help", "en", now=NOW + 200)
+    assert first.spend(later, now=NOW + 201) == ("help", "en")  # room made: `own` expired
+    assert sorted(p.name for p in shared.iterdir()) == sorted(
+        token.split(".")[1:2] + later.split(".")[1:2]
+    )
+    (tmp_path / "file").write_text("")
+    blocked = AnswerTokens(b"k" * 32, ttl=100, folder=tmp_path / "file" / "answers")
+    assert blocked.spend(blocked.mint("harm", "en", now=NOW), now=NOW) is None

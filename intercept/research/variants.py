@@ -10,7 +10,9 @@ Two modes:
   (`random.choices`), e.g. `{harm: 2, legal: 1, help: 1, neutral: 1}`.
 
 Days are UTC dates unless the caller passes `today`, so every instance of a deployment agrees
-on the variant whatever its local time zone.
+on the variant whatever its local time zone. A chooser forked into workers (`--workers N`)
+reseeds its random source in each child: otherwise every worker would draw the very sequence
+its siblings draw, and `weights` assignments would come in correlated runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Literal
+
+from intercept.research.forks import reset_in_child
 
 __all__ = ["VariantChooser", "VariantMode"]
 
@@ -43,7 +47,7 @@ class VariantChooser:
     weights that leave no variant to choose.
     """
 
-    __slots__ = ("_cumulative", "_rng", "_rotation", "_weights", "mode", "variants")
+    __slots__ = ("__weakref__", "_cumulative", "_rng", "_rotation", "_weights", "mode", "variants")
 
     def __init__(
         self,
@@ -73,6 +77,8 @@ class VariantChooser:
             name for name, weight in zip(names, chosen, strict=True) if weight > 0
         )
         self._rng = rng if rng is not None else random.Random()
+        if rng is None:  # a forked worker draws its own sequence, not its siblings' copy
+            reset_in_child(self, _reseed)
 
     def __repr__(self) -> str:
         weights = ", ".join(
@@ -89,6 +95,10 @@ class VariantChooser:
             return self.variants[bisect.bisect(self._cumulative, draw, 0, len(self.variants) - 1)]
         ordinal = today.toordinal() if today is not None else _EPOCH + int(time.time() // 86_400)
         return self._rotation[ordinal % len(self._rotation)]
+
+
+def _reseed(chooser: VariantChooser) -> None:
+    chooser._rng.seed()  # from os.urandom: every process its own
 
 
 def _weights(names: tuple[str, ...], weights: Mapping[str, float] | None) -> tuple[float, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -104,3 +105,22 @@ def test_a_mapping_gives_variants_and_weights_at_once() -> None:
 def test_repr_names_mode_and_weights() -> None:
     chooser = VariantChooser(("harm", "help"), mode="weights", weights={"harm": 2})
     assert repr(chooser) == "<VariantChooser mode=weights harm=2, help=0>"
+
+
+def test_forked_workers_draw_their_own_sequences() -> None:
+    """A chooser made before `--workers N` forks must not hand every worker the same random
+    sequence (assignments would come in correlated runs): each child reseeds."""
+    chooser = VariantChooser({"harm": 1.0, "neutral": 1.0}, mode="weights")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its 64 draws to the parent, then gone
+        os.close(read_end)
+        os.write(write_end, "".join(chooser.choose()[0] for _ in range(64)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    parent = "".join(chooser.choose()[0] for _ in range(64))
+    assert len(child) == 64
+    assert child != parent  # the same 64 draws by chance: 2**-64

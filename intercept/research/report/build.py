@@ -507,7 +507,8 @@ def _comparisons(
             values.update(dict.fromkeys(columns[3:8]))
             (s1, n1), (s2, n2) = by_variant[variant], by_variant.get(control, (0, 0))
             if n2 == 0:
-                values["note"] = "not computed: the control variant showed no page"
+                shown = "warn page" if outcome == "continue_rate" else "page"
+                values["note"] = f"not computed: the control variant showed no {shown}"
             elif min(s1, n1, s2, n2) < k:
                 values["note"] = f"not computed: a count below k = {k}"
             elif s1 > n1 or s2 > n2:
