@@ -368,17 +368,26 @@ def test_resource_names_in_another_language_carry_lang(pages: Pages) -> None:
 
 
 # Ordinary words, per language, that name the material (children, sexual) and consequences
-# (family, work); the pages' own texts already use them. The nine languages of issue 18, item 6.
+# (family, work); the pages' own texts already use them. Every language of the pages.
 CHILD = {"en": r"child", "de": r"kind", "es": r"niñ|menor", "fr": r"enfant",
          "it": r"bambin|minor", "pl": r"dzie[cc]", "pt": r"crianç", "ru": r"дет",
-         "fi": r"lapsi|lasten|lapsia"}  # fmt: skip
-SEXUAL = r"sexu|sessu|seksu|сексу|abus|missbrauch|wykorzyst|насили|hyväksikäy"
+         "fi": r"lapsi|lasten|lapsia", "nl": r"kind", "sv": r"barn", "cs": r"dět|dítě",
+         "uk": r"діт|дит", "tr": r"çocuk", "id": r"anak", "zh": r"儿童",
+         "ar": r"أطفال|الطفل|طفل"}  # fmt: skip
+SEXUAL = (r"sexu|sessu|seksu|сексу|abus|missbrauch|wykorzyst|насили|hyväksikäy|misbruik|"
+          r"övergrepp|zneuž|cinsel|istismar|pelecehan|性虐待|性图像|جنسي|اعتداء")  # fmt: skip
 FAMILY = {"en": "family", "de": "familie", "es": "familia", "fr": "famille", "it": "famiglia",
-          "pl": "rodzin", "pt": "família", "ru": "семь", "fi": "perhe"}  # fmt: skip
+          "pl": "rodzin", "pt": "família", "ru": "семь", "fi": "perhe", "nl": "gezin",
+          "sv": "familj", "cs": "rodin", "uk": "сім", "tr": "aile", "id": "keluarga",
+          "zh": "家庭", "ar": "عائل"}  # fmt: skip
 WORK = {"en": "job", "de": "arbeit", "es": "trabajo", "fr": "travail", "it": "lavoro",
-        "pl": "prac", "pt": "emprego", "ru": "работ", "fi": "työ"}  # fmt: skip
+        "pl": "prac", "pt": "emprego", "ru": "работ", "fi": "työ", "nl": "baan", "sv": "arbete",
+        "cs": "prác", "uk": "робот", "tr": "işin|işler", "id": "pekerjaan", "zh": "工作",
+        "ar": "عمل"}  # fmt: skip
 CRIME = {"en": "crime", "de": "straftat", "es": "delito", "fr": "infraction", "it": "reato",
-         "pl": "przestęp", "pt": "crime", "ru": "преступлен", "fi": "rikos"}  # fmt: skip
+         "pl": "przestęp", "pt": "crime", "ru": "преступлен", "fi": "rikos", "nl": "misdrijf",
+         "sv": "brott", "cs": "trestn", "uk": "злочин", "tr": "suç", "id": "kejahatan",
+         "zh": "犯罪", "ar": "جريمة"}  # fmt: skip
 
 
 def _said(body: bytes, *parts: str) -> str:
