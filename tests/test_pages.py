@@ -383,7 +383,7 @@ FAMILY = {"en": "family", "de": "familie", "es": "familia", "fr": "famille", "it
 WORK = {"en": "job", "de": "arbeit", "es": "trabajo", "fr": "travail", "it": "lavoro",
         "pl": "prac", "pt": "emprego", "ru": "работ", "fi": "työ", "nl": "baan", "sv": "arbete",
         "cs": "prác", "uk": "робот", "tr": "işin|işler", "id": "pekerjaan", "zh": "工作",
-        "ar": "عمل"}  # fmt: skip
+        "ar": "عمل|أعمال"}  # fmt: skip
 CRIME = {"en": "crime", "de": "straftat", "es": "delito", "fr": "infraction", "it": "reato",
          "pl": "przestęp", "pt": "crime", "ru": "преступлен", "fi": "rikos", "nl": "misdrijf",
          "sv": "brott", "cs": "trestn", "uk": "злочин", "tr": "suç", "id": "kejahatan",
