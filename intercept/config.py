@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import date
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar, get_args
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -373,20 +373,37 @@ class Readiness(_Model):
     probe_seconds: float = Field(default=2.0, gt=0, le=300)
 
 
+_Secret = Annotated[str, StringConstraints(min_length=16)]
+
+
 class Warn(_Model):
     """The signed "continue to results" token of warn interstitials."""
 
-    secret: str | None = Field(default=None, min_length=16)
-    secret_file: Path | None = None
+    # one secret, or several to rotate: the first signs, every one verifies (see `secrets`)
+    secret: _Secret | tuple[_Secret, ...] | None = None
+    secret_file: Path | None = None  # one secret, the whole file (rotate with `secret`)
     ttl_seconds: int = Field(default=900, ge=30, le=86400)
 
     @model_validator(mode="after")
     def _readable_secret_file(self) -> Self:
         # read at start too: a missing, unreadable, empty or short file (an empty key would
         # let anyone sign continue tokens) is refused here, naming the setting
+        if self.secret == ():
+            raise ValueError("secret: an empty list; give one secret or more, or none")
         if self.secret_file is not None:
             _check_secret_file(self.secret_file, "secret_file")
         return self
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets, the signing one first: `secret` (one, or a list to rotate), else the
+        one in `secret_file`, else none (a random key per process)."""
+        if isinstance(self.secret, str):
+            return (self.secret,)
+        if self.secret:
+            return self.secret
+        if self.secret_file is not None:
+            return (self.secret_file.read_text(encoding="utf-8").strip(),)
+        return ()
 
 
 class Config(_Model):
@@ -493,7 +510,8 @@ experiments: []                   # e.g. [{name: spring, start: 2027-03-01, end:
                                   #   weights: {harm: 1, neutral: 1}, control: neutral}]
 
 warn:
-  secret: null                    # HMAC key for "continue to results" (>= 16 characters);
+  secret: null                    # HMAC key for "continue to results" (>= 16 characters;
+                                  #   a list rotates: the first signs, all verify);
   secret_file: null               #   or a file holding it; unset: a random key per process
   ttl_seconds: 900
 
@@ -710,8 +728,13 @@ def _annotation(path: list[str]) -> Any:
 
 
 def _is_text(annotation: Any) -> bool:
+    """Whether an environment value for a field of this type is taken as written: a text, a
+    path, or (`warn.secret`) a text that may also be given as a list in YAML."""
     kinds = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
-    return all(kind in (str, Path) for kind in kinds)
+    kinds = [a for a in kinds if get_origin(a) is not tuple]  # the YAML-only list form
+    return bool(kinds) and all(
+        (get_origin(k) is Annotated and get_args(k)[0] is str) or k in (str, Path) for k in kinds
+    )
 
 
 def _allows_none(annotation: Any) -> bool:

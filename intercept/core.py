@@ -112,9 +112,7 @@ class Engine:
         self.rules_loaded_at = time.time()
         self.counts.rules(len(self.rules), self.rules.version, self.rules_loaded_at)
         warn = self.config.warn
-        secret = warn.secret
-        if secret is None and warn.secret_file is not None:
-            secret = warn.secret_file.read_text(encoding="utf-8").strip()
+        secret = warn.secrets()  # the first signs, all verify: secrets rotate
         self.tokens = ContinueTokens.from_secret(secret, warn.ttl_seconds)
         shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # set for processes serving together
         self.answers = AnswerTokens.from_secret(

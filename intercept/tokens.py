@@ -19,7 +19,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,27 +65,30 @@ _CLOCK_SLACK = 60  # seconds a replica's clock may run behind the one that signe
 
 @dataclass(frozen=True, slots=True)
 class ContinueTokens:
-    """Signs and checks continue tokens; seals and opens continue links. Keys derive from one
-    secret, so tokens stay valid across workers and restarts that share it."""
+    """Signs and checks continue tokens; seals and opens continue links. Keys derive from the
+    secret, so tokens stay valid across workers and restarts that share it. Secrets rotate:
+    with several, the first signs and seals, and every one verifies and opens, so a fleet
+    can take a new secret first, and drop the old one a token's life later, without breaking
+    a link in flight."""
 
     mac_key: bytes
     seal_key: bytes
     ttl: int
+    old_mac_keys: tuple[bytes, ...] = ()  # of the secrets after the first: verify only
+    old_seal_keys: tuple[bytes, ...] = ()
 
     @classmethod
-    def from_secret(cls, secret: str | bytes | None, ttl: int) -> ContinueTokens:
-        """Keys from the configured secret; without one, random keys for this process."""
-        if not secret:  # never an empty key: anyone could sign with it
-            raw = os.urandom(32)
-        else:
-            raw = secret.encode() if isinstance(secret, str) else secret
-        mac = hmac.new(raw, b"intercept continue token", hashlib.sha256).digest()
-        seal = hmac.new(raw, b"intercept continue link", hashlib.sha256).digest()
-        return cls(mac, seal, ttl)
+    def from_secret(cls, secret: str | bytes | Sequence[str] | None, ttl: int) -> ContinueTokens:
+        """Keys from the configured secret(s), the first signing; without one, random keys
+        for this process."""
+        raws = _raw_secrets(secret)
+        macs = [hmac.new(raw, b"intercept continue token", hashlib.sha256).digest() for raw in raws]
+        seals = [hmac.new(raw, b"intercept continue link", hashlib.sha256).digest() for raw in raws]
+        return cls(macs[0], seals[0], ttl, tuple(macs[1:]), tuple(seals[1:]))
 
-    def _mac(self, route: str, normalized: str, expiry: int) -> str:
+    def _mac(self, route: str, normalized: str, expiry: int, key: bytes | None = None) -> str:
         message = f"{route}\x00{expiry}\x00{normalized}".encode("utf-8", "surrogatepass")
-        return _b64(hmac.new(self.mac_key, message, hashlib.sha256).digest())
+        return _b64(hmac.new(key or self.mac_key, message, hashlib.sha256).digest())
 
     def sign(self, route: str, queries: str | Iterable[str], now: float | None = None) -> str:
         """A token for the search on `route` holding these warned `queries` (one, or all of
@@ -108,7 +111,11 @@ class ContinueTokens:
         expiry = int(expiry_text)
         if not moment <= expiry <= moment + self.ttl + _CLOCK_SLACK:
             return False
-        return hmac.compare_digest(mac, self._mac(route, _key(queries), expiry))
+        key = _key(queries)
+        return any(
+            hmac.compare_digest(mac, self._mac(route, key, expiry, mac_key))
+            for mac_key in (self.mac_key, *self.old_mac_keys)
+        )
 
     def seal(
         self,
@@ -133,11 +140,20 @@ class ContinueTokens:
         plain = json.dumps(fields).encode()
         return _b64(nonce + AESGCM(self.seal_key).encrypt(nonce, plain, b"continue"))
 
+    def _unseal(self, raw: bytes) -> bytes:
+        """The plain text of a sealed link, by whichever key sealed it; `InvalidTag` if none."""
+        for key in (self.seal_key, *self.old_seal_keys):
+            try:
+                return AESGCM(key).decrypt(raw[:12], raw[12:], b"continue")
+            except InvalidTag:
+                continue
+        raise InvalidTag
+
     def open(self, sealed: str, now: float | None = None) -> Continuation | None:
         """What a continue link leads to, or None for a forged, damaged or expired link."""
         try:
             raw = _unb64(sealed)
-            fields = json.loads(AESGCM(self.seal_key).decrypt(raw[:12], raw[12:], b"continue"))
+            fields = json.loads(self._unseal(raw))
             target, token = str(fields["t"]), str(fields["k"])
             form = (str(fields["c"]), _unb64(str(fields["b"]))) if "b" in fields else None
             labels = _labels(str(fields.get("l", "")))
@@ -166,6 +182,14 @@ UNKNOWN: Labels = ("unknown", "unknown", "unknown")
 def _labels(text: str) -> Labels:
     parts = text.split("\x1f")
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else UNKNOWN
+
+
+def _raw_secrets(secret: str | bytes | Sequence[str] | None) -> list[bytes]:
+    """The configured secrets as bytes, the signing one first; never an empty key (anyone
+    could sign with it): without a secret, one random key for this process."""
+    listed = [secret] if isinstance(secret, str | bytes) else list(secret or ())
+    raws = [s.encode() if isinstance(s, str) else s for s in listed if s]
+    return raws or [os.urandom(32)]
 
 
 def _key(queries: str | Iterable[str]) -> str:
@@ -209,12 +233,18 @@ class AnswerTokens:
     process deletes the files of its own spent nonces once they expire. A folder that cannot
     be written refuses the answer (not counted) rather than risk counting it twice."""
 
-    __slots__ = ("_key", "_lock", "_spent", "capacity", "folder", "ttl")
+    __slots__ = ("_key", "_lock", "_old_keys", "_spent", "capacity", "folder", "ttl")
 
     def __init__(
-        self, key: bytes, ttl: int, capacity: int = 65_536, folder: Path | None = None
+        self,
+        key: bytes,
+        ttl: int,
+        capacity: int = 65_536,
+        folder: Path | None = None,
+        old_keys: tuple[bytes, ...] = (),
     ) -> None:
         self._key = key
+        self._old_keys = old_keys  # of rotated-out secrets: verify only
         self._lock = threading.Lock()  # WSGI servers spend from several threads
         self._spent: dict[str, float] = {}  # nonce -> its token's expiry
         self.ttl = ttl
@@ -223,15 +253,16 @@ class AnswerTokens:
 
     @classmethod
     def from_secret(
-        cls, secret: str | bytes | None, ttl: int, folder: Path | None = None
+        cls, secret: str | bytes | Sequence[str] | None, ttl: int, folder: Path | None = None
     ) -> AnswerTokens:
-        """The key from the configured warn secret; without one, a random key for this process."""
-        raw = (secret.encode() if isinstance(secret, str) else secret) or os.urandom(32)
-        key = hmac.new(raw, b"intercept answer token", hashlib.sha256).digest()
-        return cls(key, ttl, folder=folder)
+        """Keys from the configured warn secret(s), the first signing; without one, a random
+        key for this process."""
+        keys = [hmac.new(raw, b"intercept answer token", hashlib.sha256).digest()
+                for raw in _raw_secrets(secret)]  # fmt: skip
+        return cls(keys[0], ttl, folder=folder, old_keys=tuple(keys[1:]))
 
-    def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+    def _mac(self, payload: str, key: bytes | None = None) -> str:
+        return _b64(hmac.new(key or self._key, payload.encode(), hashlib.sha256).digest())
 
     def mint(self, variant: str, language: str, now: float | None = None) -> str:
         """A fresh token for a page in `variant` and `language` (configuration labels)."""
@@ -246,7 +277,10 @@ class AnswerTokens:
         parts = payload.split(".")
         if len(parts) != 4 or not token.isascii() or not parts[0].isdigit():
             return None
-        if len(parts[0]) > _MAX_DIGITS or not hmac.compare_digest(mac, self._mac(payload)):
+        if len(parts[0]) > _MAX_DIGITS or not any(
+            hmac.compare_digest(mac, self._mac(payload, key))
+            for key in (self._key, *self._old_keys)
+        ):
             return None
         moment = time.time() if now is None else now
         expiry = int(parts[0])

@@ -225,3 +225,19 @@ def test_no_variant_may_be_called_none() -> None:
     of that name would vanish from every figure about pages."""
     with pytest.raises(ConfigError, match="'none' is reserved"):
         load_config(None, environ={}, overrides={"variants": {"weights": {"none": 1.0}}})
+
+
+def test_warn_secrets_rotate(tmp_path: Path) -> None:
+    """Several secrets: the first signs, all verify; a secret file holds one, as before."""
+    pair = ["a-new-secret-of-enough-length", "an-old-secret-of-enough-length"]
+    config = load_config(None, environ={}, overrides={"warn": {"secret": pair}})
+    assert config.warn.secrets() == tuple(pair)
+    single = load_config(None, environ={}, overrides={"warn": {"secret": pair[0]}})
+    assert single.warn.secrets() == (pair[0],)
+    secret_file = tmp_path / "warn.secret"
+    secret_file.write_text(pair[0] + "\n")
+    from_file = load_config(None, environ={}, overrides={"warn": {"secret_file": secret_file}})
+    assert from_file.warn.secrets() == (pair[0],)
+    for bad, said in (([], "an empty list"), ([pair[0], "short"], "at least 16")):
+        with pytest.raises(ConfigError, match=said):
+            load_config(None, environ={}, overrides={"warn": {"secret": bad}})

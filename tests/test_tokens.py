@@ -119,3 +119,32 @@ def test_processes_serving_together_spend_each_nonce_once(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("")
     blocked = AnswerTokens(b"k" * 32, ttl=100, folder=tmp_path / "file" / "answers")
     assert blocked.spend(blocked.mint("harm", "en", now=NOW), now=NOW) is None
+
+
+def test_secrets_rotate_without_breaking_links_in_flight() -> None:
+    """A fleet takes a new secret first (new, old), then drops the old one a token's life
+    later: what the old secret made keeps working meanwhile; the first secret signs."""
+    old = "the-old-secret-of-enough-length"
+    new = "the-new-secret-of-enough-length"
+    before = ContinueTokens.from_secret(old, 900)
+    rotating = ContinueTokens.from_secret([new, old], 900)
+    after = ContinueTokens.from_secret(new, 900)
+    token = before.sign("search", "purple teapot", now=NOW)
+    sealed = before.seal("search", "/search?q=purple+teapot", "purple teapot", now=NOW)
+    assert rotating.verify(token, "search", ["purple teapot"], now=NOW)
+    opened = rotating.open(sealed, now=NOW)
+    assert opened is not None
+    assert opened.target.startswith("/search?q=purple+teapot&_intercept_continue=")
+    fresh = rotating.sign("search", "purple teapot", now=NOW)
+    assert after.verify(fresh, "search", ["purple teapot"], now=NOW)  # signed by the new one
+    assert not before.verify(fresh, "search", ["purple teapot"], now=NOW)
+    assert not after.verify(token, "search", ["purple teapot"], now=NOW)  # the old one dropped
+    assert after.open(sealed, now=NOW) is None
+    answers_before = AnswerTokens.from_secret(old, 3600)
+    answers_rotating = AnswerTokens.from_secret([new, old], 3600)
+    minted = answers_before.mint("harm", "en", now=NOW)
+    assert answers_rotating.spend(minted, now=NOW) == ("harm", "en")
+    assert AnswerTokens.from_secret(new, 3600).spend(answers_rotating.mint("help", "en")) == (
+        "help",
+        "en",
+    )
