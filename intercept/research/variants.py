@@ -11,8 +11,9 @@ Two modes:
 
 Days are UTC dates unless the caller passes `today`, so every instance of a deployment agrees
 on the variant whatever its local time zone. A chooser forked into workers (`--workers N`)
-reseeds its random source in each child: otherwise every worker would draw the very sequence
-its siblings draw, and `weights` assignments would come in correlated runs.
+draws from the random module's generator, which reseeds itself in each child: a generator of
+its own, made before the fork, would give every worker the very sequence its siblings draw,
+and `weights` assignments would come in correlated runs.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Literal
-
-from intercept.research.forks import reset_in_child
 
 __all__ = ["VariantChooser", "VariantMode"]
 
@@ -47,7 +46,7 @@ class VariantChooser:
     weights that leave no variant to choose.
     """
 
-    __slots__ = ("__weakref__", "_cumulative", "_rng", "_rotation", "_weights", "mode", "variants")
+    __slots__ = ("_cumulative", "_random", "_rotation", "_weights", "mode", "variants")
 
     def __init__(
         self,
@@ -76,9 +75,9 @@ class VariantChooser:
         self._rotation: tuple[str, ...] = tuple(
             name for name, weight in zip(names, chosen, strict=True) if weight > 0
         )
-        self._rng = rng if rng is not None else random.Random()
-        if rng is None:  # a forked worker draws its own sequence, not its siblings' copy
-            reset_in_child(self, _reseed)
+        # without an injected source, the random module's own generator: it reseeds itself
+        # in every forked child, so workers forked from one supervisor draw their own sequences
+        self._random = rng.random if rng is not None else random.random
 
     def __repr__(self) -> str:
         weights = ", ".join(
@@ -91,14 +90,10 @@ class VariantChooser:
         when omitted); `weights` mode ignores it."""
         if self.mode == "weights":
             # what random.choices(cum_weights=...) does for one draw, without its list
-            draw = self._rng.random() * self._cumulative[-1]
+            draw = self._random() * self._cumulative[-1]
             return self.variants[bisect.bisect(self._cumulative, draw, 0, len(self.variants) - 1)]
         ordinal = today.toordinal() if today is not None else _EPOCH + int(time.time() // 86_400)
         return self._rotation[ordinal % len(self._rotation)]
-
-
-def _reseed(chooser: VariantChooser) -> None:
-    chooser._rng.seed()  # from os.urandom: every process its own
 
 
 def _weights(names: tuple[str, ...], weights: Mapping[str, float] | None) -> tuple[float, ...]:
