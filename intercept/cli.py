@@ -294,6 +294,40 @@ def cmd_seal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feed(args: argparse.Namespace) -> int:
+    """`feed keygen DIR`: a feed signing key pair. `feed publish RULES --key K -o OUT`: the
+    rules, validated, as a signed feed version in OUT (`intercept.rules.feed`). Exit 1 when
+    the rule set is refused (nothing is published), 2 for wrong usage or unreadable input."""
+    from intercept.rules import feed
+
+    if args.feed_command == "keygen":
+        key_id = feed.keygen(args.folder, force=args.force)
+        private, public = args.folder / feed.PRIVATE_KEY, args.folder / feed.PUBLIC_KEY
+        print(f"wrote {private} (mode 0600: the publisher's alone) and {public} (for "
+              f"rules_feed.public_key_file), key {key_id}")  # fmt: skip
+        return 0
+
+    def validate(path: Path) -> tuple[str, int]:
+        from intercept.config import Config
+        from intercept.reload import load_checked
+
+        rules, _ = load_checked(Config(rules=path, rules_key_file=args.rules_key_file))
+        return rules.version, len(rules)
+
+    try:
+        manifest = feed.publish(args.rules, args.key, args.output, validate)
+    except RuleError as error:
+        print(f"intercept feed publish: {args.rules} refused, nothing published:", file=sys.stderr)
+        print(error, file=sys.stderr)
+        return 1
+    print(
+        f"published version {manifest.version} to {args.output}: {feed.MANIFEST}, "
+        f"{feed.SIGNATURE}, {manifest.payload} ({manifest.kind}, {manifest.size} bytes); "
+        f"rule set {manifest.rule_set}, {manifest.rules} rules, key {manifest.key_id}"
+    )
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from intercept.rules.ruleschema import rules_json_schema
 
@@ -753,6 +787,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-key", type=Path, metavar="K", help="create a new key file K (mode 0600) and exit"
     )
     p.set_defaults(func=cmd_seal)
+
+    p = sub.add_parser("feed", help="a signed rule feed: make its key, publish a version")
+    feed_sub = p.add_subparsers(dest="feed_command", required=True, metavar="COMMAND")
+    q = feed_sub.add_parser("keygen", help="write DIR/feed.key (private) and DIR/feed.pub")
+    q.add_argument("folder", type=Path, metavar="DIR")
+    q.add_argument("--force", action="store_true", help="replace an existing feed.key")
+    q.set_defaults(func=cmd_feed)
+    q = feed_sub.add_parser(
+        "publish", help="validate the rules and write them as the next signed feed version"
+    )
+    q.add_argument("rules", type=Path, metavar="RULES", help="rule file or folder, or a bundle")
+    q.add_argument("--key", type=Path, required=True, metavar="FILE", help="the feed.key")
+    q.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="to serve")
+    q.add_argument(
+        "--rules-key-file",
+        type=Path,
+        default=os.environ.get(KEY_FILE_ENV) or None,
+        metavar="K",
+        help=f"key file of a sealed bundle, to validate it (default: ${KEY_FILE_ENV})",
+    )
+    q.set_defaults(func=cmd_feed)
 
     p = sub.add_parser("schema", help="print the JSON Schema of rule files")
     p.set_defaults(func=cmd_schema)

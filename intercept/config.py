@@ -339,6 +339,43 @@ def _check_secret_file(path: Path, name: str) -> None:
         raise ValueError(f"{name} must hold at least 16 characters: {path}")
 
 
+class RulesFeed(_Model):
+    """The signed rule feed (`intercept.server.feedpoll`): where the rules come from instead of
+    `rules`, which then names `cache_dir/current`."""
+
+    url: str = Field(pattern=r"^https?://")  # the address of `intercept feed publish`'s -o
+    public_key_file: Path  # the feed.pub of `intercept feed keygen`
+    poll_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    cache_dir: Path = Path("intercept-feed")  # verified versions; the last good one stays
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)  # per request (payload: 10x)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)  # the largest payload fetched
+    start_wait_seconds: float = Field(default=120.0, ge=0, le=86_400)  # nothing cached yet
+
+    @field_validator("url")
+    @classmethod
+    def _no_fragment(cls, value: str) -> str:
+        if "#" in value:
+            raise ValueError("the feed's address has no #fragment")
+        return value
+
+    @model_validator(mode="after")
+    def _readable_public_key(self) -> Self:
+        try:
+            text = self.public_key_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+            reason = reason or type(error).__name__
+            raise ValueError(
+                f"public_key_file cannot be read ({reason}): {self.public_key_file}"
+            ) from None
+        if "-----BEGIN PUBLIC KEY-----" not in text:
+            raise ValueError(
+                f"public_key_file is not a PEM public key (the feed.pub that `intercept feed "
+                f"keygen` writes): {self.public_key_file}"
+            )
+        return self
+
+
 class Admin(_Model):
     """The admin listener's `POST /admin/reload`: a bearer token, or the endpoint is off."""
 
@@ -414,6 +451,7 @@ class Config(_Model):
     mode: Literal["proxy", "authz"] = "proxy"
     rules: Path = Path("rules")
     rules_key_file: Path | None = None  # the key of a sealed bundle (`intercept seal`)
+    rules_feed: RulesFeed | None = None  # instead of `rules`: see `_feed_replaces_rules`
     messages: Path | None = None  # None: the pages built into the package
     admin_listen: str = Field(default="127.0.0.1:9090", pattern=_HOST_PORT.pattern)
     survey_url: str = Field(default="https://survey.example/intercept", pattern=r"^https?://")
@@ -444,6 +482,23 @@ class Config(_Model):
         if int(value.rpartition(":")[2]) > 65535:
             raise ValueError("the port must be 0 to 65535")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _feed_replaces_rules(cls, data: Any) -> Any:
+        """With `rules_feed`, `rules` is the feed's `cache_dir/current` (the version served);
+        `rules` set as well (file, environment or `--rules`) is an error, not a choice."""
+        if not isinstance(data, dict) or data.get("rules_feed") is None:
+            return data
+        if data.get("rules") is not None:
+            raise ValueError(
+                "rules and rules_feed are both set: rules_feed replaces rules (the rules "
+                "served are the feed's, from rules_feed.cache_dir); remove one of them"
+            )
+        feed = data["rules_feed"]
+        cache = feed.get("cache_dir") if isinstance(feed, dict) else feed.cache_dir
+        cache = RulesFeed.model_fields["cache_dir"].default if cache is None else cache
+        return {**data, "rules": Path(cache) / "current"}
 
     @model_validator(mode="after")
     def _experiments_apart(self) -> Self:
@@ -487,6 +542,16 @@ upstream: http://127.0.0.1:8000   # the search front-end Intercept sits in front
 mode: proxy                       # proxy (reverse proxy) | authz (decision service)
 rules: rules                      # rule file or folder, read recursively, or a sealed bundle
 rules_key_file: null              # the sealed bundle's key file (kept apart from the bundle)
+rules_feed: null                  # instead of rules: a signed rule feed (rules/README.md,
+                                  #   "Signed rule feed"); setting both is an error. E.g.
+# rules_feed:
+#   url: https://rules.example/feed/  # the folder `intercept feed publish -o` wrote, served
+#   public_key_file: feed.pub       # from `intercept feed keygen`
+#   poll_seconds: 30                # +-20% jitter; after failures doubled, up to 10 minutes
+#   cache_dir: intercept-feed       # verified versions; a restart starts from the last one
+#   timeout_seconds: 30             # per request (the payload: ten times this)
+#   max_bytes: 268435456            # the largest payload fetched
+#   start_wait_seconds: 120         # nothing cached yet: wait this long, then exit 2
 messages: null                    # pages folder (templates, variants, help resources);
                                   # null: the built-in ones (`intercept init` copies them)
 admin_listen: 127.0.0.1:9090      # metrics and health; never the public address
@@ -631,6 +696,8 @@ def _shown_value(path: list[str], detail: ErrorDetails) -> str:
 
 def _field_names(path: list[str]) -> list[str]:
     model = Config if not path else _annotation(path)
+    models = [a for a in get_args(model) if hasattr(a, "model_fields")]  # `rules_feed`
+    model = models[0] if len(models) == 1 else model
     fields = getattr(model, "model_fields", None)
     return list(fields) if fields else []
 
@@ -723,7 +790,9 @@ def _annotation(path: list[str]) -> Any:
         if not fields or part not in fields:
             return None
         annotation = fields[part].annotation
-        model = annotation
+        # a section that may be null (`rules_feed`) is walked into like any other
+        models = [a for a in get_args(annotation) if hasattr(a, "model_fields")]
+        model = models[0] if len(models) == 1 else annotation
     return annotation
 
 

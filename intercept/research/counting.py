@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -47,13 +48,30 @@ from intercept.research.forks import reset_in_child
 if TYPE_CHECKING:
     from intercept.research.ledger import Ledger
 
-__all__ = ["CONTENT_TYPE_LATEST", "Counts"]
+__all__ = ["CONTENT_TYPE_LATEST", "Counts", "FeedMetrics"]
 
 _DECISION_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05,
 )  # fmt: skip
 _MAX_TIMES = 10_000  # timings held before a sync is forced
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+FEED_REFUSALS = ("signature", "download", "rollback", "invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMetrics:
+    """The signed rule feed's metrics (`intercept.server.feedpoll`), set only by the one
+    process per replica that polls (the server, or the supervisor of `--workers N`): its
+    gauges are `mostrecent`, so a replica shows one series however many workers it has, and
+    its values stay through reloads and worker replacements (the supervisor's files are never
+    merged away)."""
+
+    version: Gauge
+    last_success: Gauge
+    refusals: Counter
+    poll_failures: Counter
 
 
 class Counts:
@@ -162,6 +180,7 @@ class Counts:
         )
         self._version: str | None = None
         self._upstream_up: Gauge | None = None
+        self._feed: FeedMetrics | None = None
         for kind in ("refused", "timeout", "reset"):
             self.upstream_errors.labels(kind)  # present at 0, so rates work from the start
         for route_kind in ("search", "other"):
@@ -200,6 +219,44 @@ class Counts:
                 multiprocess_mode="mostrecent",
             )
         return self._upstream_up
+
+    def feed(self) -> FeedMetrics:
+        """The rule feed's metrics, registered on the first call: only a server with
+        `rules_feed` has them (absent, not 0, elsewhere). Every refusal reason is present
+        at 0 from the start, so rates and alerts work before the first one."""
+        if self._feed is None:
+            r = self.registry
+            self._feed = FeedMetrics(
+                Gauge(
+                    "intercept_rules_feed_version",
+                    "The rule feed's version this replica serves (0: none yet).",
+                    registry=r,
+                    multiprocess_mode="mostrecent",
+                ),
+                Gauge(
+                    "intercept_rules_feed_last_success_timestamp_seconds",
+                    "When a poll last found this replica serving the feed's version: a 304 "
+                    "or a verified fetch (Unix time).",
+                    registry=r,
+                    multiprocess_mode="mostrecent",
+                ),
+                Counter(
+                    "intercept_rules_feed_refusals",
+                    "Feed versions refused, by reason: signature, download (size, digest, "
+                    "cut short), rollback (older than the one served), invalid (the rule set "
+                    "fails validation); the set served keeps serving.",
+                    ["reason"],
+                    registry=r,
+                ),
+                Counter(
+                    "intercept_rules_feed_poll_failures",
+                    "Polls of the rule feed that failed: unreachable, timed out, HTTP error.",
+                    registry=r,
+                ),
+            )
+            for reason in FEED_REFUSALS:
+                self._feed.refusals.labels(reason)
+        return self._feed
 
     def count(self, name: str, *labels: str) -> None:
         """Count one event of research counter `name` (`intercept.research.counters.COUNTERS`) with

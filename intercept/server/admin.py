@@ -16,7 +16,10 @@
   counts waiting there, `spooled_rows`, `spooled_counts`), upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
   modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
-  version, rules, loaded_at, draining; `intercept.served`). No request-derived data exists.
+  version, rules, loaded_at, draining; `intercept.served`), and with `rules_feed` the feed
+  (`feed`: its address without credentials, the version served, the last success, the last
+  poll error's kind, the last refusal's reason, version, time and message, the next poll;
+  `intercept.server.feedpoll`; null without a feed). No request-derived data exists.
 - `POST /admin/reload` with `Authorization: Bearer <admin.reload_token>`: reload rules and
   messages now (`intercept.reload`); 200 with the version serving, or 422 with the problems
   of a refused set (the old one keeps serving). With `--workers N` the supervisor loads and
@@ -43,6 +46,7 @@ from intercept.logscrub import scrub_aiohttp_logs
 from intercept.reload import Reloader
 from intercept.research.counting import CONTENT_TYPE_LATEST
 from intercept.served import reload_state, workers
+from intercept.server.feedpoll import feed_status
 
 __all__ = ["build_admin_app", "status"]
 
@@ -80,6 +84,7 @@ def status(engine: Engine) -> dict[str, Any]:
         "upstream": health.status() if health is not None else None,
         "upstream_pool": pool.status() if (pool := pool_of(engine.extras)) else None,
         "workers": workers(),  # with --workers N: the version each worker serves
+        "feed": feed_status(engine.config),  # rules_feed: the poller's state, else null
     }
 
 

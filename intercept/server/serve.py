@@ -36,6 +36,8 @@ from intercept.server.connections import (
     caps_for,
     prepare,
 )
+from intercept.server.feedpoll import poll as poll_feed
+from intercept.server.feedpoll import prime as prime_feed
 from intercept.server.supervisor import RETIRE, supervise
 
 if TYPE_CHECKING:
@@ -302,6 +304,7 @@ async def _serve(
     if not reuse_port:  # a worker never loads rules: its supervisor does (and re-forks it)
         poll = config.reload.poll_seconds
         tasks.append(asyncio.create_task(reloader.watch(poll, files=config.reload.watch)))
+        tasks.append(asyncio.create_task(poll_feed(config, reloader)))  # with rules_feed
     if ledger is not None:
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
@@ -422,6 +425,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     _EarlyHangup.install()  # first: from the first line logged on, a SIGHUP is not fatal
     prepare(config)  # the file limit raised to the hard limit, and said
     check_listeners(config)  # an address in use is said at once, not after the rules load
+    prime_feed(config)  # rules_feed: the version to start from, on disk before it is read
     if config.workers == 1:
         asyncio.run(_serve(config, ready))
         return

@@ -109,6 +109,7 @@ from intercept.reload import (
 )
 from intercept.research import metricfiles
 from intercept.rules.ruleset import RuleSet, compile_rules
+from intercept.server.feedpoll import poll as poll_feed
 
 __all__ = ["FIRST_DELAY", "GIVE_UP_AFTER", "MAX_DELAY", "READY_SECONDS", "RETIRE",
            "RETIRE_SECONDS", "STABLE_SECONDS", "ServeWorker", "supervise"]  # fmt: skip
@@ -217,6 +218,7 @@ class _Supervisor:
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         served.clear()
         watcher = asyncio.create_task(self.follower.watch())
+        feed = asyncio.create_task(poll_feed(self.config, self.follower))  # rules_feed
         try:
             self.spawn_later(self.start_all())
             if self.hangup_at_start:
@@ -224,7 +226,8 @@ class _Supervisor:
             await self.done.wait()
         finally:
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            feed.cancel()
+            await asyncio.gather(watcher, feed, return_exceptions=True)
             for sig in _HANDLED:
                 loop.remove_signal_handler(sig)
         return self.code
