@@ -218,7 +218,7 @@ class _Fetched:
 class FeedPoller:
     """One replica's poller (see the module docstring)."""
 
-    feed: RulesFeed
+    feed: RulesFeed = field(repr=False)  # its address may hold credentials
     public: Ed25519PublicKey
     metrics: FeedMetrics | None = None
     backoff_base: float | None = None  # half the first retry's delay; None: poll_seconds
@@ -479,6 +479,7 @@ class FeedPoller:
                 if reloads is None:
                     self.cache.point(manifest.version)
                     self.serving, self.rule_set = manifest.version, manifest.rule_set
+                    self._etag_good = True
                     self._succeeded()
                     self.cache.save(staged=manifest.version, rule_set=manifest.rule_set,
                                     last_success=self.last_success)  # fmt: skip

@@ -19,15 +19,21 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
 
+from intercept.config import RulesFeed
 from intercept.errors import RuleError
+from intercept.research.counting import Counts
 from intercept.rules import feed
+from intercept.server.feedpoll import FeedPoller
 from tests.processes import free_port, http_status, intercept_process, running
 from tests.server.test_workers import ROOT, serving
 
@@ -316,3 +322,74 @@ def test_publish_refuses_a_set_that_fails_validation(tmp_path: Path) -> None:
 
 def _raise_rule_error(_: Path) -> tuple[str, int]:
     raise RuleError([])
+
+
+# --- the poller against an in-process static server (aiohttp's, which sends ETags) ------------
+
+
+async def _static_app(folder: Path, seen: list[tuple[str, bool]]) -> web.Application:
+    """`folder` under /feed/; `seen` gets each request's path and whether it was conditional
+    (the 304 itself is decided as the file answer is sent, after the middleware)."""
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        seen.append((request.path, "If-None-Match" in request.headers))
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    app.router.add_static("/feed/", folder)
+    return app
+
+
+async def test_an_unchanged_feed_costs_a_304_and_counts_as_a_success(
+    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    publisher = Feed(tmp_path)
+    publisher.out.mkdir()
+    seen: list[tuple[str, bool]] = []
+    server = await aiohttp_server(await _static_app(publisher.out, seen))
+    version = feed.publish(publisher._folder(_rules("amber kettle")), publisher.key,
+                           publisher.out, lambda _: ("x", 1)).version  # fmt: skip
+    counts = Counts()
+    settings = RulesFeed(url=str(server.make_url("/feed/")), cache_dir=tmp_path / "cache",
+                         public_key_file=tmp_path / "keys" / "feed.pub")  # fmt: skip
+    public = feed.read_public_key(settings.public_key_file)
+    poller = FeedPoller(settings, public, counts.feed())
+    await poller.poll_once(None)  # as at start: fetched and linked, no reload
+    assert poller.serving == version
+    assert (tmp_path / "cache" / "current" / "rules.yaml").is_file()
+    first = poller.last_success
+    assert first is not None
+    seen.clear()
+    await poller.poll_once(None)
+    assert seen == [("/feed/feed.json", True)]  # answered 304: nothing else was fetched
+    assert poller.last_success is not None
+    assert poller.last_success > first
+    metric = "intercept_rules_feed_last_success_timestamp_seconds"
+    assert counts.registry.get_sample_value(metric) == poller.last_success
+
+
+async def test_a_payload_over_max_bytes_is_refused_before_it_is_fetched(
+    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    publisher = Feed(tmp_path)
+    publisher.out.mkdir()
+    seen: list[tuple[str, bool]] = []
+    server = await aiohttp_server(await _static_app(publisher.out, seen))
+    folder = publisher._folder(_rules("amber kettle"))
+    (folder / "noise.yaml").write_bytes(os.urandom(4096).hex().encode())  # incompressible
+    manifest = feed.publish(folder, publisher.key, publisher.out, lambda _: ("x", 1))
+    assert manifest.size > 4096
+    counts = Counts()
+    settings = RulesFeed(url=str(server.make_url("/feed")), cache_dir=tmp_path / "cache",
+                         public_key_file=tmp_path / "keys/feed.pub", max_bytes=4096)  # fmt: skip
+    poller = FeedPoller(settings, feed.read_public_key(settings.public_key_file), counts.feed())
+    delay = await poller.poll_once(None)
+    assert poller.serving is None
+    assert poller.last_refusal is not None
+    assert poller.last_refusal["reason"] == "download"
+    assert "rules_feed.max_bytes" in poller.last_refusal["message"]
+    assert [path for path, _ in seen] == ["/feed/feed.json", "/feed/feed.json.sig"]
+    assert delay > settings.poll_seconds  # backed off
+    labels = {"reason": "download"}
+    assert counts.registry.get_sample_value("intercept_rules_feed_refusals_total", labels) == 1
