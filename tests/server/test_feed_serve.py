@@ -327,7 +327,20 @@ def _raise_rule_error(_: Path) -> tuple[str, int]:
 # --- the poller against an in-process static server (aiohttp's, which sends ETags) ------------
 
 
-async def _static_app(folder: Path, seen: list[tuple[str, bool]]) -> web.Application:
+Seen = list[tuple[str, bool]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+async def _in_process(tmp_path: Path, aiohttp_server: ServerFactory) -> tuple[Feed, Seen, str]:
+    """A publisher, what its static server saw, and the feed's address."""
+    publisher = Feed(tmp_path)
+    publisher.out.mkdir()
+    seen: Seen = []
+    server = await aiohttp_server(await _static_app(publisher.out, seen))
+    return publisher, seen, str(server.make_url("/feed/"))
+
+
+async def _static_app(folder: Path, seen: Seen) -> web.Application:
     """`folder` under /feed/; `seen` gets each request's path and whether it was conditional
     (the 304 itself is decided as the file answer is sent, after the middleware)."""
 
@@ -342,16 +355,13 @@ async def _static_app(folder: Path, seen: list[tuple[str, bool]]) -> web.Applica
 
 
 async def test_an_unchanged_feed_costs_a_304_and_counts_as_a_success(
-    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+    tmp_path: Path, aiohttp_server: ServerFactory
 ) -> None:
-    publisher = Feed(tmp_path)
-    publisher.out.mkdir()
-    seen: list[tuple[str, bool]] = []
-    server = await aiohttp_server(await _static_app(publisher.out, seen))
+    publisher, seen, url = await _in_process(tmp_path, aiohttp_server)
     version = feed.publish(publisher._folder(_rules("amber kettle")), publisher.key,
                            publisher.out, lambda _: ("x", 1)).version  # fmt: skip
     counts = Counts()
-    settings = RulesFeed(url=str(server.make_url("/feed/")), cache_dir=tmp_path / "cache",
+    settings = RulesFeed(url=url, cache_dir=tmp_path / "cache",
                          public_key_file=tmp_path / "keys" / "feed.pub")  # fmt: skip
     public = feed.read_public_key(settings.public_key_file)
     poller = FeedPoller(settings, public, counts.feed())
@@ -370,18 +380,15 @@ async def test_an_unchanged_feed_costs_a_304_and_counts_as_a_success(
 
 
 async def test_a_payload_over_max_bytes_is_refused_before_it_is_fetched(
-    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+    tmp_path: Path, aiohttp_server: ServerFactory
 ) -> None:
-    publisher = Feed(tmp_path)
-    publisher.out.mkdir()
-    seen: list[tuple[str, bool]] = []
-    server = await aiohttp_server(await _static_app(publisher.out, seen))
+    publisher, seen, url = await _in_process(tmp_path, aiohttp_server)
     folder = publisher._folder(_rules("amber kettle"))
     (folder / "noise.yaml").write_bytes(os.urandom(4096).hex().encode())  # incompressible
     manifest = feed.publish(folder, publisher.key, publisher.out, lambda _: ("x", 1))
     assert manifest.size > 4096
     counts = Counts()
-    settings = RulesFeed(url=str(server.make_url("/feed")), cache_dir=tmp_path / "cache",
+    settings = RulesFeed(url=url.rstrip("/"), cache_dir=tmp_path / "cache",
                          public_key_file=tmp_path / "keys/feed.pub", max_bytes=4096)  # fmt: skip
     poller = FeedPoller(settings, feed.read_public_key(settings.public_key_file), counts.feed())
     delay = await poller.poll_once(None)
