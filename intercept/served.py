@@ -13,6 +13,17 @@ written and `workers()` is None.
 A worker that is being retired (replaced by one forked from a newer rule set) first stops
 accepting, then rewrites its entry with `draining: true`, and is listed until it has ended.
 
+Each entry also says when the worker began serving (`started_at`: a worker re-forked by a
+reload starts just after its set's `loaded_at`, one that replaced a dead worker later) and,
+worked out when `/admin/status` is read, its `last_reload`: `at` (the load time of the set
+it serves, as `loaded_at`), `age_seconds` (how long ago, by the answering worker's clock,
+the same host's), and `current`: whether that set is the one the supervisor's latest
+finished reload left serving (`reload.state`, below), so an operator sees which worker is
+behind, not only how many (`workers_behind`). `current` is true when no reload has run since
+the start (every worker was forked from the start-up set), false for a worker still on an
+older set (draining after a roll, or one whose re-forked replacement did not start), and null
+while a reload is under way (the supervisor has not yet said which set it leaves serving).
+
 Reloads with `--workers N` are the supervisor's (`intercept.server.supervisor`). It records each
 one in `reload.state` (`record_reload`): a generation number, whether it has finished, and
 its result (ok, version, rule count, the problems of a refused set: file, line, rule id,
@@ -28,6 +39,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,10 @@ from intercept.core import Engine
 
 __all__ = ["clear", "draining", "forget", "publish", "record_reload", "reload_state",
            "request_reload", "take_request", "workers"]  # fmt: skip
+
+
+_STARTED: dict[int, float] = {}  # pid -> its first publish; by pid, so a forked child
+# never takes its parent's time as its own
 
 
 def _folder() -> Path | None:
@@ -52,10 +68,12 @@ def publish(engine: Engine, *, draining: bool = False) -> None:
     folder = _folder()
     if folder is None or not _supervised():
         return
-    rules = engine.rules
-    entry = {"pid": os.getpid(), "version": rules.version, "rules": len(rules),
-             "loaded_at": engine.rules_loaded_at, "draining": draining}  # fmt: skip
-    _write(folder, f"{os.getpid()}.json", entry)
+    rules, pid = engine.rules, os.getpid()
+    started = _STARTED.setdefault(pid, time.time())  # the first publish: it starts serving
+    entry = {"pid": pid, "version": rules.version, "rules": len(rules),
+             "loaded_at": engine.rules_loaded_at, "draining": draining,
+             "started_at": started}  # fmt: skip
+    _write(folder, f"{pid}.json", entry)
 
 
 def _write(folder: Path, name: str, entry: dict[str, Any]) -> None:
@@ -152,4 +170,26 @@ def workers() -> list[dict[str, Any]] | None:
         entry = _read(path)
         if entry is not None and _alive(int(entry.get("pid", 0))):
             found.append(entry)
+    serving, now = _serving_after_reload(), time.time()
+    for entry in found:
+        entry["last_reload"] = _last_reload(entry, serving, now)
     return sorted(found, key=lambda entry: int(entry["pid"]))
+
+
+def _serving_after_reload() -> str | None:
+    """The version the supervisor's latest finished reload left serving; "" when no reload
+    has run (any version is the start-up set's); None while one is under way."""
+    state = reload_state()
+    if state is None:
+        return ""
+    if not state.get("finished"):
+        return None
+    return str(state.get("version", ""))
+
+
+def _last_reload(entry: dict[str, Any], serving: str | None, now: float) -> dict[str, Any]:
+    """A worker's `last_reload` (see the module docstring)."""
+    at = entry.get("loaded_at")
+    age = round(now - at, 1) if isinstance(at, int | float) else None
+    current = None if serving is None else serving in ("", entry.get("version"))
+    return {"at": at, "age_seconds": age, "current": current}

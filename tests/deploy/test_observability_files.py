@@ -32,6 +32,7 @@ def _exported() -> set[str]:
     counts.decided(0.001)
     counts.answered(0.01)
     counts.upstream_up().set(1)  # registered by the reverse proxy only
+    counts.feed()  # registered with rules_feed only
     counts.sync()
     names: set[str] = set()
     for metric in counts.registry.collect():
@@ -74,3 +75,22 @@ def test_dashboard_names_only_exported_metrics() -> None:
     assert len(used) >= 8
     assert used <= exported, used - exported
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_every_alert_has_a_unit_test_that_fires_it_and_the_fleet_ones_a_quiet_case() -> None:
+    """Each alert of alerts.yml is expected to fire in some case of alerts_test.yml (so promtool
+    checks its expression, labels and annotations), and each alert of the fleet group also
+    to stay quiet in one: versions that converge in time, a recent poll, an old refusal."""
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())
+    cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
+    fired = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert alerts <= fired, alerts - fired
+    (fleet,) = [group for group in rules["groups"] if group["name"] == "intercept-fleet"]
+    fleet_alerts = {rule["alert"] for rule in fleet["rules"]}
+    assert len(fleet_alerts) == 5
+    assert fleet_alerts <= quiet, fleet_alerts - quiet
+    for rule in fleet["rules"]:  # each says what to do, not only what happened
+        assert len(rule["annotations"]["description"]) > 100, rule["alert"]
