@@ -279,7 +279,7 @@ class FeedPoller:
     def confirm(self) -> None:
         """The set `current` names is loaded and serving: record it as served."""
         if self.serving is not None and self.cache.state().get("serving") != self.serving:
-            self.cache.save(serving=self.serving, rule_set=self.rule_set)
+            self.cache.save(serving=self.serving, rule_set=self.rule_set, staged=None)
         if self.metrics is not None:
             self.metrics.version.set(self.serving or 0)
 
@@ -461,7 +461,8 @@ class FeedPoller:
         self.serving, self.rule_set = version, manifest.rule_set
         self._etag_good = True
         self._succeeded()
-        self.cache.save(serving=version, rule_set=manifest.rule_set, last_success=self.last_success)
+        self.cache.save(serving=version, rule_set=manifest.rule_set, staged=None,
+                        last_success=self.last_success)  # fmt: skip
         self.cache.prune(version)
         if self.metrics is not None:
             self.metrics.version.set(version)
