@@ -551,7 +551,7 @@ def feed_status(config: Config) -> dict[str, Any] | None:
                 return data
     elif _STATUS:
         return _STATUS[0]
-    return {"url": shown_url(config.rules_feed.url), "serving_version": None}
+    return {"url": shown_url(config.rules_feed.url), "serving_version": None}  # not yet polled
 
 
 # --- start ------------------------------------------------------------------------------------
