@@ -802,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="to serve")
     q.add_argument(
         "--rules-key-file",
+        "--key-file",  # the name `check`, `seal` and a bundle's errors use
         type=Path,
         default=os.environ.get(KEY_FILE_ENV) or None,
         metavar="K",
