@@ -215,6 +215,12 @@ def verify_manifest(data: bytes, signature: bytes, public: Ed25519PublicKey) -> 
         public.verify(raw, data)
     except (InvalidSignature, binascii.Error, ValueError):
         claimed = _claimed_version(data)
+        if _claimed(data, "format") != FORMAT:
+            raise FeedRefused(
+                "signature",
+                f"{MANIFEST} is no {FORMAT} manifest, and not signed: a wrong rules_feed.url, "
+                "or a server answering with another page",
+            ) from None
         raise FeedRefused(
             "signature",
             "the manifest's signature does not verify with rules_feed.public_key_file "

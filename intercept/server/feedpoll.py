@@ -515,10 +515,14 @@ class FeedPoller:
         return _jitter(delay)
 
     async def run(self, reloads: Reloadable) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled; a poll that fails unexpectedly is logged (its kind only)
+        and the next one runs, after the backoff."""
         self.confirm()
         while True:
-            delay = await self.poll_once(reloads)
+            try:
+                delay = await self.poll_once(reloads)
+            except Exception as error:  # the poller must outlive any one bad poll
+                delay = self._failed(f"unexpected {type(error).__name__}")
             self.next_poll = time.time() + delay
             self.publish_status()
             await asyncio.sleep(delay)

@@ -171,6 +171,8 @@ def test_a_manifest_changed_or_signed_by_another_key_is_refused(
         with pytest.raises(FeedRefused) as refused:
             feed.verify_manifest(data, sig, public)
         assert refused.value.reason == "signature"
+    with pytest.raises(FeedRefused, match=r"a wrong rules_feed\.url"):
+        feed.verify_manifest(b"<html>Not found</html>", b"", public)
     other = feed.keygen(tmp_path / "other")
     with pytest.raises(FeedRefused, match=f"key {other}; the manifest names key {manifest.key_id}"):
         feed.verify_manifest(body, signature, feed.read_public_key(tmp_path / "other/feed.pub"))
