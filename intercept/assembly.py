@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from intercept.compiling import cached_rules, store_in_background
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.pages import pages_for
@@ -36,14 +37,22 @@ if TYPE_CHECKING:
 __all__ = ["attach_ledger", "build_engine", "engine_for", "start_ledger_thread"]
 
 
-def build_engine(config: Config) -> Engine:
-    """Rules, pages and everything a request needs, loaded and validated up front."""
+def build_engine(config: Config, *, cache: bool = False) -> Engine:
+    """Rules, pages and everything a request needs, loaded and validated up front. With
+    `cache` (`intercept serve`), the rules come from the compiled cache when it holds these
+    files, and are stored there otherwise (`intercept.compiling`)."""
     from intercept import load_rules
 
+    log = logging.getLogger("intercept")
     cautions = production_cautions(config)
     for caution in cautions:  # before the (maybe long) rule load, so they are seen at once
-        logging.getLogger("intercept").warning("CAUTION, not production-ready: %s", caution.message)
-    rules = load_rules(config.rules, key_file=config.rules_key_file)
+        log.warning("CAUTION, not production-ready: %s", caution.message)
+    rules, digest = cached_rules(config) if cache else (None, None)
+    if rules is not None:
+        log.info("rule set %s: %d rules from the compiled cache", rules.version, len(rules))
+    else:
+        rules = load_rules(config.rules, key_file=config.rules_key_file)
+        store_in_background(config, rules, digest)
     pages = pages_for(config)
     engine = Engine(config=config, rules=rules, pages=pages, cautions=cautions)
     engine.counts.cautions((caution.code for caution in cautions), CAUTIONS)

@@ -452,6 +452,8 @@ class Config(_Model):
     rules: Path = Path("rules")
     rules_key_file: Path | None = None  # the key of a sealed bundle (`intercept seal`)
     rules_feed: RulesFeed | None = None  # instead of `rules`: see `_feed_replaces_rules`
+    # compiled sets by source digest (intercept.compiling): "auto" picks a per-user folder
+    rules_cache: Literal["auto", "off"] | Path = "auto"
     messages: Path | None = None  # None: the pages built into the package
     admin_listen: str = Field(default="127.0.0.1:9090", pattern=_HOST_PORT.pattern)
     survey_url: str = Field(default="https://survey.example/intercept", pattern=r"^https?://")
@@ -552,6 +554,7 @@ rules_feed: null                  # instead of rules: a signed rule feed (rules/
 #   timeout_seconds: 30             # per request (the payload: ten times this)
 #   max_bytes: 268435456            # the largest payload fetched
 #   start_wait_seconds: 120         # nothing cached yet: wait this long, then exit 2
+rules_cache: auto                 # compiled rule sets (fast start): auto, off or a folder
 messages: null                    # pages folder (templates, variants, help resources);
                                   # null: the built-in ones (`intercept init` copies them)
 admin_listen: 127.0.0.1:9090      # metrics and health; never the public address

@@ -27,21 +27,25 @@ refused set. Each worker publishes the version it serves (`intercept.served`) fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from intercept.compiling import CompileRefused, checked_rules, compile_in_child, in_daemon_thread
 from intercept.config import Config
 from intercept.core import Engine
-from intercept.errors import InterceptError, Problem, RuleError
+from intercept.errors import InterceptError, RuleError
 from intercept.hugepages import advise_heap
 from intercept.pages import Pages, pages_for
+from intercept.rules.compiled import source_files
 from intercept.rules.ruleset import RuleSet
 from intercept.served import publish, reload_state, request_reload
 
@@ -78,23 +82,11 @@ class ReloadResult:
         }
 
 
-def _files(root: Path) -> Iterator[Path]:
-    """Every file under `root`; folders that vanish while walked (a checkout, an rsync) are
-    passed over, so a poll never fails, it sees the result next time."""
-    if root.is_file():
-        yield root
-    elif root.is_dir():
-        found = []
-        for folder, _, names in os.walk(root, onerror=lambda _error: None):
-            found += [Path(folder, name) for name in names if not name.startswith(".")]
-        yield from sorted(found)
-
-
 def files_signature(*roots: Path) -> Signature:
     """Path, modification time and size of every file under `roots`: what a change changes."""
     entries = []
     for root in roots:
-        for path in _files(root):
+        for path in source_files(root):
             try:
                 stat = path.stat()
             except OSError:
@@ -103,30 +95,11 @@ def files_signature(*roots: Path) -> Signature:
     return tuple(entries)
 
 
-def _example_problems(rules: RuleSet) -> list[Problem]:
-    """Every rule example that does not do what it says; named by rule and position only."""
-    problems = []
-    for spec in rules.rules:
-        for number, query in enumerate(spec.examples_match, 1):
-            if spec.id not in {m.rule_id for m in rules.match_all(query)}:
-                message = f"examples.match #{number} does not match"
-                problems.append(Problem(spec.file, spec.line, spec.id, message))
-        for number, query in enumerate(spec.examples_no_match, 1):
-            if spec.id in {m.rule_id for m in rules.match_all(query)}:
-                message = f"examples.no_match #{number} matches"
-                problems.append(Problem(spec.file, spec.line, spec.id, message))
-    return problems
-
-
 def load_checked(config: Config) -> tuple[RuleSet, Pages]:
     """The configured rules, validated and compiled with every example passing, and the
-    pages. Raises `RuleError` (rules, examples) or another `InterceptError` (pages)."""
-    from intercept import load_rules
-
-    rules = load_rules(config.rules, key_file=config.rules_key_file)
-    problems = _example_problems(rules)
-    if problems:
-        raise RuleError(problems)
+    pages, in this process. Raises `RuleError` (rules, examples) or another
+    `InterceptError` (pages)."""
+    rules = checked_rules(config.rules, config.rules_key_file)
     pages = pages_for(config)
     return rules, pages
 
@@ -134,6 +107,8 @@ def load_checked(config: Config) -> tuple[RuleSet, Pages]:
 def problems_of(error: Exception) -> tuple[str, ...]:
     if isinstance(error, RuleError):
         return tuple(str(problem) for problem in error.problems)
+    if isinstance(error, CompileRefused):
+        return error.problems
     if isinstance(error, InterceptError):
         return (str(error),)
     return (f"unexpected {type(error).__name__} while loading",)
@@ -165,7 +140,9 @@ class Reloader:
                 signature = self._signature()  # before reading: a later change is seen
                 if not force and signature == self._loaded:
                     return ReloadResult(True, False, engine.rules.version, len(engine.rules))
-                rules, pages = await asyncio.to_thread(load_checked, self.config)
+                compiled = await in_daemon_thread(lambda: compile_in_child(self.config))
+                pages = await asyncio.to_thread(pages_for, self.config)
+                rules = await in_daemon_thread(compiled.load)
             except Exception as error:  # every failure is reported, none stops the server
                 problems = problems_of(error)
                 engine.counts.rule_load_failures.inc()
@@ -181,10 +158,12 @@ class Reloader:
                 )  # fmt: skip
                 return self.last
             old = engine.rules.version
+            replaced = [engine.rules]
             engine.use(rules, pages)
             self._loaded = signature
             self._refused = None
-            _refreeze()
+            _freeze_new_set()
+            await asyncio.to_thread(_release, replaced)
             if self.config.huge_pages:  # the new set's memory too (see intercept.hugepages)
                 # a worker only marks it: collapsing would copy pages still shared with the
                 # supervisor (MADV_COLLAPSE ignores the kernel's sharing limits)
@@ -290,14 +269,21 @@ def _today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def _refreeze() -> None:
-    """Let the collector free the previous rule set (frozen at start) and freeze the new one;
-    see `intercept.server.serve.settle_heap`. Nothing to do where nothing was frozen."""
-    if gc.get_freeze_count() == 0:
-        return
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+def _freeze_new_set() -> None:
+    """Take the new set out of the collector's reach, as the first one was at start (see
+    `intercept.server.serve.settle_heap`); cheap, it walks nothing. The replaced set, frozen
+    before, is freed by reference counting (a rule set holds no reference cycles)."""
+    if gc.get_freeze_count():
+        gc.freeze()
+
+
+def _release(replaced: list[RuleSet]) -> None:
+    """Drop the replaced set (in a thread, off the event loop) and hand the freed heap back
+    to the system (glibc's `malloc_trim`, which runs without the interpreter lock), so
+    memory stays flat across reloads."""
+    replaced.clear()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 _SUPERVISOR: list[int] = []  # the pid of this worker's supervisor, once it is one

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -15,6 +18,13 @@ from intercept.rules.rulespec import Action, MatchMode, RuleSpec
 from tests.pg_helpers import PostgresServer, fresh_database, postgres_server
 
 MakeRules = Callable[..., RuleSet]
+
+# The compiled rule cache of every server the tests start (`rules_cache: auto`) goes to a
+# folder of this run, never to the user's ~/.cache (intercept.compiling).
+_CACHE = tempfile.mkdtemp(prefix="intercept-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+os.environ.pop("CACHE_DIRECTORY", None)
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 def spec(

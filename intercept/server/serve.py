@@ -289,9 +289,7 @@ async def _serve(
     if engine is None:
         _EarlyHangup.install()
         loaded = signature_of(config)  # before reading: a change made meanwhile is reloaded
-        engine = build_engine(config)
-    if not reuse_port:  # before listening: collapsing takes a moment (workers share the
-        settle_pages(config)  # supervisor's pages)
+        engine = build_engine(config, cache=True)
     ledger = attach_ledger(config, engine)
     reloader = Reloader(config, engine, loaded)
     runner = await start(config, engine, reuse_port=reuse_port)
@@ -309,6 +307,8 @@ async def _serve(
         tasks.append(asyncio.create_task(ledger.run(config.ledger.flush_seconds)))
         tasks.append(asyncio.create_task(_prune_daily(ledger, config.ledger.retention_days)))
     settle_heap()
+    if not reuse_port:  # once serving, beside it (a worker shares its supervisor's pages)
+        tasks.append(asyncio.create_task(asyncio.to_thread(settle_pages, config)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -431,7 +431,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
         return
     listeners.hold(config)  # the supervisor's own: a second instance cannot take the address
     loaded = signature_of(config)
-    engine = build_engine(config)  # once, shared copy-on-write by the workers
+    engine = build_engine(config, cache=True)  # once, shared copy-on-write by the workers
     settle_heap()
     settle_pages(config)
 

@@ -58,18 +58,17 @@ them running:
 - Triggers are merged: a forced trigger (SIGHUP, `POST /admin/reload`) that comes while
   another forced reload waits for its turn joins it (10 SIGHUPs in a row make 2 loads, not
   10); the waiting one reads the files after every trigger it stands for.
-- Memory: the files are first validated in a forked child (it shares the old set and
-  exits); only a good set makes the supervisor drop the old one (the collector unfrozen,
-  run and frozen again, `malloc_trim`) and compile the new one into the freed heap, so it
-  keeps no stale copy and no fragmented heap for the new workers to inherit. The new
-  workers share the new set copy-on-write; the old set's last pages go with the old
-  workers. Measured with 50,000 rules and 2 workers (bench/worker_memory.py): total PSS
-  264 MiB at start, 265 MiB after 3 reloads (compiling next to the old set and dropping it
-  afterwards: 346 MiB, 1.31x); each reload about 18 s from SIGHUP to both workers
-  replaced (validation, compile, two re-forks on 2 cores). If the files change between
-  the validation and the compile and the compile fails, no good set is left to fork
-  from: that is logged, the workers keep serving, and a dead worker's replacement waits
-  for the next good load.
+- Memory and CPU: the files are read, validated and compiled in a child process
+  (`intercept.compiling.compile_in_child`: niced, so the workers keep the CPU they need).
+  Only a good set makes the supervisor drop the old one (the collector unfrozen, run and
+  frozen again, `malloc_trim`) and load the compiled one into the freed heap, so it keeps
+  no stale copy and no fragmented heap for the new workers to inherit. The new workers
+  share the new set copy-on-write; the old set's last pages go with the old workers.
+  Measured with 50,000 rules and 2 workers (bench/worker_memory.py): total PSS 264 MiB at
+  start, 265 MiB after 3 reloads; figures for 100,000 rules and 10 reloads are in the
+  README (bench/reload_bench.py). If the compiled set cannot be read after the old one
+  was dropped, no good set is left to fork from: that is logged, the workers keep
+  serving, and a dead worker's replacement waits for the next good load.
 
 A replacement for a dead worker is forked from the rules the supervisor holds, which are the
 ones every worker serves. The loads run in a thread while `lock` is held: no fork happens
@@ -82,26 +81,23 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import json
 import logging
 import os
-import select
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from intercept import served
+from intercept.compiling import Compiled, compile_in_child, in_daemon_thread
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.hugepages import advise_heap
-from intercept.pages import Pages
+from intercept.pages import pages_for
 from intercept.reload import (
     Signature,
-    load_checked,
     problems_of,
     serve_as_worker_of,
     signature_of,
@@ -121,7 +117,6 @@ GIVE_UP_AFTER = 5  # workers in a row that died before they were ready
 READY_SECONDS = 60.0  # the longest a re-forked worker may take to listen
 ROLL_RETRY_SECONDS = 10.0  # after a roll that left workers behind
 RETIRE_SECONDS = 150.0  # the longest a retired worker may drain before it is killed
-VALIDATE_SECONDS = 600.0  # the longest the validation child may take
 RETIRE = signal.SIGUSR2  # to a worker replaced by a newer one: drain and exit
 
 _LOG = logging.getLogger("intercept.supervisor")
@@ -568,20 +563,23 @@ class _Reloads:
         self.record(False)
         engine, started = self.engine, time.monotonic()
         old = engine.rules.version
-        try:  # validated in a child first: the old set is dropped only for a good one
-            problems = await _in_daemon_thread(lambda: _validate_in_child(self.config))
+        problems: tuple[str, ...] = ()
+        try:  # compiled in a child: the old set is dropped only for a good one
+            compiled = await in_daemon_thread(lambda: compile_in_child(self.config))
+            pages = await in_daemon_thread(lambda: pages_for(self.config))
+            problems = compiled.problems
             if not problems:
-                engine.rules = _EMPTY  # the new set is compiled into the freed heap
+                engine.rules = _EMPTY  # the new set is loaded into the freed heap
                 _drop_old_set()
-                rules, pages = await _in_daemon_thread(self._load)
-        except Exception as error:  # changed again meanwhile, and now refused
+                rules = await in_daemon_thread(lambda: self._load(compiled))
+        except Exception as error:  # the pages, or an entry that cannot be read
             problems = problems_of(error)
             if engine.rules is _EMPTY:
                 self.lost = True
                 _LOG.error(
-                    "supervisor: the rule files changed while they were loaded and are "
-                    "now refused; the workers keep serving rule set %s, and a worker "
-                    "that dies is replaced once a good set loads", old,
+                    "supervisor: the compiled rule set could not be read; the workers keep "
+                    "serving rule set %s, and a worker that dies is replaced once a good "
+                    "set loads", old,
                 )  # fmt: skip
         if problems:  # the last good set stays
             self.refused = signature
@@ -616,11 +614,11 @@ class _Reloads:
             _RELOAD_LOG.error("reload (%s): %s", reason, behind[0])
         self.record(True, behind, changed=version != old)
 
-    def _load(self) -> tuple[RuleSet, Pages]:
-        rules, pages = load_checked(self.config)
+    def _load(self, compiled: Compiled) -> RuleSet:
+        rules = compiled.load()
         if self.config.huge_pages:
             advise_heap(collapse=False)
-        return rules, pages
+        return rules
 
     async def watch(self) -> None:
         """The file and day triggers (`intercept.reload.watch_triggers`): changed files
@@ -640,64 +638,6 @@ class _Reloads:
 _EMPTY = compile_rules([])
 
 
-def _validate_in_child(config: Config) -> tuple[str, ...]:
-    """Load and check the configured rules and pages in a forked child (it shares the old
-    set and costs no lasting memory): the problems of a refused set, or none. Runs in a
-    thread; the child resets the signal handling it inherits before it does anything."""
-    read_fd, write_fd = os.pipe()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-    try:
-        pid = os.fork()
-        if pid == 0:  # the child: this thread is now its main thread
-            code = 0
-            try:
-                os.close(read_fd)
-                signal.set_wakeup_fd(-1)
-                for sig in _HANDLED:
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                try:
-                    load_checked(config)
-                    problems: tuple[str, ...] = ()
-                except Exception as error:
-                    problems = problems_of(error)
-                with os.fdopen(write_fd, "wb") as pipe:
-                    pipe.write(json.dumps(list(problems)).encode())
-            except BaseException:
-                code = 1
-            os._exit(code)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    os.close(write_fd)
-    data, timely = _read_until(read_fd, time.monotonic() + VALIDATE_SECONDS)
-    if not timely:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if not timely:
-        return (f"validating the rules took longer than {VALIDATE_SECONDS:.0f}s",)
-    if os.waitstatus_to_exitcode(status) != 0 or not data:
-        return ("unexpected failure while validating the rules",)
-    return tuple(str(problem) for problem in json.loads(data))
-
-
-def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
-    """Everything from pipe `fd` until its end (then closed), and whether that came before
-    `deadline` (monotonic)."""
-    chunks: list[bytes] = []
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return b"".join(chunks), False
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks), True
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-
-
 def _drop_old_set() -> None:
     """Free the set just replaced: it was frozen out of the collector's reach at start (see
     `intercept.server.serve.settle_heap`), so unfreeze, collect, freeze the new one; then hand the
@@ -711,36 +651,3 @@ def _drop_old_set() -> None:
         gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-async def _in_daemon_thread(function: Callable[[], _T]) -> _T:
-    """`function()` in a daemon thread: a stop that cancels the wait does not wait for it
-    (an executor's thread would hold up the exit). Returns once the thread has finished."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def settle(result: _T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def target() -> None:
-        result: _T | None = None
-        error: BaseException | None = None
-        try:
-            result = function()
-        except BaseException as caught:
-            error = caught
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    thread = threading.Thread(target=target, name="intercept-supervisor-load", daemon=True)
-    thread.start()
-    try:
-        return await future
-    finally:
-        if not future.cancelled():  # it is returning: joined so that no fork sees it alive
-            thread.join()
