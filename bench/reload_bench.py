@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.proxy_bench import _free_port  # noqa: E402
-from bench.worker_memory import total_mib, wait_for, write_rules  # noqa: E402
+from bench.worker_memory import HEAD, rule_lines, total_mib, wait_for, write_rules  # noqa: E402
 
 QUERIES = ["plain words", "weather tomorrow", "cheap flights", "garden chairs", "news today"]
 
@@ -167,17 +167,26 @@ def _line(name: str, window: dict[str, float]) -> str:
 
 
 def start_timed(
-    command: list[str], environment: dict[str, str], admin: str
+    command: list[str], environment: dict[str, str], admin: str, log: str | None = None
 ) -> tuple[subprocess.Popen[str], float]:
-    """The server, started; and the seconds until its `/readyz` said 200."""
+    """The server, started (its stderr appended to `log`, if named); and the seconds until
+    its `/readyz` said 200."""
     began = time.monotonic()
+    stderr = open(log, "a") if log else subprocess.DEVNULL  # noqa: SIM115 - the child's
     proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+                            stderr=stderr, text=True)  # fmt: skip
     while not _ready(admin):
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}")
         time.sleep(0.05)
     return proc, time.monotonic() - began
+
+
+def _replace(path: Path, text: str) -> None:
+    """`path` replaced whole by `text` (a rename: a reader never sees half a file)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -190,6 +199,12 @@ async def reloads_under_load(
 ) -> None:
     """Steady load, then each reload under it; prints the windows and memory."""
     public = options.public
+    # made before the load starts: making them meanwhile would hold this process's GIL
+    # and delay the searches it sends, which would count against the server
+    texts = [
+        "\n".join([*HEAD, *rule_lines(options.rules, number)]) + "\n"
+        for number in range(1, options.reloads + 1)
+    ]
     searches = Searches(public, options.rate)
     runner = asyncio.create_task(searches.run())
     version = await asyncio.to_thread(_version, admin, options.workers, set())
@@ -202,14 +217,16 @@ async def reloads_under_load(
     during: list[dict[str, float]] = []
     memory: list[int] = []
     took: list[float] = []
+    reload_marks: list[tuple[float, float]] = []
     for number in range(1, options.reloads + 1):
-        await asyncio.to_thread(write_rules, folder, options.rules, number)
+        await asyncio.to_thread(_replace, folder / "big.yaml", texts[number - 1])
         sighup = time.monotonic()
         proc.send_signal(signal.SIGHUP)
         version = await asyncio.to_thread(_version, admin, options.workers, {version})
         served = time.monotonic()
         await asyncio.sleep(1.0)  # searches due just before the swap are answered after it
         window = searches.window(sighup, served)
+        reload_marks.append((sighup, served))
         during.append(window)
         took.append(served - sighup)
         print(_line(f"reload {number} ({served - sighup:.1f} s)", window), flush=True)
@@ -218,6 +235,12 @@ async def reloads_under_load(
         print(f"memory after reload {number}: {memory[-1]} MiB", flush=True)
     searches.stop.set()
     await runner
+    if options.timeline:  # every search: seconds since the first SIGHUP's window, latency
+        marks = "\n".join(f"{due:.4f} {latency}" for due, latency in searches.done)
+        offset = time.time() - time.monotonic()
+        Path(options.timeline).write_text(
+            f"# wall = due + {offset}\n# reloads {reload_marks}\n{marks}\n"
+        )
     worst = max(during, key=lambda window: window["p99"])
     p99 = statistics.median(window["p99"] for window in during)
     rate = statistics.median(window["rate"] for window in during)
@@ -238,6 +261,8 @@ def main() -> None:
     parser.add_argument("--reloads", type=int, default=10)
     parser.add_argument("--rate", type=float, default=400.0, help="searches per second")
     parser.add_argument("--steady", type=float, default=10.0, help="seconds before reloads")
+    parser.add_argument("--timeline", metavar="FILE", help="write every search's latency")
+    parser.add_argument("--server-log", metavar="FILE", help="the server's log, appended")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intercept-reload-") as temporary:
         folder, cache = Path(temporary, "rules"), Path(temporary, "cache")
@@ -252,7 +277,7 @@ def main() -> None:
         while not any(cache.glob("*.rules")) and time.monotonic() < deadline:
             time.sleep(0.2)  # the entry is written by a child after the start
         stop(proc)
-        proc, warm = start_timed(command, environment, admin)
+        proc, warm = start_timed(command, environment, admin, options.server_log)
         print(f"SUMMARY start: cold {cold:.1f} s, warm {warm:.1f} s ({options.rules} rules, "
               f"{'one process' if not options.workers else f'{options.workers} workers'})",
               flush=True)  # fmt: skip

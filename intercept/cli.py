@@ -448,7 +448,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "rules_key_file": args.rules_key_file,
         },
     )
-    if config.workers > 1:
+    if config.workers is not None:
         _multiprocess_metrics()
     from intercept.server.serve import run  # after: it imports the metrics library
 
@@ -749,7 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", metavar="PATH", help="messages folder")
     p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener")
     p.add_argument("--mode", choices=("proxy", "authz"))
-    p.add_argument("--workers", type=int, metavar="N", help="worker processes (1)")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="supervisor and N workers (default: 1 process)"
+    )
     p.add_argument("--rules-key-file", metavar="FILE", help="key of a sealed rule bundle")
     p.set_defaults(func=cmd_serve)
 

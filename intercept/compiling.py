@@ -336,9 +336,11 @@ def main() -> None:
     sys.stdout.write(json.dumps(result) + "\n")
 
 
-async def in_daemon_thread(function: Callable[[], _T]) -> _T:
+async def in_daemon_thread(function: Callable[[], _T], *, background: bool = False) -> _T:
     """`function()` in a daemon thread: a stop that cancels the wait does not wait for it
-    (an executor's thread would hold up the exit). Returns once the thread has finished."""
+    (an executor's thread would hold up the exit). Returns once the thread has finished.
+    `background`: the thread runs niced (Linux takes a thread id for the priority of that
+    thread alone), so the CPU goes to serving first."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[_T] = loop.create_future()
 
@@ -354,6 +356,9 @@ async def in_daemon_thread(function: Callable[[], _T]) -> _T:
         result: _T | None = None
         error: BaseException | None = None
         try:
+            if background:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
             result = function()
         except BaseException as caught:
             error = caught

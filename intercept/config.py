@@ -476,7 +476,8 @@ class Config(_Model):
     reload: Reload = Reload()
     admin: Admin = Admin()
     readiness: Readiness = Readiness()
-    workers: int = Field(default=1, ge=1, le=64)
+    # None: one process; N: a supervisor and N workers (with 1 too: reloads never stall it)
+    workers: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("listen", "admin_listen")
     @classmethod
@@ -605,7 +606,9 @@ limits:
                                   #   file limit (raised to the hard limit at start), <= 10000
   admin_connections: 64           # the admin listener's own, so /readyz answers under a flood
 
-workers: 1                        # processes sharing the listeners the supervisor holds
+workers: null                     # null: one process. N: a supervisor holding the listeners
+                                  #   and N worker processes; with 1 too, since a reload
+                                  #   then never pauses a serving process (about one per core)
 
 ledger:                           # research ledger: hourly aggregate counts only
   url: "sqlite:intercept-ledger.db"   # or postgresql://user:pass@host/db; null: off

@@ -19,6 +19,7 @@ import yaml
 
 from intercept.config import ENV_PREFIX, Config
 from intercept.research.ledger import redacted_url
+from intercept.server.feedpoll import shown_url
 
 __all__ = ["SECRETS", "shown_settings"]
 
@@ -67,4 +68,8 @@ def shown_settings(
         data["ledger"]["url"] = (
             f"{redacted_url(url)} (password {_source(_LEDGER_URL, path, environ)})"
         )
+    feed = data.get("rules_feed")
+    if feed and shown_url(feed["url"]) != feed["url"]:  # credentials or a token in it
+        source = _source(("rules_feed", "url"), path, environ)
+        feed["url"] = f"{shown_url(feed['url'])} (credentials {source})"
     return data

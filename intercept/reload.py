@@ -141,8 +141,8 @@ class Reloader:
                 if not force and signature == self._loaded:
                     return ReloadResult(True, False, engine.rules.version, len(engine.rules))
                 compiled = await in_daemon_thread(lambda: compile_in_child(self.config))
-                pages = await asyncio.to_thread(pages_for, self.config)
-                rules = await in_daemon_thread(compiled.load)
+                pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
+                rules = await in_daemon_thread(compiled.load, background=True)
             except Exception as error:  # every failure is reported, none stops the server
                 problems = problems_of(error)
                 engine.counts.rule_load_failures.inc()

@@ -182,6 +182,23 @@ def test_config_never_prints_a_secret(tmp_path: Path) -> None:
     assert shown["ledger"]["url"] == f"postgresql://u:***@db/x (password from {path})"
 
 
+def test_config_hides_credentials_in_the_rule_feed_address(tmp_path: Path) -> None:
+    path = tmp_path / "intercept.yaml"
+    keygen = [sys.executable, "-m", "intercept", "feed", "keygen", str(tmp_path)]
+    subprocess.run(keygen, check=True, capture_output=True, timeout=60)
+    path.write_text(
+        f"rules_feed: {{url: 'https://reader:{PASSWORD}@feed.example/rules/?sig={TOKEN}',"
+        f" public_key_file: {tmp_path / 'feed.pub'}, cache_dir: {tmp_path / 'cache'}}}\n",
+        encoding="utf-8",
+    )
+    shown = shown_settings(load_config(path, environ={}), path, {})
+    assert PASSWORD not in json.dumps(shown)
+    assert TOKEN not in json.dumps(shown)
+    assert shown["rules_feed"]["url"] == (
+        f"https://***@feed.example/rules/?*** (credentials from {path})"
+    )
+
+
 def test_config_command_hides_secrets(tmp_path: Path, clean_env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "intercept", "config"],

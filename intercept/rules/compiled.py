@@ -33,7 +33,7 @@ from typing import Any
 __all__ = ["KEEP", "CacheError", "CompiledCache", "Entry", "source_digest", "source_files",
            "valid_until"]  # fmt: skip
 
-KEEP = 3  # entries kept: the serving set, the one before, one more
+KEEP = 2  # entries kept: the serving set and the one before (a rollback starts warm)
 _MAGIC = b"intercept-compiled 1\n"
 
 

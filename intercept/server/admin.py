@@ -16,7 +16,8 @@
   counts waiting there, `spooled_rows`, `spooled_counts`), upstream health (proxy mode: address,
   `up`, `failing_since`, `consecutive_failures`, `last_error_kind`, `probing`; null in other
   modes), uptime, and with `--workers N` the rule set each worker serves (`workers`: pid,
-  version, rules, loaded_at, draining; `intercept.served`), and with `rules_feed` the feed
+  version, rules, loaded_at, draining, started_at, and `last_reload`: at, age_seconds,
+  current; `intercept.served`), and with `rules_feed` the feed
   (`feed`: its address without credentials, the version served, the last success, the last
   poll error's kind, the last refusal's reason, version, time and message, the next poll;
   `intercept.server.feedpoll`; null without a feed). No request-derived data exists.

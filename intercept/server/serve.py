@@ -356,6 +356,7 @@ async def _serve(
             # connections accepted last send their request and have it handled first: the
             # cleanup below closes the others, and would reset those (at most RETIRE_GRACE)
             await _settled(runner, admin)
+            await _closed(runner)
         await runner.cleanup()  # requests in flight finish first, and are counted
         engine.counts.sync_logged()  # the last second's counts reach the metrics too
         for task in (*tasks, *hangups):
@@ -368,6 +369,7 @@ async def _serve(
 
 
 RETIRE_GRACE = 5.0  # the longest a retiring worker waits for its last clients' requests
+IDLE_GRACE = 2.0  # and then for its kept-alive connections to close after their last answer
 
 
 async def _stop_accepting(sites: tuple[web.BaseSite, ...]) -> None:
@@ -394,6 +396,21 @@ async def _settled(*runners: web.BaseRunner) -> None:
     await asyncio.sleep(0.1)
     servers = [r.server for r in runners if isinstance(r.server, GatedServer)]
     while any(server.unsettled() for server in servers) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def _closed(runner: web.BaseRunner) -> None:
+    """Wait (at most `IDLE_GRACE`) until the public listener's kept-alive connections have
+    closed themselves: each answer of a draining worker says `Connection: close`, so a
+    client's pooled connection ends after its next search. Closing an idle kept-alive
+    connection instead races with a client that is sending on it just then (it sees a
+    reset); those left idle past the grace are closed, as a keep-alive timeout would."""
+    server = runner.server
+    if not isinstance(server, GatedServer):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + IDLE_GRACE
+    while server.open and loop.time() < deadline:
         await asyncio.sleep(0.02)
 
 
@@ -426,7 +443,7 @@ def run(config: Config, ready: Callable[[web.BaseRunner], None] | None = None) -
     prepare(config)  # the file limit raised to the hard limit, and said
     check_listeners(config)  # an address in use is said at once, not after the rules load
     prime_feed(config)  # rules_feed: the version to start from, on disk before it is read
-    if config.workers == 1:
+    if config.workers is None:
         asyncio.run(_serve(config, ready))
         return
     listeners.hold(config)  # the supervisor's own: a second instance cannot take the address

@@ -195,7 +195,7 @@ class _Supervisor:
         self.serve_worker = serve_worker
         self.follower = _Reloads(config, engine, loaded, self.roll)
         self.hangup_at_start = hangup
-        self.slots = [_Slot(index) for index in range(config.workers)]
+        self.slots = [_Slot(index) for index in range(config.workers or 1)]
         self.extra: list[_Slot] = []  # workers being started or retired by a roll
         self.tasks: set[asyncio.Task[None]] = set()  # restarts, loads: dropped on stop
         self.unready = 0  # workers in a row that died before they were ready
@@ -566,12 +566,12 @@ class _Reloads:
         problems: tuple[str, ...] = ()
         try:  # compiled in a child: the old set is dropped only for a good one
             compiled = await in_daemon_thread(lambda: compile_in_child(self.config))
-            pages = await in_daemon_thread(lambda: pages_for(self.config))
+            pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
             problems = compiled.problems
             if not problems:
                 engine.rules = _EMPTY  # the new set is loaded into the freed heap
-                _drop_old_set()
-                rules = await in_daemon_thread(lambda: self._load(compiled))
+                await in_daemon_thread(_drop_old_set, background=True)
+                rules = await in_daemon_thread(lambda: self._load(compiled), background=True)
         except Exception as error:  # the pages, or an entry that cannot be read
             problems = problems_of(error)
             if engine.rules is _EMPTY:
@@ -595,7 +595,7 @@ class _Reloads:
         del rules, pages
         self.loaded, self.refused, self.lost = signature, None, False
         self.serial += 1
-        _drop_old_set()
+        await in_daemon_thread(_drop_old_set, background=True)
         self.behind = await self.roll()
         seconds = time.monotonic() - started
         version = engine.rules.version

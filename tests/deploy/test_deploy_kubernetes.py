@@ -273,12 +273,14 @@ def test_security_context() -> None:
 
 
 def test_writable_places_are_empty_dirs() -> None:
-    """The root file system is read-only: /tmp, the workers' metrics folder and the working
-    folder (the ledger's spool) are emptyDirs."""
+    """The root file system is read-only: /tmp, the workers' metrics folder, the working
+    folder (the ledger's spool) and the compiled rule cache the configuration names are
+    emptyDirs (the cache's outlives a container restart: a restarted one starts warm)."""
     env = {v["name"]: v.get("value") for v in container()["env"]}
     writable = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]
                 if not m.get("readOnly")}  # fmt: skip
-    assert set(writable) == {"/tmp", env["PROMETHEUS_MULTIPROC_DIR"], "/var/lib/intercept"}
+    cache = yaml.safe_load(config_text())["rules_cache"]
+    assert set(writable) == {"/tmp", env["PROMETHEUS_MULTIPROC_DIR"], "/var/lib/intercept", cache}
     for name in writable.values():
         assert "emptyDir" in volume(name)
         assert "sizeLimit" in volume(name)["emptyDir"]
@@ -392,6 +394,7 @@ def test_the_pods_command_serves_reloads_a_changed_configmap_and_drains(tmp_path
         f"rules: {mount('rules')['mountPath']}": f"rules: {tmp_path / 'rules'}",
         "poll_seconds: 5": "poll_seconds: 0.5",
         "upstream: http://search-frontend:8000": "upstream: http://127.0.0.1:9",  # no lookup
+        "rules_cache: /var/cache/intercept": f"rules_cache: {tmp_path / 'cache'}",  # emptyDir
     }.items():
         assert old in config, old
         config = config.replace(old, new)

@@ -244,6 +244,7 @@ def test_example_config_is_accepted_and_keeps_the_ledger_in_the_state_directory(
     assert config.messages is None  # the built-in pages: nothing more to install
     assert ip_address(config.admin_listen.rpartition(":")[0]).is_loopback  # never public
     assert config.mode == "proxy"
+    assert config.workers is not None
     assert config.workers >= 2
 
 
