@@ -271,8 +271,10 @@ def _today() -> str:
 
 def _freeze_new_set() -> None:
     """Take the new set out of the collector's reach, as the first one was at start (see
-    `intercept.server.serve.settle_heap`); cheap, it walks nothing. The replaced set, frozen
-    before, is freed by reference counting (a rule set holds no reference cycles)."""
+    `intercept.server.serve.settle_heap`); cheap, it walks nothing, where unfreezing and
+    collecting walked every object of the new set on the event loop. The replaced set,
+    frozen before, is freed by reference counting (a rule set holds no reference cycles);
+    the few small cycles the replaced pages leave (measured: 28 objects) stay frozen."""
     if gc.get_freeze_count():
         gc.freeze()
 
