@@ -247,7 +247,8 @@ def compile_in_child(config: Config) -> Compiled:
             problems = error.problems if isinstance(error, RuleError) else (error,)
             return Compiled(tuple(str(problem) for problem in problems))
     cache = cache_for(config)
-    private = Path(tempfile.mkdtemp(prefix="intercept-compile-"))
+    folder = None if cache is None else cache.folder  # beside the entries: see `_handed`
+    private = Path(tempfile.mkdtemp(prefix=".compile-", dir=folder))
     job = {
         "rules": str(config.rules),
         "key_file": None if config.rules_key_file is None else str(config.rules_key_file),
@@ -306,8 +307,8 @@ def _child() -> dict[str, object]:
     before = digest_of(path, key_file)
     if cache is not None:
         with contextlib.suppress(CacheError, OSError):
-            if isinstance(cache.get(before, _today()), RuleSet):
-                return {"digest": before, "folder": str(cache.folder)}  # already compiled
+            if cache.has(before, _today()):  # already compiled
+                return _handed(cache, before, private)
     try:
         rules = checked_rules(path, key_file)
     except InterceptError as error:
@@ -319,9 +320,20 @@ def _child() -> dict[str, object]:
     if cache is not None and digest_of(path, key_file) == before:
         with contextlib.suppress(CacheError, OSError):
             cache.put(before, rules, expiries)
-            return {"digest": before, "folder": str(cache.folder)}
+            return _handed(cache, before, private)
     CompiledCache(private).put(before, rules, expiries)  # changed meanwhile, or no cache
     return {"digest": before, "folder": str(private)}
+
+
+def _handed(cache: CompiledCache, digest: str, private: Path) -> dict[str, object]:
+    """The cache's entry for `digest`, also linked into the parent's `private` folder (made
+    in the cache folder, on the same file system), so that a prune by another server
+    sharing the cache cannot remove it before the parent has loaded it."""
+    try:
+        os.link(cache.folder / f"{digest}.rules", private / f"{digest}.rules")
+    except OSError:  # another file system, or gone already: the parent reads the cache's
+        return {"digest": digest, "folder": str(cache.folder)}
+    return {"digest": digest, "folder": str(private)}
 
 
 def main() -> None:

@@ -51,8 +51,13 @@ def test_a_child_compiles_the_set_and_the_parent_only_loads_it(tmp_path: Path) -
     config = _config(tmp_path, _rules_file(tmp_path / "rules"), tmp_path / "cache")
     compiled = compile_in_child(config)
     assert compiled.problems == ()
-    assert compiled.folder == tmp_path / "cache"  # stored for the next start too
+    # handed over through a link in a folder of its own beside the cache's entries, so a
+    # prune by another server sharing the cache cannot take it away before it is loaded
+    assert compiled.folder is not None
+    assert compiled.folder.parent == tmp_path / "cache"
+    assert compiled.temporary
     rules = compiled.load()
+    assert not compiled.folder.exists()
     assert rules.match(f"some {SECRET_WORD}") is not None
     assert rules.match("a blue kettle").rule_id == "T-2"  # type: ignore[union-attr]
     entry = tmp_path / "cache" / f"{digest_of(config.rules, None)}.rules"
@@ -61,6 +66,14 @@ def test_a_child_compiles_the_set_and_the_parent_only_loads_it(tmp_path: Path) -
     again = compile_in_child(config)  # the same files: the entry is reused, not rewritten
     assert again.load().version == rules.version
     assert entry.stat().st_mtime_ns == before
+
+
+def test_an_entry_pruned_before_the_parent_loads_it_still_loads(tmp_path: Path) -> None:
+    config = _config(tmp_path, _rules_file(tmp_path / "rules"), tmp_path / "cache")
+    compiled = compile_in_child(config)
+    for entry in (tmp_path / "cache").glob("*.rules"):
+        entry.unlink()  # another server sharing the cache pruned it meanwhile
+    assert compiled.load().match(f"a {SECRET_WORD}") is not None
 
 
 def test_a_refused_set_names_rule_and_place_never_its_text(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle  # noqa: TID251 - our own entries only, in a private folder (see above)
+import shutil
 import stat
 import tempfile
 import time
@@ -111,7 +112,16 @@ class CompiledCache:
 
     def get(self, digest: str, today: str) -> Any | None:
         """The set stored under `digest` if it holds on `today`, else None. Raises
-        `CacheError` for an unsafe folder or entry; a damaged entry is removed and None."""
+        `CacheError` for an unsafe folder or entry; an entry that cannot be read whole (cut
+        short, another format) is removed and None."""
+        return self._read(digest, today, load=True)
+
+    def has(self, digest: str, today: str) -> bool:
+        """Whether an entry for `digest` that holds on `today` is there (its header read,
+        not its set). Raises `CacheError` as `get` does."""
+        return self._read(digest, today, load=False) is not None
+
+    def _read(self, digest: str, today: str, *, load: bool) -> Any | None:
         path = self._path(digest)
         if not self.folder.exists():
             return None
@@ -126,8 +136,8 @@ class CompiledCache:
                     raise ValueError("not an entry of this digest")
                 if header.valid_until is not None and today >= header.valid_until:
                     return None
-                return pickle.load(file)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError):
+                return pickle.load(file) if load else header
+        except Exception:  # any entry that cannot be read is a miss, never a failed start
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
@@ -161,13 +171,14 @@ class CompiledCache:
         return path
 
     def _prune(self, keep: Path) -> None:
-        """The newest `KEEP` entries stay; so do temporary files younger than an hour (a
-        writer may be at work), older ones were left by a writer that died."""
+        """The newest `KEEP` entries stay; so do temporary files and a compile's folders
+        (`intercept.compiling`) younger than an hour (a writer may be at work), older ones
+        were left by a writer that died."""
         entries = []
-        for path in self.folder.glob(".entry-*"):
+        for path in (*self.folder.glob(".entry-*"), *self.folder.glob(".compile-*")):
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime > 3600:
-                    path.unlink()
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         for path in self.folder.glob("*.rules"):
             with contextlib.suppress(OSError):
                 entries.append((path.stat().st_mtime_ns, path))

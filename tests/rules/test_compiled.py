@@ -63,6 +63,16 @@ def test_a_damaged_entry_is_a_miss_and_goes(tmp_path: Path) -> None:
     assert cache.get("d" * 64, "2026-12-08") is None
 
 
+def test_an_entry_with_a_header_of_another_shape_is_a_miss(tmp_path: Path) -> None:
+    cache = CompiledCache(tmp_path)
+    path = cache.put("g" * 64, _rules(), [])
+    assert cache.has("g" * 64, "2026-12-08")
+    magic, _, rest = path.read_bytes().partition(b"\n")
+    path.write_bytes(magic + b'\n{"digest": "' + b"g" * 64 + b'"}\n' + rest.partition(b"\n")[2])
+    assert not cache.has("g" * 64, "2026-12-08")  # no version, no valid_until: not ours
+    assert not path.exists()
+
+
 def test_a_folder_others_may_write_is_never_read(tmp_path: Path) -> None:
     cache = CompiledCache(tmp_path / "cache")
     cache.put("e" * 64, _rules(), [])
