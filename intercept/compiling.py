@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -69,7 +71,17 @@ def _salt() -> str:
     except metadata.PackageNotFoundError:
         matcher = ahocorasick.__file__ or "?"
     python = ".".join(map(str, sys.version_info[:2]))
-    return f"intercept {__version__} python {python} pyahocorasick {matcher}"
+    return f"intercept {__version__} {_engine_source()} python {python} pyahocorasick {matcher}"
+
+
+def _engine_source() -> str:
+    """A digest of the rule engine's source (`intercept/rules/*.py`): a build that changes
+    how sets are compiled or pickled never reads another build's entries, whatever its
+    version number says."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.joinpath("rules").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def digest_of(rules: Path, key_file: Path | None) -> str:
@@ -145,7 +157,7 @@ def checked_rules(path: Path, key_file: Path | None) -> RuleSet:
 def cached_rules(config: Config) -> tuple[RuleSet | None, str | None]:
     """The compiled set of the configured files from the cache, if there; and the digest it
     is (or would be) stored under, None when the cache is off or the files unreadable."""
-    cache = cache_for(config)
+    cache = None if config.rules_key_file is not None else cache_for(config)  # see `_small`
     if cache is None:
         return None, None
     try:
@@ -161,21 +173,29 @@ def cached_rules(config: Config) -> tuple[RuleSet | None, str | None]:
 
 def store_in_background(config: Config, rules: RuleSet, digest: str | None) -> int | None:
     """Store `rules` (compiled from the files of `digest`) in the cache from a forked
-    process, which shares the set with this one and costs it nothing; a set whose examples
-    fail is not stored. It is forked twice (the first child exits at once and is reaped
-    here), so it is nobody's worker: init, tini or systemd reaps it. Returns the first
-    child's pid, or None when there is nothing to do."""
+    process, which shares the set with this one; a set whose examples fail is not stored,
+    nor one whose files changed since `digest` was taken. Pickling touches every object, so
+    for its second or two the pages it touches are copied: about the set's size again. It
+    is forked twice (the first child exits at once and is reaped here), so it is nobody's
+    worker: init, tini or systemd reaps it; it closes the listeners it inherited. Returns
+    the first child's pid, or None when there is nothing to do."""
     cache = cache_for(config)
     if cache is None or digest is None:
         return None
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as error:  # no memory or process left for it: the next start compiles
+        _LOG.warning("compiled rule cache: not stored (%s)", type(error).__name__)
+        return None
     if pid == 0:  # pragma: no cover - the forked children; their effect is tested
         code = 1
         try:
             if os.fork() == 0:
+                os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # listeners
                 os.nice(_NICE)
-                if not example_problems(rules):
-                    cache.put(digest, rules, (spec.expires for spec in rules.rules))
+                unchanged = digest_of(config.rules, config.rules_key_file) == digest
+                if unchanged and not example_problems(rules):  # files edited while loaded:
+                    cache.put(digest, rules, (spec.expires for spec in rules.rules))  # no
             code = 0
         finally:
             os._exit(code)
@@ -200,6 +220,12 @@ class Compiled:
     folder: Path | None = None
     temporary: bool = False  # `folder` is the child's own, removed once loaded
     rules: RuleSet | None = None  # a small set, compiled in the calling thread
+
+    def discard(self) -> None:
+        """Remove the child's folder when the set will not be loaded (a reload refused for
+        its pages, or stopped): it holds the whole compiled set."""
+        if self.temporary and self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def load(self) -> RuleSet:
         """The compiled set, loaded with the collector paused (it would walk the new set's
@@ -226,7 +252,10 @@ class Compiled:
 
 
 def _small(config: Config) -> bool:
-    """Whether the rule files are small enough to compile in the calling thread."""
+    """Whether the rule files are small enough to compile in the calling thread; a sealed
+    bundle always is (it is never cached: an entry would hold its key beside its hashes)."""
+    if config.rules_key_file is not None:
+        return True
     total = 0
     for path in source_files(config.rules):
         with contextlib.suppress(OSError):
@@ -247,8 +276,10 @@ def compile_in_child(config: Config) -> Compiled:
             problems = error.problems if isinstance(error, RuleError) else (error,)
             return Compiled(tuple(str(problem) for problem in problems))
     cache = cache_for(config)
-    folder = None if cache is None else cache.folder  # beside the entries: see `_handed`
-    private = Path(tempfile.mkdtemp(prefix=".compile-", dir=folder))
+    try:  # beside the entries (see `_handed`), or where temporary files go
+        private = Path(tempfile.mkdtemp(prefix=".compile-", dir=cache.folder if cache else None))
+    except OSError:
+        private = Path(tempfile.mkdtemp(prefix=".compile-"))
     job = {
         "rules": str(config.rules),
         "key_file": None if config.rules_key_file is None else str(config.rules_key_file),
@@ -260,7 +291,7 @@ def compile_in_child(config: Config) -> Compiled:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (source, env.get("PYTHONPATH"))))
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "intercept.compiling"],
+            [sys.executable, "-P", "-m", "intercept.compiling"],  # -P: not the cwd
             input=json.dumps(job).encode(),
             capture_output=True,
             timeout=COMPILE_SECONDS,
@@ -284,8 +315,8 @@ def compile_in_child(config: Config) -> Compiled:
     if result.get("problems"):
         shutil.rmtree(private, ignore_errors=True)
         return Compiled(tuple(str(problem) for problem in result["problems"]))
-    temporary = result["folder"] == str(private)
-    if not temporary:
+    temporary = cache is None or result["folder"] != str(cache.folder)
+    if result["folder"] != str(private):
         shutil.rmtree(private, ignore_errors=True)
     return Compiled((), str(result["digest"]), Path(result["folder"]), temporary)
 
@@ -307,8 +338,8 @@ def _child() -> dict[str, object]:
     before = digest_of(path, key_file)
     if cache is not None:
         with contextlib.suppress(CacheError, OSError):
-            if cache.has(before, _today()):  # already compiled
-                return _handed(cache, before, private)
+            if cache.has(before, _today()) and _linked(cache, before, private):
+                return {"digest": before, "folder": str(private)}  # already compiled
     try:
         rules = checked_rules(path, key_file)
     except InterceptError as error:
@@ -318,22 +349,33 @@ def _child() -> dict[str, object]:
         return {"problems": problems}
     expiries = [spec.expires for spec in rules.rules]
     if cache is not None and digest_of(path, key_file) == before:
-        with contextlib.suppress(CacheError, OSError):
+        try:
             cache.put(before, rules, expiries)
-            return _handed(cache, before, private)
-    CompiledCache(private).put(before, rules, expiries)  # changed meanwhile, or no cache
-    return {"digest": before, "folder": str(private)}
+        except (CacheError, OSError):
+            pass  # a full or read-only cache: handed over below
+        else:
+            if _linked(cache, before, private):
+                return {"digest": before, "folder": str(private)}
+    for folder in (private, None):  # changed meanwhile, no cache, or a cache that failed
+        try:  # a full or read-only cache folder never refuses a good set
+            place = Path(tempfile.mkdtemp(prefix=".compile-")) if folder is None else folder
+            CompiledCache(place).put(before, rules, expiries)
+            return {"digest": before, "folder": str(place)}
+        except OSError:
+            if folder is None:
+                raise
+    raise AssertionError("unreachable")
 
 
-def _handed(cache: CompiledCache, digest: str, private: Path) -> dict[str, object]:
-    """The cache's entry for `digest`, also linked into the parent's `private` folder (made
-    in the cache folder, on the same file system), so that a prune by another server
-    sharing the cache cannot remove it before the parent has loaded it."""
+def _linked(cache: CompiledCache, digest: str, private: Path) -> bool:
+    """Whether the cache's entry for `digest` is now also linked into the parent's `private`
+    folder (made beside the entries, on the same file system), so that a prune by another
+    server sharing the cache cannot remove it before the parent has loaded it."""
     try:
         os.link(cache.folder / f"{digest}.rules", private / f"{digest}.rules")
-    except OSError:  # another file system, or gone already: the parent reads the cache's
-        return {"digest": digest, "folder": str(cache.folder)}
-    return {"digest": digest, "folder": str(private)}
+    except OSError:  # another file system, gone meanwhile, nothing stored
+        return False
+    return True
 
 
 def main() -> None:
@@ -348,16 +390,24 @@ def main() -> None:
     sys.stdout.write(json.dumps(result) + "\n")
 
 
-async def in_daemon_thread(function: Callable[[], _T], *, background: bool = False) -> _T:
+async def in_daemon_thread(
+    function: Callable[[], _T],
+    *,
+    background: bool = False,
+    abandoned: Callable[[_T], None] | None = None,
+) -> _T:
     """`function()` in a daemon thread: a stop that cancels the wait does not wait for it
     (an executor's thread would hold up the exit). Returns once the thread has finished.
     `background`: the thread runs niced (Linux takes a thread id for the priority of that
-    thread alone), so the CPU goes to serving first."""
+    thread alone), so the CPU goes to serving first. `abandoned(result)` runs when the
+    result comes after the wait was cancelled (to remove what nobody will use)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[_T] = loop.create_future()
 
     def settle(result: _T | None, error: BaseException | None) -> None:
         if future.done():
+            if abandoned is not None and error is None:
+                abandoned(result)  # type: ignore[arg-type]
             return
         if error is not None:
             future.set_exception(error)
@@ -374,8 +424,11 @@ async def in_daemon_thread(function: Callable[[], _T], *, background: bool = Fal
             result = function()
         except BaseException as caught:
             error = caught
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+        try:
             loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed: nobody waits any more
+            if abandoned is not None and error is None:
+                abandoned(result)  # type: ignore[arg-type]
 
     thread = threading.Thread(target=target, name="intercept-load", daemon=True)
     thread.start()

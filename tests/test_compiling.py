@@ -5,6 +5,7 @@ child."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from intercept.compiling import (
     cached_rules,
     compile_in_child,
     digest_of,
+    store_in_background,
 )
 from intercept.config import Config
 
@@ -207,3 +209,55 @@ def test_the_child_is_niced_and_dies_with_its_parent() -> None:
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_odd_files_beside_the_rules_neither_block_nor_fail_a_compile(tmp_path: Path) -> None:
+    folder = _rules_file(tmp_path / "rules")
+    os.mkfifo(folder / "pipe")  # reading it would block for ever
+    (folder / "NOTES").symlink_to(tmp_path / "nowhere")  # a dangling link
+    (folder / ".git").mkdir()
+    (folder / ".git" / "index.lock").write_text("a pull in progress")
+    config = _config(tmp_path, folder, tmp_path / "cache")
+    assert cached_rules(config) == (None, digest_of(folder, None))  # did not block
+    compiled = compile_in_child(config)
+    assert compiled.problems == ()
+    (folder / ".git" / "index.lock").unlink()  # a dot folder is not part of the rules
+    assert digest_of(folder, None) == compiled.digest
+
+
+def test_the_child_never_imports_a_module_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _rules_file(tmp_path / "rules")
+    planted = tmp_path / "cwd"
+    planted.mkdir()
+    (planted / "yaml.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    monkeypatch.chdir(planted)
+    compiled = compile_in_child(_config(tmp_path, folder, "off"))
+    assert compiled.problems == ()
+    assert not (tmp_path / "ran").exists()
+    compiled.discard()
+    assert compiled.folder is not None
+    assert not compiled.folder.exists()
+
+
+def test_a_start_never_stores_a_set_under_files_changed_since(tmp_path: Path) -> None:
+    config = _config(tmp_path, _rules_file(tmp_path / "rules", pad=10), tmp_path / "cache")
+    rules, digest = cached_rules(config)
+    assert rules is None
+    assert digest is not None
+    engine = build_engine(config)  # compiled, not stored (cache=False)
+    (config.rules / "t.yaml").write_text(
+        (config.rules / "t.yaml").read_text().replace("blue kettle", "red kettle")
+    )  # edited after the digest was taken and the set read
+    assert store_in_background(config, engine.rules, digest) is not None
+    time.sleep(2.0)  # the forked writer checks the files first and stores nothing
+    assert not list((tmp_path / "cache").glob("*.rules"))
+    (config.rules / "t.yaml").write_text(
+        (config.rules / "t.yaml").read_text().replace("red kettle", "blue kettle")
+    )  # the files the set was read from again: now it is stored (within those 2 s too)
+    store_in_background(config, engine.rules, digest)
+    deadline = time.monotonic() + 2.0
+    while cached_rules(config)[0] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cached_rules(config)[0] is not None

@@ -55,13 +55,23 @@ def source_files(root: Path) -> Iterator[Path]:
 
 
 def source_digest(roots: Iterable[Path], salt: str) -> str:
-    """The SHA-256 of every file under `roots` (relative name, size, bytes) and `salt`.
-    Raises `OSError` when a file cannot be read."""
+    """The SHA-256 of every regular file under `roots` (relative name, size, bytes) and
+    `salt`. Passed over: what is under a dot folder (`.git`, a ConfigMap's `..data`: its
+    files are read through their links), what is no regular file (a FIFO would block, a
+    dangling link cannot be read) and a file that vanishes meanwhile (the digest differs
+    all the same)."""
     digest = hashlib.sha256(salt.encode())
     for number, root in enumerate(roots):
         for path in source_files(root):
-            data = path.read_bytes()
             name = str(path.relative_to(root)) if path != root else path.name
+            if any(part.startswith(".") for part in Path(name).parts[:-1]):
+                continue
+            try:
+                if not path.is_file():
+                    continue
+                data = path.read_bytes()
+            except OSError:
+                continue
             digest.update(f"\0{number}\0{name}\0{len(data)}\0".encode())
             digest.update(data)
     return digest.hexdigest()

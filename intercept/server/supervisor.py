@@ -565,8 +565,14 @@ class _Reloads:
         old = engine.rules.version
         problems: tuple[str, ...] = ()
         try:  # compiled in a child: the old set is dropped only for a good one
-            compiled = await in_daemon_thread(lambda: compile_in_child(self.config))
-            pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
+            compiled = await in_daemon_thread(
+                lambda: compile_in_child(self.config), abandoned=Compiled.discard
+            )
+            try:
+                pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
+            except BaseException:
+                compiled.discard()  # refused for its pages, or stopped: never loaded
+                raise
             problems = compiled.problems
             if not problems:
                 engine.rules = _EMPTY  # the new set is loaded into the freed heap
