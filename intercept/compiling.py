@@ -49,12 +49,13 @@ import ahocorasick
 from intercept import __version__, load_rules
 from intercept.config import Config
 from intercept.errors import InterceptError, Problem, RuleError
+from intercept.pages import Pages, pages_for
 from intercept.rules.compiled import CacheError, CompiledCache, source_digest, source_files
 from intercept.rules.ruleset import RuleSet
 
 __all__ = ["COMPILE_SECONDS", "CompileRefused", "Compiled", "cache_for", "cached_rules",
-           "checked_rules", "compile_in_child", "digest_of", "example_problems",
-           "in_daemon_thread", "store_in_background"]  # fmt: skip
+           "checked_rules", "compile_in_child", "compile_with_pages", "digest_of",
+           "example_problems", "in_daemon_thread", "store_in_background"]  # fmt: skip
 
 COMPILE_SECONDS = 600.0  # the longest a compile child may take (100,000 rules: about 20 s)
 IN_THREAD_BYTES = 64 * 1024  # rule files up to this size (about 1,000 rules) compile in a
@@ -388,6 +389,19 @@ def main() -> None:
     except Exception as error:  # reported by kind only: a message could quote a rule
         result = {"problems": [f"unexpected {type(error).__name__} while compiling"]}
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+async def compile_with_pages(config: Config) -> tuple[Compiled, Pages]:
+    """The configured rules compiled (`compile_in_child`) and the pages loaded, each in a
+    daemon thread; the child's folder is removed when the pages fail or the wait is
+    cancelled (a stop), since the set will never be loaded then."""
+    compiled = await in_daemon_thread(lambda: compile_in_child(config), abandoned=Compiled.discard)
+    try:
+        pages = await in_daemon_thread(lambda: pages_for(config), background=True)
+    except BaseException:
+        compiled.discard()
+        raise
+    return compiled, pages
 
 
 async def in_daemon_thread(

@@ -39,13 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from intercept.compiling import (
-    Compiled,
-    CompileRefused,
-    checked_rules,
-    compile_in_child,
-    in_daemon_thread,
-)
+from intercept.compiling import CompileRefused, checked_rules, compile_with_pages, in_daemon_thread
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.errors import InterceptError, RuleError
@@ -146,14 +140,7 @@ class Reloader:
                 signature = self._signature()  # before reading: a later change is seen
                 if not force and signature == self._loaded:
                     return ReloadResult(True, False, engine.rules.version, len(engine.rules))
-                compiled = await in_daemon_thread(
-                    lambda: compile_in_child(self.config), abandoned=Compiled.discard
-                )
-                try:
-                    pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
-                except BaseException:
-                    compiled.discard()  # refused for its pages, or stopped: never loaded
-                    raise
+                compiled, pages = await compile_with_pages(self.config)
                 rules = await in_daemon_thread(compiled.load, background=True)
             except Exception as error:  # every failure is reported, none stops the server
                 problems = problems_of(error)

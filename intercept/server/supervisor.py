@@ -91,11 +91,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from intercept import served
-from intercept.compiling import Compiled, compile_in_child, in_daemon_thread
+from intercept.compiling import Compiled, compile_with_pages, in_daemon_thread
 from intercept.config import Config
 from intercept.core import Engine
 from intercept.hugepages import advise_heap
-from intercept.pages import pages_for
 from intercept.reload import (
     Signature,
     problems_of,
@@ -565,14 +564,7 @@ class _Reloads:
         old = engine.rules.version
         problems: tuple[str, ...] = ()
         try:  # compiled in a child: the old set is dropped only for a good one
-            compiled = await in_daemon_thread(
-                lambda: compile_in_child(self.config), abandoned=Compiled.discard
-            )
-            try:
-                pages = await in_daemon_thread(lambda: pages_for(self.config), background=True)
-            except BaseException:
-                compiled.discard()  # refused for its pages, or stopped: never loaded
-                raise
+            compiled, pages = await compile_with_pages(self.config)
             problems = compiled.problems
             if not problems:
                 engine.rules = _EMPTY  # the new set is loaded into the freed heap
