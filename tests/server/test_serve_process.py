@@ -34,9 +34,12 @@ def test_serve_decides_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -
         else:
             assert http_status(base + "/search?q=blocked+example") == 200  # the page
             assert http_status(base + "/search?q=garden+chairs") == 502  # nothing upstream
+        assert proc.stderr is not None
+        said: list[str] = []  # huge pages asked for, granted or not: said once serving (one
+        while not any(line.startswith("huge pages: ") for line in said):  # process collapses
+            said.append(proc.stderr.readline())  # them beside serving), before any stop
+            assert said[-1], said  # the server ended without saying it
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
-        assert proc.stderr is not None
-        assert "huge pages: " in proc.stderr.read()  # asked for, granted or not
